@@ -1,0 +1,57 @@
+"""`python -m lab VERB ...`: one module per verb (as netlab does), dispatched from a table.
+
+Each verb module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
+Exit codes: 0 success, 1 a check failed, 2 an error (a one-line message, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+VERBS = {
+    "up": "lab.cli.up",
+    "down": "lab.cli.down",
+    "status": "lab.cli.status",
+    "logs": "lab.cli.logs",
+    "certs": "lab.cli.certs",
+    "scenario": "lab.cli.scenario",
+    "demo": "lab.cli.demo",
+}
+
+
+class LabError(Exception):
+    """A user-facing failure: printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lab", description="QUIC connection-migration lab")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    for verb, module_name in VERBS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue  # verb not built yet
+            raise
+        verb_parser = sub.add_parser(verb, help=module.HELP, description=module.HELP)
+        module.add_arguments(verb_parser)
+        verb_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except LabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

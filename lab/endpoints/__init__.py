@@ -1,0 +1,1 @@
+"""Programs that run inside the lab's containers (and on the host): server, client, router."""

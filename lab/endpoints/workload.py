@@ -1,0 +1,75 @@
+"""Workloads shared by the QUIC and TCP endpoints: a deterministic download and an echo.
+
+The download is a byte stream that both ends can generate independently, so the client can
+verify what it received (sha256) without trusting the server's word for it. A request is one
+JSON line; the reply is raw bytes (download) or echoed frames (echo).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import struct
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+CHUNK = 64 * 1024
+ECHO_FRAME = struct.Struct("!QQ")  # sequence number, sender's monotonic time in ns
+ALPN_LAB = "quic-lab"
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]i?[bB]?|[bB])?\s*$")
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+          "ki": 2**10, "kib": 2**10, "mi": 2**20, "mib": 2**20, "gi": 2**30, "gib": 2**30}
+
+
+def parse_size(text: str | int) -> int:
+    """'4MB' -> 4000000, '1MiB' -> 1048576, 1234 -> 1234."""
+    if isinstance(text, int):
+        return text
+    match = _SIZE.match(str(text))
+    if not match:
+        raise ValueError(f"not a size: {text!r} (examples: 512KB, 4MB, 1MiB, 1000)")
+    number, unit = match.groups()
+    return int(float(number) * _UNITS[(unit or "").lower()])
+
+
+def _chunk(seed: int, index: int) -> bytes:
+    return random.Random(seed * 1_000_003 + index).randbytes(CHUNK)
+
+
+def stream_bytes(size: int, offset: int = 0, seed: int = 1) -> Iterator[bytes]:
+    """Yield bytes [offset, size) of the deterministic stream, in pieces of at most CHUNK."""
+    position = offset
+    while position < size:
+        index, skip = divmod(position, CHUNK)
+        piece = _chunk(seed, index)[skip: skip + min(CHUNK - skip, size - position)]
+        yield piece
+        position += len(piece)
+
+
+def expected_sha256(size: int, seed: int = 1) -> str:
+    digest = hashlib.sha256()
+    for piece in stream_bytes(size, 0, seed):
+        digest.update(piece)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Request:
+    op: str  # download | echo
+    size: int = 0
+    offset: int = 0
+    seed: int = 1
+
+    def encode(self) -> bytes:
+        return (json.dumps(asdict(self)) + "\n").encode()
+
+    @classmethod
+    def decode(cls, line: bytes) -> Request:
+        data = json.loads(line.decode())
+        request = cls(**data)
+        if request.op not in ("download", "echo"):
+            raise ValueError(f"unknown op {request.op!r}")
+        return request

@@ -1,0 +1,317 @@
+"""The lab's event schema: one frozen dataclass per event type.
+
+Every endpoint (server, client, router, controller) writes one JSON object per line to stdout,
+as things happen. The controller reads the same types back. The schema is documented in
+``docs/events.md``; this module is its single source of truth.
+
+Common fields of every event:
+
+- ``type``: the event type (the ``TYPE`` of its class);
+- ``ts``: wall-clock time, UNIX seconds (float) -- used to merge containers into one timeline;
+- ``mono``: monotonic seconds of the emitting process -- used for durations inside one process;
+- ``role``: ``server``, ``client``, ``router`` or ``controller``;
+- ``conn``: the connection's original destination CID in hex (None where no connection applies);
+- ``transport``: ``quic`` or ``tcp``.
+
+Addresses are strings ``"ip:port"`` with IPv4-mapped IPv6 normalised to plain IPv4.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TextIO
+
+
+@dataclass(frozen=True)
+class Event:
+    TYPE: ClassVar[str] = ""
+
+    ts: float = 0.0
+    mono: float = 0.0
+    role: str = ""
+    conn: str | None = None
+    transport: str = "quic"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {"type": self.TYPE}
+        data.update(dataclasses.asdict(self))
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=False)
+
+
+# --- connection lifecycle -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HandshakeCompleted(Event):
+    TYPE: ClassVar[str] = "handshake_completed"
+    local: str = ""
+    peer: str = ""
+    alpn: str | None = None
+    duration_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class ConnectionClosed(Event):
+    TYPE: ClassVar[str] = "connection_closed"
+    reason: str = ""
+    error_code: int | None = None
+
+
+@dataclass(frozen=True)
+class Error(Event):
+    TYPE: ClassVar[str] = "error"
+    message: str = ""
+
+
+# --- paths (RFC 9000 §8.2, §9) -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PathDiscovered(Event):
+    TYPE: ClassVar[str] = "path_discovered"
+    peer: str = ""
+    local: str | None = None
+
+
+@dataclass(frozen=True)
+class PathChallengeSent(Event):
+    TYPE: ClassVar[str] = "path_challenge_sent"
+    peer: str = ""
+    data: str = ""  # the 8 challenge bytes in hex
+
+
+@dataclass(frozen=True)
+class PathResponseReceived(Event):
+    TYPE: ClassVar[str] = "path_response_received"
+    peer: str = ""
+    data: str = ""
+
+
+@dataclass(frozen=True)
+class PathValidated(Event):
+    TYPE: ClassVar[str] = "path_validated"
+    peer: str = ""
+    validation_ms: float | None = None  # from path_discovered (or challenge sent) to validation
+
+
+@dataclass(frozen=True)
+class PathAbandoned(Event):
+    TYPE: ClassVar[str] = "path_abandoned"
+    peer: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ActivePathChanged(Event):
+    TYPE: ClassVar[str] = "active_path_changed"
+    old_peer: str = ""
+    new_peer: str = ""
+    local: str | None = None
+    address_changed: bool = False  # False for a port-only change (NAT rebinding)
+
+
+@dataclass(frozen=True)
+class AmplificationLimited(Event):
+    TYPE: ClassVar[str] = "amplification_limited"
+    peer: str = ""
+    bytes_sent: int = 0
+    bytes_received: int = 0
+
+
+@dataclass(frozen=True)
+class CongestionReset(Event):
+    TYPE: ClassVar[str] = "congestion_reset"
+    peer: str = ""
+    cwnd_before: int = 0
+    cwnd_after: int = 0
+    srtt_before_ms: float | None = None
+
+
+# --- connection IDs ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PeerCidChanged(Event):
+    TYPE: ClassVar[str] = "peer_cid_changed"
+    old_cid: str = ""
+    new_cid: str = ""
+
+
+@dataclass(frozen=True)
+class HostCidRetired(Event):
+    TYPE: ClassVar[str] = "host_cid_retired"
+    cid: str = ""
+
+
+# --- client migration ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MigrationStarted(Event):
+    TYPE: ClassVar[str] = "migration_started"
+    mode: str = ""  # passive | active | preferred
+    old_local: str | None = None
+    new_local: str | None = None
+    rotate_cid: bool = False
+
+
+@dataclass(frozen=True)
+class MigrationCompleted(Event):
+    TYPE: ClassVar[str] = "migration_completed"
+    mode: str = ""
+    local: str | None = None
+    peer: str | None = None
+    duration_ms: float | None = None
+
+
+# --- workloads -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Progress(Event):
+    TYPE: ClassVar[str] = "progress"
+    bytes: int = 0
+    total: int | None = None
+    local: str | None = None
+    peer: str | None = None
+
+
+@dataclass(frozen=True)
+class TransferComplete(Event):
+    TYPE: ClassVar[str] = "transfer_complete"
+    bytes: int = 0
+    sha256: str = ""
+    expected_sha256: str = ""
+    ok: bool = False
+    duration_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class EchoRtt(Event):
+    TYPE: ClassVar[str] = "echo_rtt"
+    seq: int = 0
+    rtt_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReconnectStarted(Event):
+    TYPE: ClassVar[str] = "reconnect_started"
+    reason: str = ""
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class Reconnected(Event):
+    TYPE: ClassVar[str] = "reconnected"
+    offset: int = 0
+    local: str | None = None
+    duration_ms: float | None = None
+
+
+# --- the controller and routers ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Action(Event):
+    """Something the controller did to the lab (connect, disconnect, rebind, impair...)."""
+
+    TYPE: ClassVar[str] = "action"
+    action: str = ""
+    target: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+    ok: bool = True
+
+
+@dataclass(frozen=True)
+class NatMapping(Event):
+    """A router observed or changed a NAT mapping (from conntrack)."""
+
+    TYPE: ClassVar[str] = "nat_mapping"
+    router: str = ""
+    inside: str = ""
+    outside: str = ""
+    change: str = "new"  # new | destroyed
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.TYPE: cls
+    for cls in (
+        HandshakeCompleted, ConnectionClosed, Error, PathDiscovered, PathChallengeSent,
+        PathResponseReceived, PathValidated, PathAbandoned, ActivePathChanged,
+        AmplificationLimited, CongestionReset, PeerCidChanged, HostCidRetired,
+        MigrationStarted, MigrationCompleted, Progress, TransferComplete, EchoRtt,
+        ReconnectStarted, Reconnected, Action, NatMapping,
+    )
+}
+
+
+class SchemaError(ValueError):
+    pass
+
+
+def from_dict(data: dict[str, Any]) -> Event:
+    """Build the typed event from its JSON object; unknown types or fields raise SchemaError."""
+    kind = data.get("type")
+    cls = EVENT_TYPES.get(kind)  # type: ignore[arg-type]
+    if cls is None:
+        raise SchemaError(f"unknown event type {kind!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    extra = set(data) - names - {"type"}
+    if extra:
+        raise SchemaError(f"{kind}: unknown field(s) {sorted(extra)}")
+    return cls(**{k: v for k, v in data.items() if k != "type"})
+
+
+def parse_line(line: str) -> Event | None:
+    """Parse one line of output; None when it is not an event (plain log text)."""
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or "type" not in data:
+        return None
+    return from_dict(data)
+
+
+def normalise_address(addr: Any) -> str:
+    """("::ffff:10.0.0.1", 443, 0, 0) -> "10.0.0.1:443"."""
+    if isinstance(addr, str):
+        return addr
+    host, port = addr[0], addr[1]
+    if host.startswith("::ffff:"):
+        host = host[len("::ffff:"):]
+    if ":" in host:
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+class Emitter:
+    """Writes events of one role as JSON lines, flushed at once so that log readers see them live."""
+
+    def __init__(self, role: str, stream: TextIO | None = None, transport: str = "quic") -> None:
+        self.role = role
+        self.transport = transport
+        self.stream = stream if stream is not None else sys.stdout
+        self.extra_streams: list[TextIO] = []
+
+    def emit(self, cls: type[Event], conn: str | None = None, **fields: Any) -> Event:
+        fields.setdefault("transport", self.transport)
+        event = cls(ts=time.time(), mono=time.monotonic(), role=self.role, conn=conn, **fields)
+        line = event.to_json() + "\n"
+        for stream in (self.stream, *self.extra_streams):
+            try:
+                stream.write(line)
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        return event
