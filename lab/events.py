@@ -201,6 +201,21 @@ class EchoRtt(Event):
 
 
 @dataclass(frozen=True)
+class DataGap(Event):
+    """Application data stopped and resumed: emitted when data resumes after a gap >= threshold.
+
+    The client measures it on its own clock, at the granularity of individual reads, so that the
+    disruption of a network change is exact rather than sampled from progress events.
+    """
+
+    TYPE: ClassVar[str] = "data_gap"
+    start_ts: float = 0.0
+    end_ts: float = 0.0
+    gap_ms: float = 0.0
+    bytes: int = 0  # bytes received when the gap began
+
+
+@dataclass(frozen=True)
 class ReconnectStarted(Event):
     TYPE: ClassVar[str] = "reconnect_started"
     reason: str = ""
@@ -246,7 +261,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         HandshakeCompleted, ConnectionClosed, Error, PathDiscovered, PathChallengeSent,
         PathResponseReceived, PathValidated, PathAbandoned, ActivePathChanged,
         AmplificationLimited, CongestionReset, PeerCidChanged, HostCidRetired,
-        MigrationStarted, MigrationCompleted, Progress, TransferComplete, EchoRtt,
+        MigrationStarted, MigrationCompleted, Progress, TransferComplete, EchoRtt, DataGap,
         ReconnectStarted, Reconnected, Action, NatMapping,
     )
 }

@@ -62,6 +62,7 @@ class Request:
     size: int = 0
     offset: int = 0
     seed: int = 1
+    rate: int = 0  # bytes per second the server paces the download at; 0 = as fast as possible
 
     def encode(self) -> bytes:
         return (json.dumps(asdict(self)) + "\n").encode()
