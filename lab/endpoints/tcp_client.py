@@ -1,0 +1,371 @@
+"""The TCP + TLS 1.3 baseline client: what an application has to do when its connection breaks.
+
+Download: read the deterministic stream, count and hash it, emit ``progress`` every 100 ms and a
+``data_gap`` whenever data resumes after >= 50 ms without any (measured at every read). When the
+connection fails -- reset, EOF before the end, TCP_USER_TIMEOUT, or no data for ``stall_timeout``
+(the application-level watchdog an app would need, since TCP itself waits minutes) -- it emits
+``reconnect_started``, reconnects with backoff within a bounded budget, asks for the rest with
+``Request(offset=bytes so far)`` and emits ``reconnected``. At the end ``transfer_complete`` says
+whether the bytes received in order hash to the expected value.
+
+Echo: one ``ECHO_FRAME`` every ``interval_ms`` for ``duration_s``; ``echo_rtt`` per reply;
+reconnect on failure or when a reply is overdue by ``stall_timeout``.
+
+``conn`` is a short random id per TCP connection: a reconnect is a new connection with a new id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import os
+import secrets
+import socket
+import ssl
+import sys
+import time
+from dataclasses import dataclass
+
+from lab.endpoints.tcp_server import close_reason, tune_socket
+from lab.endpoints.workload import ECHO_FRAME, Request, expected_sha256, parse_size
+from lab.events import (
+    ConnectionClosed,
+    DataGap,
+    EchoRtt,
+    Emitter,
+    Error,
+    HandshakeCompleted,
+    Progress,
+    Reconnected,
+    ReconnectStarted,
+    TransferComplete,
+    normalise_address,
+)
+
+GAP_THRESHOLD_S = 0.050
+PROGRESS_INTERVAL_S = 0.100
+READ_SIZE = 64 * 1024
+CONNECT_TIMEOUT_S = 5.0
+BACKOFF_START_S = 0.1
+BACKOFF_MAX_S = 2.0
+
+
+@dataclass
+class _Connection:
+    conn: str
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    local: str
+    peer: str
+
+    def abort(self, graceful: bool = False) -> None:
+        if graceful:
+            self.writer.close()  # TLS close_notify, then FIN
+        else:
+            self.writer.transport.abort()
+
+
+class ReconnectFailed(Exception):
+    pass
+
+
+def split_local(local: str | None) -> tuple[str, int] | None:
+    """"10.0.0.2", "10.0.0.2:0", "[::1]:5000" -> (host, port); None stays None."""
+    if not local:
+        return None
+    if local.startswith("["):
+        host, _, rest = local[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else 0
+    if local.count(":") == 1:
+        host, port = local.split(":")
+        return host, int(port)
+    return local, 0
+
+
+class TcpClient:
+    def __init__(self, server: tuple[str, int], server_name: str, cafile: str, emitter: Emitter,
+                 keylog: str | None, local: str | None, stall_timeout: float, reconnect_budget: float,
+                 user_timeout_ms: int) -> None:
+        self.server = server
+        self.server_name = server_name
+        self.emitter = emitter
+        self.local = split_local(local)
+        self.stall_timeout = stall_timeout
+        self.reconnect_budget = reconnect_budget
+        self.user_timeout_ms = user_timeout_ms
+        self.context = ssl.create_default_context(cafile=cafile)
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_3
+        if keylog:
+            self.context.keylog_filename = keylog
+        self.current: _Connection | None = None
+
+    async def connect(self, timeout: float = CONNECT_TIMEOUT_S) -> _Connection:
+        """One attempt: TCP connect (from ``local`` if given), then the TLS 1.3 handshake."""
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        infos = await loop.getaddrinfo(self.server[0], self.server[1], type=socket.SOCK_STREAM)
+        if self.local:
+            family = socket.AF_INET6 if ":" in self.local[0] else socket.AF_INET
+            infos = [info for info in infos if info[0] == family] or infos
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            tune_socket(sock, self.user_timeout_ms)
+            if self.local:
+                sock.bind(self.local)
+            async with asyncio.timeout(timeout):
+                await loop.sock_connect(sock, address)
+                reader, writer = await asyncio.open_connection(
+                    sock=sock, ssl=self.context, server_hostname=self.server_name,
+                    ssl_handshake_timeout=timeout)
+        except BaseException:
+            sock.close()
+            raise
+        conn = _Connection(secrets.token_hex(4), reader, writer,
+                           normalise_address(writer.get_extra_info("sockname")),
+                           normalise_address(writer.get_extra_info("peername")))
+        self.emitter.emit(HandshakeCompleted, conn=conn.conn, local=conn.local, peer=conn.peer, alpn=None,
+                          duration_ms=round((time.monotonic() - started) * 1000, 3))
+        self.current = conn
+        return conn
+
+    def close(self, reason: str) -> None:
+        if self.current is not None:
+            self.current.abort(graceful=reason == "complete")
+            self.emitter.emit(ConnectionClosed, conn=self.current.conn, reason=reason)
+            self.current = None
+
+    async def first_connect(self) -> _Connection | None:
+        """The first connection; if it fails, retry like a reconnect (the server may not be up yet)."""
+        try:
+            return await self.connect()
+        except (OSError, TimeoutError) as exc:
+            reason = close_reason(exc)
+            self.emitter.emit(Error, message=f"connect to {self.server[0]}:{self.server[1]} failed: {reason}")
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                return None
+        try:
+            return await self.reconnect(reason, 0)
+        except ReconnectFailed:
+            return None
+
+    async def reconnect(self, reason: str, offset: int) -> _Connection:
+        """Drop the broken connection and retry with exponential backoff within the budget."""
+        old = self.current.conn if self.current else None
+        self.close(reason)
+        self.emitter.emit(ReconnectStarted, conn=old, reason=reason, offset=offset)
+        started = time.monotonic()
+        deadline = started + self.reconnect_budget
+        backoff = BACKOFF_START_S
+        last_error = "no attempt"
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.emitter.emit(Error, conn=old,
+                                  message=f"reconnect gave up after {self.reconnect_budget:.1f} s: {last_error}")
+                raise ReconnectFailed(last_error)
+            try:
+                conn = await self.connect(min(CONNECT_TIMEOUT_S, remaining))
+            except (OSError, TimeoutError) as exc:
+                last_error = close_reason(exc)
+                if isinstance(exc, ssl.SSLCertVerificationError):  # retrying will not fix it
+                    self.emitter.emit(Error, conn=old, message=f"reconnect failed: {exc}")
+                    raise ReconnectFailed(last_error) from exc
+                await asyncio.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                continue
+            self.emitter.emit(Reconnected, conn=conn.conn, offset=offset, local=conn.local,
+                              duration_ms=round((time.monotonic() - started) * 1000, 3))
+            return conn
+
+
+async def _download(client: TcpClient, size: int, rate: int, seed: int) -> int:
+    emitter = client.emitter
+    digest = hashlib.sha256()
+    received = 0
+    started = time.monotonic()
+    last_mono: float | None = None
+    last_wall = 0.0
+
+    async def report_progress() -> None:
+        while True:
+            await asyncio.sleep(PROGRESS_INTERVAL_S)
+            conn = client.current
+            emitter.emit(Progress, conn=conn.conn if conn else None, bytes=received, total=size,
+                         local=conn.local if conn else None, peer=conn.peer if conn else None)
+
+    reporter = asyncio.create_task(report_progress())
+    conn: _Connection | None = None
+    try:
+        conn = await client.first_connect()
+        while conn is not None and received < size:
+            reason = None
+            try:
+                conn.writer.write(Request("download", size=size, offset=received, seed=seed, rate=rate).encode())
+                await conn.writer.drain()
+                while received < size:
+                    try:
+                        async with asyncio.timeout(client.stall_timeout):
+                            data = await conn.reader.read(READ_SIZE)
+                    except TimeoutError:
+                        reason = "stall"
+                        break
+                    if not data:
+                        reason = "eof"
+                        break
+                    now_mono, now_wall = time.monotonic(), time.time()
+                    if last_mono is not None and now_mono - last_mono >= GAP_THRESHOLD_S:
+                        gap = now_mono - last_mono
+                        emitter.emit(DataGap, conn=conn.conn, start_ts=last_wall, end_ts=now_wall,
+                                     gap_ms=round(gap * 1000, 3), bytes=received)
+                    last_mono, last_wall = now_mono, now_wall
+                    data = data[: size - received]
+                    digest.update(data)
+                    received += len(data)
+            except (OSError, asyncio.IncompleteReadError) as exc:
+                reason = close_reason(exc)
+            if received >= size:
+                break
+            try:
+                conn = await client.reconnect(reason or "closed", received)
+            except ReconnectFailed:
+                break
+        client.close("complete" if received >= size else "failed")
+    finally:
+        reporter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reporter
+        if client.current is not None:
+            client.close("aborted")
+        expected = expected_sha256(size, seed)
+        sha = digest.hexdigest()
+        ok = received == size and sha == expected
+        last = conn.conn if conn else None
+        emitter.emit(Progress, conn=last, bytes=received, total=size)
+        emitter.emit(TransferComplete, conn=last, bytes=received, sha256=sha, expected_sha256=expected,
+                     ok=ok, duration_ms=round((time.monotonic() - started) * 1000, 3))
+    return 0 if ok else 1
+
+
+async def _echo(client: TcpClient, interval_ms: float, duration_s: float) -> int:
+    emitter = client.emitter
+    interval = max(interval_ms, 1.0) / 1000
+    deadline = time.monotonic() + duration_s
+    replies = 0
+    seq = 0
+    conn = await client.first_connect()
+    if conn is None:
+        return 1
+    failed = False
+    while time.monotonic() < deadline:
+        outstanding: dict[int, int] = {}  # seq -> send time (ns); frames of a dead connection are lost
+        reason = None
+        try:
+            conn.writer.write(Request("echo").encode())
+            next_send = time.monotonic()
+            while time.monotonic() < deadline:
+                now = time.monotonic()
+                if now >= next_send:
+                    sent_ns = time.monotonic_ns()
+                    conn.writer.write(ECHO_FRAME.pack(seq, sent_ns))
+                    outstanding[seq] = sent_ns
+                    seq += 1
+                    next_send = max(next_send + interval, now)
+                    await conn.writer.drain()
+                if outstanding and (time.monotonic_ns() - min(outstanding.values())) / 1e9 >= client.stall_timeout:
+                    reason = "stall"
+                    break
+                wait = max(0.0, min(next_send, deadline) - time.monotonic())
+                try:
+                    async with asyncio.timeout(wait):
+                        frame = await conn.reader.readexactly(ECHO_FRAME.size)
+                except TimeoutError:
+                    continue
+                reply_seq, sent_ns = ECHO_FRAME.unpack(frame)
+                outstanding.pop(reply_seq, None)
+                replies += 1
+                emitter.emit(EchoRtt, conn=conn.conn, seq=reply_seq,
+                             rtt_ms=round((time.monotonic_ns() - sent_ns) / 1e6, 3))
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            reason = close_reason(exc)
+        if time.monotonic() >= deadline:
+            break
+        try:
+            conn = await client.reconnect(reason or "closed", 0)
+        except ReconnectFailed:
+            failed = True
+            break
+    client.close("complete" if not failed else "failed")
+    return 0 if replies and not failed else 1
+
+
+async def run_tcp_client(server: tuple[str, int], server_name: str, workload: str, size: int, rate: int,
+                         interval_ms: float, duration_s: float, cafile: str, emitter: Emitter, keylog: str | None,
+                         local: str | None = None, *, stall_timeout: float = 1.5, reconnect_budget: float = 30.0,
+                         user_timeout_ms: int | None = None, seed: int = 1) -> int:
+    """Run one workload ("download" or "echo") against the TCP server; 0 when it succeeded.
+
+    ``user_timeout_ms`` (TCP_USER_TIMEOUT) defaults to twice the stall timeout, so that the kernel
+    too gives up on a dead path instead of retransmitting for 15 minutes (tcp_retries2).
+    """
+    if user_timeout_ms is None:
+        user_timeout_ms = int(stall_timeout * 2000)
+    client = TcpClient(server, server_name, cafile, emitter, keylog, local, stall_timeout, reconnect_budget,
+                       user_timeout_ms)
+    if workload == "download":
+        return await _download(client, size, rate, seed)
+    if workload == "echo":
+        return await _echo(client, interval_ms, duration_s)
+    raise ValueError(f"unknown workload {workload!r} (download or echo)")
+
+
+def parse_server(text: str, default_port: int = 4433) -> tuple[str, int]:
+    """"server:4433", "[::1]:4433", "127.0.0.1" -> (host, port)."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else default_port
+    if text.count(":") == 1:
+        host, port = text.split(":")
+        return host, int(port)
+    return text, default_port
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lab.endpoints.tcp_client", description=__doc__.splitlines()[0])
+    parser.add_argument("--server", default="server:4433", help="host:port (default server:4433)")
+    parser.add_argument("--server-name", default=None, help="TLS server name (default: the host)")
+    parser.add_argument("--workload", choices=("download", "echo"), default="download")
+    parser.add_argument("--size", default="4MB", help="download size (e.g. 4MB, 1MiB)")
+    parser.add_argument("--rate", default="0", help="paced download rate in bytes/s (e.g. 1MB); 0 = unpaced")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--interval-ms", type=float, default=100.0, help="echo interval")
+    parser.add_argument("--duration", type=float, default=10.0, help="echo duration in seconds")
+    parser.add_argument("--ca", required=True, help="CA certificate to verify the server with")
+    parser.add_argument("--keylog", default=None, help="NSS key log file (default: $SSLKEYLOGFILE)")
+    parser.add_argument("--local", default=None, help="local address to bind, ip or ip:port")
+    parser.add_argument("--stall-timeout", type=float, default=1.5,
+                        help="seconds without data before the application gives up on the connection")
+    parser.add_argument("--reconnect-budget", type=float, default=30.0, help="max seconds spent reconnecting")
+    parser.add_argument("--user-timeout-ms", type=int, default=None,
+                        help="TCP_USER_TIMEOUT (default: 2 x stall timeout)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    server = parse_server(args.server)
+    try:
+        return asyncio.run(run_tcp_client(
+            server, args.server_name or server[0], args.workload, parse_size(args.size), parse_size(args.rate),
+            args.interval_ms, args.duration, args.ca, Emitter("client", transport="tcp"),
+            args.keylog or os.environ.get("SSLKEYLOGFILE"), args.local, stall_timeout=args.stall_timeout,
+            reconnect_budget=args.reconnect_budget, user_timeout_ms=args.user_timeout_ms, seed=args.seed))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
