@@ -1,0 +1,263 @@
+"""Edge of the capture verification: runs ``editcap``/``tshark`` (Wireshark, a program we did not write)
+and turns its output into one :class:`QuicPacket` record per QUIC packet.
+
+Pure checks on these records live in :mod:`lab.verify.capture_checks`.
+
+Why ``-T json`` and not ``-T fields``: a UDP datagram may carry several coalesced QUIC packets and a
+packet several frames. ``-T fields`` flattens all occurrences of a field across the whole datagram,
+so frames can no longer be attributed to their packet. The JSON tree keeps one ``quic`` node per
+QUIC packet with its ``quic.frame`` children. tshark 4.0 writes repeated names as *duplicate keys*
+in one JSON object, so the parser keeps every (key, value) pair instead of a dict (``--no-duplicate-keys``
+would merge them, but then a coalesced datagram's packets are merged too).
+
+Commands (tshark 4.0.17, Debian 12 package ``tshark``)::
+
+    editcap --inject-secrets tls,<keylog> <in.pcap> <out.pcapng>
+    tshark -n -r <pcap> -d udp.port==<P>,quic [...] [-o tls.keylog_file:<keylog>] --disable-protocol http3
+           -Y "quic && !icmp && !icmpv6" -T json -J "frame ip ipv6 udp quic"
+
+Known tshark 4.0.17 limitation: ``editcap`` refuses to rewrite a pcapng that already holds a Decryption
+Secrets Block ("The capture file being read can't be written as a "pcapng" file"), so frame deletion
+and ``--discard-all-secrets`` fail on injected files: delete frames from the raw capture *before*
+injecting the key log (``tshark -r in.pcapng -Y <filter> -w out.pcapng`` does keep the block).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+APT_HINT = "apt-get install -y tshark (Debian/Ubuntu package 'tshark', which also provides editcap)"
+
+# RFC 9000 §19 frame types -> names (STREAM 0x08-0x0f and ACK 0x02-0x03 collapse to one name).
+FRAME_NAMES: dict[int, str] = {
+    0x00: "padding", 0x01: "ping", 0x02: "ack", 0x03: "ack", 0x04: "reset_stream", 0x05: "stop_sending",
+    0x06: "crypto", 0x07: "new_token", **{t: "stream" for t in range(0x08, 0x10)}, 0x10: "max_data",
+    0x11: "max_stream_data", 0x12: "max_streams", 0x13: "max_streams", 0x14: "data_blocked",
+    0x15: "stream_data_blocked", 0x16: "streams_blocked", 0x17: "streams_blocked", 0x18: "new_connection_id",
+    0x19: "retire_connection_id", 0x1A: "path_challenge", 0x1B: "path_response", 0x1C: "connection_close",
+    0x1D: "connection_close", 0x1E: "handshake_done", 0x30: "datagram", 0x31: "datagram",
+}
+PADDING, PING, PATH_CHALLENGE, PATH_RESPONSE, NEW_CONNECTION_ID = 0x00, 0x01, 0x1A, 0x1B, 0x18
+# RFC 9000 §9.1: probing frames; a packet with any other frame is non-probing.
+PROBING_FRAMES = frozenset({PADDING, PATH_CHALLENGE, PATH_RESPONSE, NEW_CONNECTION_ID})
+
+_LONG_TYPES_V1 = {0: "initial", 1: "0rtt", 2: "handshake", 3: "retry"}
+
+
+class TsharkNotFound(RuntimeError):
+    """tshark/editcap is not installed."""
+
+
+class TsharkError(RuntimeError):
+    """tshark/editcap ran but failed."""
+
+
+@dataclass(frozen=True)
+class QuicPacket:
+    """One QUIC packet as tshark decoded it. Knows nothing of client/server roles."""
+
+    frame: int  # capture frame number (1-based); coalesced packets share it
+    index_in_datagram: int  # 0 for the first QUIC packet of the UDP datagram
+    time: float  # epoch seconds
+    src_ip: str
+    src_port: int
+    dst_ip: str
+    dst_port: int
+    long_header: bool
+    packet_type: str  # initial | handshake | 0rtt | 1rtt | retry | vn
+    version: int | None  # None for short-header packets
+    dcid: str  # lowercase hex, "" when zero-length
+    scid: str  # lowercase hex, "" for short headers
+    packet_number: int | None
+    decrypted: bool  # frames were dissected (retry and vn have nothing to decrypt: True)
+    frame_types: tuple[int, ...]
+    path_challenge: tuple[str, ...] = ()  # PATH_CHALLENGE data, hex
+    path_response: tuple[str, ...] = ()
+    new_connection_id_seqs: tuple[int, ...] = ()
+    retire_connection_id_seqs: tuple[int, ...] = ()
+    udp_payload_length: int = 0  # of the whole datagram (same for coalesced packets)
+    packet_length: int = 0  # of this QUIC packet
+
+    @property
+    def four_tuple(self) -> tuple[str, int, str, int]:
+        return (self.src_ip, self.src_port, self.dst_ip, self.dst_port)
+
+    @property
+    def frame_names(self) -> tuple[str, ...]:
+        return tuple(FRAME_NAMES.get(t, f"0x{t:x}") for t in self.frame_types)
+
+    @property
+    def is_probing(self) -> bool:
+        """Only probing frames (RFC 9000 §9.1). Undecrypted packets are not known to be probing: False."""
+        return self.decrypted and bool(self.frame_types) and all(t in PROBING_FRAMES for t in self.frame_types)
+
+
+def _which(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise TsharkNotFound(f"{tool} not found on PATH: {APT_HINT}")
+    return path
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        err = "\n".join(line for line in proc.stderr.splitlines() if "Running as user" not in line).strip()
+        raise TsharkError(f"{Path(cmd[0]).name} failed (rc={proc.returncode}): {err}\n  command: {' '.join(cmd)}")
+    return proc
+
+
+def inject_keylog(pcap: Path, keylog: Path, out: Path) -> Path:
+    """Write ``out`` (pcapng) = ``pcap`` plus the NSS key log as a Decryption Secrets Block.
+
+    ``editcap --inject-secrets tls,<keylog> <pcap> <out>``: the result decrypts on its own in Wireshark.
+    ``pcap`` must not already contain secrets (editcap 4.0.17 cannot rewrite such files).
+    """
+    editcap = _which("editcap")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    _run([editcap, "--inject-secrets", f"tls,{keylog}", "-F", "pcapng", str(pcap), str(out)])
+    return Path(out)
+
+
+def tshark_command(pcap: Path, keylog: Path | None, quic_ports: Iterable[int]) -> list[str]:
+    """The exact tshark command :func:`read_quic_packets` runs."""
+    cmd = [_which("tshark"), "-n", "-r", str(pcap)]
+    for port in sorted(set(quic_ports)):
+        cmd += ["-d", f"udp.port=={int(port)},quic"]
+    if keylog is not None:
+        cmd += ["-o", f"tls.keylog_file:{keylog}"]
+    cmd += ["--disable-protocol", "http3", "-Y", "quic && !icmp && !icmpv6",
+            "-T", "json", "-J", "frame ip ipv6 udp quic"]
+    return cmd
+
+
+def read_quic_packets(pcap: Path, keylog: Path | None, quic_ports: Iterable[int]) -> list[QuicPacket]:
+    """Decode ``pcap`` with tshark and return one record per QUIC packet, in capture order.
+
+    ``keylog``: an NSS key log for ``-o tls.keylog_file:`` when the secrets are not injected (None if
+    they are, or to see what an observer without keys sees). ``quic_ports``: UDP ports decoded as QUIC.
+    """
+    if not Path(pcap).exists():
+        raise FileNotFoundError(pcap)
+    proc = _run(tshark_command(pcap, keylog, quic_ports))
+    return parse_tshark_json(proc.stdout)
+
+
+# --- JSON parsing (duplicate keys kept) ------------------------------------------------------------
+
+Pairs = list[tuple[str, object]]
+
+
+def _pairs_hook(pairs: Pairs) -> Pairs:
+    return pairs
+
+
+def _get(node: object, key: str, default: object = None) -> object:
+    if isinstance(node, list):
+        for k, v in node:
+            if k == key:
+                return v
+    return default
+
+
+def _all(node: object, key: str) -> list[object]:
+    return [v for k, v in node if k == key] if isinstance(node, list) else []
+
+
+def _hex(value: object) -> str:
+    return str(value or "").replace(":", "").lower()
+
+
+def _int(value: object, default: int | None = None) -> int | None:
+    if value is None or value == "":
+        return default
+    return int(str(value), 0)
+
+
+def parse_tshark_json(text: str) -> list[QuicPacket]:
+    """Parse ``tshark -T json -J "frame ip ipv6 udp quic"`` output (see module docstring)."""
+    if not text.strip():
+        return []
+    docs = json.loads(text, object_pairs_hook=_pairs_hook)
+    packets: list[QuicPacket] = []
+    for doc in docs:
+        layers = _get(_get(doc, "_source"), "layers")
+        frame = _get(layers, "frame")
+        ip = _get(layers, "ip") or _get(layers, "ipv6")
+        udp = _get(layers, "udp")
+        if frame is None or ip is None or udp is None:
+            continue
+        v6 = _get(layers, "ip") is None
+        src_ip = str(_get(ip, "ipv6.src" if v6 else "ip.src"))
+        dst_ip = str(_get(ip, "ipv6.dst" if v6 else "ip.dst"))
+        common = dict(
+            frame=int(_get(frame, "frame.number")),
+            time=float(_get(frame, "frame.time_epoch")),
+            src_ip=src_ip, src_port=int(_get(udp, "udp.srcport")),
+            dst_ip=dst_ip, dst_port=int(_get(udp, "udp.dstport")),
+            udp_payload_length=int(_get(udp, "udp.length")) - 8,
+        )
+        index = 0
+        for quic in _all(layers, "quic"):
+            # A datagram's trailing padding is shown as an extra "quic" node without a header: skip it.
+            if _get(quic, "quic.short") is None and _get(quic, "quic.header_form") is None:
+                continue
+            packets.append(_packet(quic, index, common))
+            index += 1
+    return packets
+
+
+def _packet(quic: Pairs, index: int, common: dict) -> QuicPacket:
+    header = _get(quic, "quic.short")
+    long_header = header is None
+    if long_header:
+        header = quic
+    version = _int(_get(header, "quic.version")) if long_header else None
+    if not long_header:
+        ptype = "1rtt"
+    elif version == 0:
+        ptype = "vn"
+    else:
+        ptype = _LONG_TYPES_V1.get(_int(_get(header, "quic.long.packet_type"), -1), "unknown")
+    frames = _all(quic, "quic.frame")
+    frame_types: list[int] = []
+    challenges: list[str] = []
+    responses: list[str] = []
+    ncid: list[int] = []
+    rcid: list[int] = []
+    for fr in frames:
+        ftype = _int(_get(fr, "quic.frame_type"))
+        if ftype is None:
+            continue
+        frame_types.append(ftype)
+        if ftype == PATH_CHALLENGE:
+            challenges.append(_hex(_get(fr, "quic.path_challenge.data")))
+        elif ftype == PATH_RESPONSE:
+            responses.append(_hex(_get(fr, "quic.path_response.data")))
+        elif ftype == NEW_CONNECTION_ID:
+            ncid.append(_int(_get(fr, "quic.nci.sequence"), -1))
+        elif ftype == 0x19:
+            rcid.append(_int(_get(fr, "quic.rci.sequence"), -1))
+    decrypted = ptype in ("retry", "vn") or bool(frame_types)
+    return QuicPacket(
+        index_in_datagram=index,
+        long_header=long_header,
+        packet_type=ptype,
+        version=version,
+        dcid=_hex(_get(header, "quic.dcid")),
+        scid=_hex(_get(header, "quic.scid")) if long_header else "",
+        packet_number=_int(_get(header, "quic.packet_number")),
+        decrypted=decrypted,
+        frame_types=tuple(frame_types),
+        path_challenge=tuple(challenges),
+        path_response=tuple(responses),
+        new_connection_id_seqs=tuple(ncid),
+        retire_connection_id_seqs=tuple(rcid),
+        packet_length=_int(_get(quic, "quic.packet_length"), 0),
+        **common,
+    )
