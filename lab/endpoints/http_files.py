@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -27,6 +27,8 @@ from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamDataReceived, StreamReset
 from aioquic.quic.logger import QuicFileLogger
+
+from lab.events import normalise_address
 
 HQ_ALPN = "hq-interop"
 H3 = H3_ALPN[0]  # "h3"
@@ -146,6 +148,11 @@ class FileClientProtocol(QuicConnectionProtocol):
         self._status: dict[int, int] = {}
         self._waiters: dict[int, asyncio.Future[bytes]] = {}
 
+    @property
+    def server_address(self) -> str:
+        """The server address the connection uses now: it changes when the client follows preferred_address."""
+        return normalise_address(self._quic._network_paths[0].addr)
+
     async def get(self, authority: str, path: str) -> bytes:
         stream_id = self._quic.get_next_available_stream_id()
         if self.http is not None:
@@ -225,10 +232,13 @@ def download_name(url: str) -> str:
 
 async def fetch_files(urls: Iterable[str], alpn: str, downloads: Path, *, cafile: str | None = None,
                       keylog: str | None = None, qlog_dir: str | None = None,
-                      configuration: QuicConfiguration | None = None, timeout: float = 60.0) -> list[Path]:
+                      configuration: QuicConfiguration | None = None, timeout: float = 60.0,
+                      on_done: Callable[[FileClientProtocol], None] | None = None) -> list[Path]:
     """GET every URL over one QUIC connection (all requests in parallel) into ``downloads``.
 
-    All URLs must name the same server. Raises FetchError (or TimeoutError, ConnectionError) on failure.
+    All URLs must name the same server. ``on_done`` sees the protocol once every body has arrived,
+    before the connection closes (e.g. to read which server address it ended on, see
+    ``server_address``). Raises FetchError (or TimeoutError, ConnectionError) on failure.
     """
     urls = list(urls)
     if not urls:
@@ -246,6 +256,8 @@ async def fetch_files(urls: Iterable[str], alpn: str, downloads: Path, *, cafile
         async with connect(host, port, configuration=configuration, create_protocol=FileClientProtocol) as client:
             assert isinstance(client, FileClientProtocol)
             bodies = await asyncio.gather(*(client.get(authority, p.path or "/") for p in parts))
+            if on_done is not None:
+                on_done(client)
     saved = []
     for url, body in zip(urls, bodies, strict=True):
         target = downloads / download_name(url)
