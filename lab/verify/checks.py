@@ -1,0 +1,401 @@
+"""Checks: pure verdicts on an observed timeline.
+
+Each check is a function ``(timeline, argument) -> CheckResult`` that looks only at events the
+endpoints, routers and controller actually emitted, and says in ``observed`` exactly what it saw,
+so that a failed run explains itself (the lab never narrates what it did not observe).
+
+The registry :data:`CHECKS` maps a check name to its function, the parser of its argument (used
+by the scenario validator, so a bad argument is caught when the YAML is loaded, not after a
+30-second run) and the transports it applies to.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from lab.events import (
+    ActivePathChanged,
+    AmplificationLimited,
+    ConnectionClosed,
+    HandshakeCompleted,
+    HostCidRetired,
+    MigrationCompleted,
+    PathDiscovered,
+    PathValidated,
+    PeerCidChanged,
+    Reconnected,
+    ReconnectStarted,
+    TransferComplete,
+)
+from lab.observe.timeline import Timeline, host_of, same_ip
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The verdict of one check. ``observed`` and ``expected`` are short strings or numbers."""
+
+    name: str
+    passed: bool
+    observed: str | int | float
+    expected: str | int | float
+    transport: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "passed": self.passed, "observed": self.observed,
+                "expected": self.expected, "transport": self.transport}
+
+
+# --- arguments ------------------------------------------------------------------------------
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt,
+}
+_COMPARISON = re.compile(r"^\s*(>=|<=|==|!=|>|<|=)?\s*(\d+(?:\.\d+)?)\s*$")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``>= 2``, ``<= 1500``, ``== 1``: what a count or a duration must satisfy."""
+
+    op: str
+    value: float
+
+    def holds(self, observed: float) -> bool:
+        return _OPS[self.op](observed, self.value)
+
+    def __str__(self) -> str:
+        value = int(self.value) if float(self.value).is_integer() else self.value
+        return f"{self.op} {value}"
+
+
+def comparison_parser(default_op: str) -> Callable[[Any], Comparison]:
+    """A parser for ``2`` (meaning ``<default_op> 2``) or a string such as ``">= 2"``."""
+
+    def parse(argument: Any) -> Comparison:
+        if isinstance(argument, bool) or argument is None:
+            raise ValueError(f"needs a number or a comparison such as '{default_op} 2'")
+        if isinstance(argument, int | float):
+            if argument < 0:
+                raise ValueError(f"must not be negative: {argument}")
+            return Comparison(default_op, float(argument))
+        match = _COMPARISON.match(str(argument))
+        if not match:
+            raise ValueError(f"not a comparison: {argument!r}; use a number or e.g. '>= 2', '<= 1500', '== 1'")
+        op, value = match.groups()
+        return Comparison("==" if op == "=" else (op or default_op), float(value))
+
+    return parse
+
+
+def no_argument(argument: Any) -> None:
+    if argument is not None:
+        raise ValueError(f"takes no argument (got {argument!r}); write it as a plain list item")
+    return None
+
+
+def optional_comparison(default_op: str) -> Callable[[Any], Comparison | None]:
+    inner = comparison_parser(default_op)
+
+    def parse(argument: Any) -> Comparison | None:
+        return None if argument is None else inner(argument)
+
+    return parse
+
+
+def optional_address(argument: Any) -> str | None:
+    """An IP or ``ip:port`` string, or nothing."""
+    if argument is None:
+        return None
+    if not isinstance(argument, str) or not re.match(r"^[0-9A-Fa-f.:\[\]]+$", argument):
+        raise ValueError(f"needs an address such as '10.9.0.2' or '10.9.0.2:4443' (got {argument!r})")
+    return argument
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _fmt_ms(value: float) -> str:
+    return f"{value:.0f} ms"
+
+
+def _server_peers(timeline: Timeline) -> list[str]:
+    """Distinct client addresses the server saw, in order of first sight."""
+    seen: list[str] = []
+    for event in timeline:
+        if event.role != "server":
+            continue
+        address = None
+        if isinstance(event, HandshakeCompleted | PathDiscovered):
+            address = event.peer
+        elif isinstance(event, ActivePathChanged):
+            address = event.new_peer
+        if address and address not in seen:
+            seen.append(address)
+    return seen
+
+
+def _completion_ts(timeline: Timeline) -> float | None:
+    done = timeline.first(TransferComplete, role="client")
+    return done.ts if done else None
+
+
+# --- the checks -----------------------------------------------------------------------------
+
+
+def connection_survived(timeline: Timeline, argument: None = None) -> CheckResult:
+    """No connection closed with an error, none closed before the transfer completed, one connection.
+
+    For QUIC, "one connection" means every endpoint event carries the same original DCID; for TCP
+    it means the client never had to reconnect (a reconnect is a new TCP connection).
+    """
+    name = "connection_survived"
+    problems: list[str] = []
+    done = _completion_ts(timeline)
+    for event in timeline.of(ConnectionClosed):
+        assert isinstance(event, ConnectionClosed)
+        errored = event.error_code not in (None, 0)
+        early = done is not None and event.ts < done
+        if errored or early:
+            code = f" error {event.error_code}" if errored else ""
+            problems.append(f"{event.role} closed{code} ({event.reason or 'no reason'})"
+                            + (" before transfer_complete" if early else ""))
+    conns = sorted({e.conn for e in timeline if e.role in ("client", "server") and e.conn and e.transport == "quic"})
+    if len(conns) > 1:
+        problems.append(f"{len(conns)} QUIC connections ({', '.join(c[:8] for c in conns)})")
+    reconnects = timeline.count(ReconnectStarted)
+    if reconnects:
+        problems.append(f"reconnected {reconnects} time(s)")
+    if problems:
+        return CheckResult(name, False, "; ".join(problems), "one connection, not closed with an error")
+    if not conns and not timeline.of(HandshakeCompleted):
+        return CheckResult(name, False, "no connection observed", "one connection, not closed with an error")
+    observed = f"one connection {conns[0][:8]}" if conns else "one connection"
+    return CheckResult(name, True, observed + ", no error close", "one connection, not closed with an error")
+
+
+def single_handshake(timeline: Timeline, argument: None = None) -> CheckResult:
+    """Exactly one handshake_completed per endpoint: a migration must not be a new connection."""
+    client = timeline.count(HandshakeCompleted, "client")
+    server = timeline.count(HandshakeCompleted, "server")
+    return CheckResult("single_handshake", client == 1 and server == 1,
+                       f"client {client}, server {server}", "client 1, server 1")
+
+
+def transfer_complete(timeline: Timeline, argument: None = None) -> CheckResult:
+    """The client received the whole download and its sha256 matches the expected one."""
+    name = "transfer_complete"
+    done = timeline.first(TransferComplete, role="client")
+    if done is None:
+        return CheckResult(name, False, "no transfer_complete", "ok, sha256 matches")
+    assert isinstance(done, TransferComplete)
+    matches = bool(done.sha256) and done.sha256 == done.expected_sha256
+    if done.ok and matches:
+        return CheckResult(name, True, f"{done.bytes} bytes, sha256 {done.sha256[:12]} matches", "ok, sha256 matches")
+    return CheckResult(name, False, f"{done.bytes} bytes, ok={done.ok}, sha256 {done.sha256[:12] or '-'} vs expected "
+                       f"{done.expected_sha256[:12] or '-'}", "ok, sha256 matches")
+
+
+def paths_validated(timeline: Timeline, argument: Comparison) -> CheckResult:
+    """How many paths the server validated with PATH_CHALLENGE/PATH_RESPONSE (RFC 9000 §8.2)."""
+    found = timeline.of(PathValidated, role="server")
+    peers = ", ".join(e.peer for e in found if isinstance(e, PathValidated))
+    observed = f"{len(found)}" + (f" ({peers})" if peers else "")
+    return CheckResult("paths_validated", argument.holds(len(found)), observed, str(argument))
+
+
+def server_saw_addresses(timeline: Timeline, argument: Comparison) -> CheckResult:
+    """Distinct client ip:port the server saw (handshake, discovered paths, active path changes)."""
+    peers = _server_peers(timeline)
+    return CheckResult("server_saw_addresses", argument.holds(len(peers)),
+                       f"{len(peers)} ({', '.join(peers) or 'none'})", str(argument))
+
+
+def server_saw_ips(timeline: Timeline, argument: Comparison) -> CheckResult:
+    """Distinct client IPs the server saw: tells an address change from a port-only rebinding."""
+    ips: list[str] = []
+    for peer in _server_peers(timeline):
+        if host_of(peer) not in ips:
+            ips.append(host_of(peer))
+    return CheckResult("server_saw_ips", argument.holds(len(ips)), f"{len(ips)} ({', '.join(ips) or 'none'})",
+                       str(argument))
+
+
+def _cid_changes(timeline: Timeline) -> tuple[int, str]:
+    """Times the client switched the DCID it sends with; server-side retirements as a fallback."""
+    client = [e for e in timeline.of(PeerCidChanged, role="client") if isinstance(e, PeerCidChanged)]
+    if client:
+        return len(client), ", ".join(f"{e.old_cid[:8]}->{e.new_cid[:8]}" for e in client)
+    retired = [e for e in timeline.of(HostCidRetired, role="server") if isinstance(e, HostCidRetired)]
+    if retired:
+        return len(retired), "server saw retired: " + ", ".join(e.cid[:8] for e in retired)
+    return 0, ""
+
+
+def cid_changed(timeline: Timeline, argument: Comparison | None = None) -> CheckResult:
+    """The client moved to a new connection ID (RFC 9000 §9.5: unlinkable migration)."""
+    wanted = argument or Comparison(">=", 1)
+    count, detail = _cid_changes(timeline)
+    return CheckResult("cid_changed", wanted.holds(count), f"{count}" + (f" ({detail})" if detail else ""),
+                       str(wanted))
+
+
+def cid_unchanged(timeline: Timeline, argument: None = None) -> CheckResult:
+    """The client kept its connection ID (expected when it does not know it moved)."""
+    count, detail = _cid_changes(timeline)
+    return CheckResult("cid_unchanged", count == 0, f"{count} change(s)" + (f" ({detail})" if detail else ""),
+                       "0 changes")
+
+
+def max_disruption_ms(timeline: Timeline, argument: Comparison) -> CheckResult:
+    """The longest pause in application data at the client after the first network-changing action.
+
+    Without any network action the whole run counts. A download that never completed counts its
+    trailing stall, reported as a lower bound.
+    """
+    action = timeline.first_network_action()
+    gap = timeline.largest_gap(action.ts if action else None)
+    where = f" after {action.action} {action.target}" if action else " (no network action)"
+    if gap is None:
+        return CheckResult("max_disruption_ms", argument.holds(0.0), "no gap" + where, str(argument))
+    bound = ">= " if gap.ongoing else ""
+    reason = ", data never resumed" if gap.ongoing else f" ({gap.source})"
+    return CheckResult("max_disruption_ms", argument.holds(gap.gap_ms) and not gap.ongoing,
+                       f"{bound}{gap.gap_ms:.0f}{reason}{where}", str(argument))
+
+
+def validation_ms(timeline: Timeline, argument: Comparison) -> CheckResult:
+    """The slowest path validation at the server (about one RTT when the path is alive)."""
+    values = [e.validation_ms for e in timeline.of(PathValidated, role="server")
+              if isinstance(e, PathValidated) and e.validation_ms is not None]
+    if not values:
+        return CheckResult("validation_ms", False, "no path validated", str(argument))
+    return CheckResult("validation_ms", argument.holds(max(values)), f"{max(values):.1f} (max of {len(values)})",
+                       str(argument))
+
+
+def amplification_respected(timeline: Timeline, argument: None = None) -> CheckResult:
+    """No unvalidated path got more than 3x the bytes received on it (RFC 9000 §8.1, §9.3)."""
+    events = [e for e in timeline.of(AmplificationLimited) if isinstance(e, AmplificationLimited)]
+    over = [e for e in events if e.bytes_sent > 3 * e.bytes_received]
+    if over:
+        worst = max(over, key=lambda e: e.bytes_sent / max(e.bytes_received, 1))
+        observed = f"{len(over)} over the limit, e.g. {worst.bytes_sent} sent for {worst.bytes_received} received"
+        return CheckResult("amplification_respected", False, observed, "sent <= 3x received")
+    return CheckResult("amplification_respected", True,
+                       f"{len(events)} amplification_limited event(s), none over 3x", "sent <= 3x received")
+
+
+def migrated_to_preferred(timeline: Timeline, argument: str | None = None) -> CheckResult:
+    """The client moved to the server's preferred address (RFC 9000 §9.6).
+
+    With an argument (an IP or ip:port), the client's new peer must be that address; without one,
+    any client move to a peer IP other than the one it handshook with counts.
+    """
+    name = "migrated_to_preferred"
+    expected = argument or "client moves to the preferred address"
+    handshake = timeline.first(HandshakeCompleted, role="client")
+    original = handshake.peer if isinstance(handshake, HandshakeCompleted) else ""
+    moves = [e for e in timeline.of(ActivePathChanged, role="client") if isinstance(e, ActivePathChanged)]
+    for move in moves:
+        if argument is not None:
+            has_port = host_of(argument) != argument
+            ok = move.new_peer == argument if has_port else same_ip(move.new_peer, argument)
+        else:
+            ok = bool(original) and not same_ip(move.new_peer, original)
+        if ok:
+            return CheckResult(name, True, f"client moved {move.old_peer} -> {move.new_peer}", expected)
+    completed = [e for e in timeline.of(MigrationCompleted, role="client")
+                 if isinstance(e, MigrationCompleted) and e.mode == "preferred"]
+    if completed and argument is None:
+        return CheckResult(name, True, f"client migration_completed (preferred) to {completed[0].peer}", expected)
+    seen = ", ".join(m.new_peer for m in moves) or "no client active_path_changed"
+    return CheckResult(name, False, f"{seen} (handshake peer {original or '-'})", expected)
+
+
+def tcp_reconnected(timeline: Timeline, argument: None = None) -> CheckResult:
+    """The TCP client noticed the break and reconnected (every reconnect_started got a reconnected)."""
+    started = [e for e in timeline.of(ReconnectStarted, role="client")]
+    done = [e for e in timeline.of(Reconnected, role="client") if isinstance(e, Reconnected)]
+    answered = sum(1 for s in started if any(d.ts >= s.ts for d in done))
+    ok = bool(started) and answered == len(started) and len(done) >= len(started)
+    durations = [d.duration_ms for d in done if d.duration_ms is not None]
+    took = f", took {', '.join(_fmt_ms(d) for d in durations)}" if durations else ""
+    return CheckResult("tcp_reconnected", ok, f"{len(started)} reconnect_started, {len(done)} reconnected{took}",
+                       "reconnect_started then reconnected")
+
+
+def reconnects(timeline: Timeline, argument: Comparison) -> CheckResult:
+    """How many times the client had to start a new connection (reconnect_started)."""
+    count = timeline.count(ReconnectStarted, role="client")
+    done = timeline.count(Reconnected, role="client")
+    return CheckResult("reconnects", argument.holds(count), f"{count} (completed {done})", str(argument))
+
+
+# --- registry -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """A check in the registry: its function, argument parser and the transports it applies to."""
+
+    run: Callable[[Timeline, Any], CheckResult]
+    parse: Callable[[Any], Any]
+    transports: frozenset[str]
+    argument_help: str = ""
+
+    @property
+    def doc(self) -> str:
+        return (self.run.__doc__ or "").strip().splitlines()[0]
+
+
+_BOTH = frozenset({"quic", "tcp"})
+_QUIC = frozenset({"quic"})
+
+CHECKS: dict[str, CheckSpec] = {
+    "connection_survived": CheckSpec(connection_survived, no_argument, _BOTH),
+    "single_handshake": CheckSpec(single_handshake, no_argument, _BOTH),
+    "transfer_complete": CheckSpec(transfer_complete, no_argument, _BOTH),
+    "paths_validated": CheckSpec(paths_validated, comparison_parser(">="), _QUIC, "count, default >="),
+    "server_saw_addresses": CheckSpec(server_saw_addresses, comparison_parser(">="), _BOTH, "count, default >="),
+    "server_saw_ips": CheckSpec(server_saw_ips, comparison_parser(">="), _BOTH, "count, default >="),
+    "cid_changed": CheckSpec(cid_changed, optional_comparison(">="), _QUIC, "optional count, default >= 1"),
+    "cid_unchanged": CheckSpec(cid_unchanged, no_argument, _QUIC),
+    "max_disruption_ms": CheckSpec(max_disruption_ms, comparison_parser("<="), _BOTH, "ms, default <="),
+    "validation_ms": CheckSpec(validation_ms, comparison_parser("<="), _QUIC, "ms, default <="),
+    "amplification_respected": CheckSpec(amplification_respected, no_argument, _QUIC),
+    "migrated_to_preferred": CheckSpec(migrated_to_preferred, optional_address, _QUIC, "optional address"),
+    "tcp_reconnected": CheckSpec(tcp_reconnected, no_argument, frozenset({"tcp"})),
+    "reconnects": CheckSpec(reconnects, comparison_parser("=="), _BOTH, "count, default =="),
+}
+
+
+def run_check(timeline: Timeline, name: str, argument: Any = None, transport: str | None = None) -> CheckResult:
+    """Run one check on the events of one transport (controller/router events are shared).
+
+    ``argument`` may be raw (as written in YAML) or already parsed; raw values are parsed here.
+    """
+    spec = CHECKS[name]
+    parsed = argument if isinstance(argument, Comparison) else spec.parse(argument)
+    view = timeline.for_transport(transport) if transport else timeline
+    result = spec.run(view, parsed)
+    return CheckResult(result.name, result.passed, result.observed, result.expected, transport)
+
+
+def evaluate(timeline: Timeline, expectations: Iterable[Any], transport: str) -> list[CheckResult]:
+    """Run a scenario's expectations for one transport's run.
+
+    ``expectations`` are objects with ``check``, ``argument`` and ``transport`` attributes (the
+    scenario schema's ``Expectation``). Those scoped to another transport, or whose check does not
+    apply to this transport, are skipped: a tcp-vs-quic scenario lists both sides' expectations.
+    """
+    results = []
+    for item in expectations:
+        spec = CHECKS[item.check]
+        if (item.transport and item.transport != transport) or transport not in spec.transports:
+            continue
+        results.append(run_check(timeline, item.check, item.argument, transport))
+    return results
