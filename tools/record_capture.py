@@ -20,7 +20,7 @@ Outputs (each well under 300 KB):
   The key log holds throwaway secrets of a loopback test connection.
 
 Needs root (or CAP_NET_RAW) for tcpdump, and the apt packages ``tshark`` and ``tcpdump``.
-Run: ``.venv/bin/python tools/record_capture.py [--out tests/data/captures] [--port 14433]``.
+Run: ``.venv/bin/python tools/record_capture.py [--out tests/data/captures] [--port 47433]``.
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ def delete_path_responses(raw: Path, keylog: Path, out: Path, port: int) -> list
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=REPO / "tests" / "data" / "captures")
-    ap.add_argument("--port", type=int, default=14433, help="server UDP port on 127.0.0.1")
+    ap.add_argument("--port", type=int, default=47433, help="server UDP port on 127.0.0.1 (the tests expect 47433)")
     ap.add_argument("--size", type=int, default=160_000, help="bytes downloaded per connection")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:

@@ -116,6 +116,18 @@ def _paths_in_order(packets: list[QuicPacket], roles: _Roles) -> list[Path4]:
     return order
 
 
+def _new_paths(packets: list[QuicPacket], roles: _Roles) -> list[Path4]:
+    """Paths after the first whose first client packet is not a long-header Initial/0-RTT (a new
+    connection's handshake path is not a migration; this keeps multi-connection traces sane)."""
+    order = _paths_in_order(packets, roles)
+    first_client: dict[Path4, QuicPacket] = {}
+    for p in packets:
+        if roles.to_server(p):
+            first_client.setdefault(roles.path(p), p)
+    return [path for path in order[1:]
+            if not (path in first_client and first_client[path].packet_type in ("initial", "0rtt"))]
+
+
 # --- checks ---------------------------------------------------------------------------------------------
 
 def handshakes(packets: list[QuicPacket], server_addresses: Iterable[str], expected: int = 1) -> CaptureCheck:
@@ -138,11 +150,24 @@ def versions(packets: list[QuicPacket], allowed: Iterable[int] = (QUIC_V1,)) -> 
 
 
 def paths(packets: list[QuicPacket], server_addresses: Iterable[str], minimum: int = 2) -> CaptureCheck:
-    """At least ``minimum`` distinct 4-tuples; fewer means the scenario did not move anything (test broken?)."""
-    order = _paths_in_order(packets, _Roles(server_addresses))
-    ok = len(order) >= minimum
-    observed = f"{len(order)} path(s): {[fmt_path(p) for p in order]}" + ("" if ok else " (test broken?)")
-    return CaptureCheck("paths", ok, observed, f">= {minimum} distinct 4-tuples", {"paths": order})
+    """At least ``minimum`` distinct 4-tuples; fewer means the scenario did not move anything (test broken?).
+
+    Counted: the first path plus every migrated path; handshake paths of further connections
+    (first client packet an Initial) are listed but not counted.
+    """
+    roles = _Roles(server_addresses)
+    order = _paths_in_order(packets, roles)
+    migrated = _new_paths(packets, roles)
+    count = (1 + len(migrated)) if order else 0
+    other = [fmt_path(p) for p in order[1:] if p not in migrated]
+    ok = count >= minimum
+    observed = f"{count} path(s): {[fmt_path(p) for p in order if p not in order[1:] or p in migrated]}"
+    if other:
+        observed += f" (+ new-connection paths {other}, not counted)"
+    if not ok:
+        observed += " (test broken?)"
+    return CaptureCheck("paths", ok, observed, f">= {minimum} distinct 4-tuples",
+                        {"paths": order, "migrated_paths": migrated, "new_connection_paths": other})
 
 
 def path_challenge_on_new_path(packets: list[QuicPacket], server_addresses: Iterable[str],
@@ -167,8 +192,7 @@ def path_challenge_on_new_path(packets: list[QuicPacket], server_addresses: Iter
     if rule not in ("pr426", "strict"):
         raise ValueError(f"unknown rule {rule!r}")
     roles = _Roles(server_addresses)
-    order = _paths_in_order(packets, roles)
-    new_paths = order[1:]
+    new_paths = _new_paths(packets, roles)
     verdict: dict[Path4, str] = {}
     failures: list[str] = []
     challenged: set[Path4] = set()
@@ -246,6 +270,7 @@ def new_dcid_on_new_path(packets: list[QuicPacket], server_addresses: Iterable[s
     A NAT rebinding keeps the DCID and is expected to fail this check.
     """
     roles = _Roles(server_addresses)
+    new_paths = set(_new_paths(packets, roles))
     used: set[str] = set()
     seen_paths: list[Path4] = []
     results: dict[str, str] = {}
@@ -256,7 +281,7 @@ def new_dcid_on_new_path(packets: list[QuicPacket], server_addresses: Iterable[s
         path = roles.path(p)
         if path not in seen_paths:
             seen_paths.append(path)
-            if len(seen_paths) > 1:
+            if path in new_paths:
                 reused = p.dcid in used
                 results[fmt_path(path)] = f"frame {p.frame} dcid {p.dcid}" + (" (reused)" if reused else " (new)")
                 if reused:
@@ -273,14 +298,13 @@ def amplification(packets: list[QuicPacket], server_addresses: Iterable[str], fa
     """Server bytes sent to an unvalidated address <= ``factor`` x bytes received from it (RFC 9000 §8, §9.3).
 
     Counted in UDP payload bytes per datagram (coalesced packets once), per path, from the path's first
-    packet until it is validated: the handshake path by the first client Handshake packet on it (§8.1),
+    packet until it is validated: a handshake path by the first client Handshake packet on it (§8.1),
     a new path by the first client PATH_RESPONSE (on any path, §8.2.3) echoing a challenge the server
     sent on it. A validated path stays validated. Byte counts are as captured: a capture taken on the
     client side of a lossy link over-counts what the server received.
     """
     roles = _Roles(server_addresses)
     order = _paths_in_order(packets, roles)
-    first = order[0] if order else None
     sent: dict[Path4, int] = {}
     received: dict[Path4, int] = {}
     peak: dict[Path4, float] = {}
@@ -311,7 +335,7 @@ def amplification(packets: list[QuicPacket], server_addresses: Iterable[str], fa
             if path not in validated:
                 received[path] = received.get(path, 0) + d.udp_payload_length
             for p in group:
-                if path == first and p.packet_type == "handshake":
+                if p.packet_type == "handshake":
                     validated.setdefault(path, p.frame)
                 for data in p.path_response:
                     target = challenge_path.get(data)
