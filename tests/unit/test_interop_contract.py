@@ -89,6 +89,17 @@ def test_unknown_testcase_exits_127(role, tmp_path):
     assert "unsupported" in result.stderr
 
 
+@pytest.mark.timeout(30)
+def test_entrypoint_script_passes_the_exit_code(tmp_path):
+    script = REPO / "lab" / "endpoints" / "interop_entrypoint.sh"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "ROLE": "server", "TESTCASE": "compliance-probe-77aa", "LAB_INTEROP_NO_SETUP": "1",
+           "QLOGDIR": str(tmp_path / "qlog")}
+    result = subprocess.run(["sh", str(script)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=20)
+    assert result.returncode == UNSUPPORTED, result.stderr
+    assert (tmp_path / "qlog").is_dir()
+
+
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
