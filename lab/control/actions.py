@@ -1,0 +1,323 @@
+"""Actions on the live lab through docker-py: the controller's hands.
+
+Each action changes the lab, checks that the change took effect, and returns an `ActionResult`
+(which becomes an `action` event in the run's timeline). Docker re-picks the client's default
+gateway on every connect and disconnect, so every topology change ends by re-asserting the
+client's routes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+from docker.models.containers import Container
+
+from lab.control.docker_api import client, container, exec_checked
+from lab.topology.model import CLIENT, Topology
+
+BLACKHOLE_TAG = "lab-blackhole"
+CAPTURE_DIR = "/tmp/lab-capture"
+CAPTURE_FILTER = "udp port 443 or udp port 4443 or tcp port 443"
+_CT_ENTRY = re.compile(
+    r"src=(?P<src>\S+) dst=(?P<dst>\S+) sport=(?P<sport>\d+) dport=(?P<dport>\d+).*?"
+    r"src=(?P<rsrc>\S+) dst=(?P<rdst>\S+) sport=(?P<rsport>\d+) dport=(?P<rdport>\d+)"
+)
+
+
+class ActionError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    action: str
+    target: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    ok: bool = True
+
+
+def parse_conntrack_list(text: str) -> list[tuple[str, str]]:
+    """`conntrack -L` output -> [(inside "ip:port", outside "ip:port")] (outside = the NAT's side)."""
+    found = []
+    for line in text.splitlines():
+        match = _CT_ENTRY.search(line)
+        if match:
+            found.append((f"{match['src']}:{match['sport']}", f"{match['rdst']}:{match['rdport']}"))
+    return found
+
+
+class Lab:
+    """The running lab: topology facts plus docker-py handles."""
+
+    def __init__(self, topology: Topology) -> None:
+        self.topology = topology
+        self.route_network: str | None = None
+
+    # --- facts -----------------------------------------------------------------------------
+
+    def ctr(self, service: str) -> Container:
+        return container(self.topology, service)
+
+    def client_attachments(self) -> dict[str, str]:
+        """Client network -> the client's address there, as the Engine reports it now."""
+        target = self.ctr(CLIENT)
+        target.reload()
+        attached = {}
+        for docker_name, info in target.attrs["NetworkSettings"]["Networks"].items():
+            for network in self.topology.networks.values():
+                if network.docker_name == docker_name:
+                    attached[network.name] = info.get("IPAddress") or ""
+        return attached
+
+    def client_address(self, network: str) -> str:
+        address = self.client_attachments().get(network)
+        if not address:
+            raise ActionError(f"the client is not on {network}")
+        return address
+
+    def _require_client_network(self, network: str) -> None:
+        if network not in self.topology.gateways:
+            raise ActionError(f"{network!r} is not a client network; allowed: {', '.join(self.topology.gateways)}")
+
+    def _resolve_address(self, network: str, address: int | str | None) -> str:
+        if address is None:
+            return self.topology.client_addresses[network]
+        if isinstance(address, int):
+            return self.topology.address_on(network, address)
+        return address
+
+    # --- topology changes -------------------------------------------------------------------
+
+    def connect(self, network: str, address: int | str | None = None, route: bool = False) -> ActionResult:
+        self._require_client_network(network)
+        ip = self._resolve_address(network, address)
+        net = self.topology.networks[network]
+        self._clear_default_route()
+        try:
+            client().api.connect_container_to_network(self.ctr(CLIENT).id, net.docker_name, ipv4_address=ip)
+        except docker.errors.APIError as exc:
+            raise ActionError(f"connect client to {network} as {ip}: {exc.explanation or exc}") from None
+        if route or self.route_network not in self.client_attachments():
+            self.route_network = network
+        routes = self.set_routes()
+        return ActionResult("connect", network, {"address": ip, **routes})
+
+    def disconnect(self, network: str) -> ActionResult:
+        self._require_client_network(network)
+        address = self.client_attachments().get(network)
+        if address is None:
+            raise ActionError(f"the client is not on {network}")
+        try:
+            client().api.disconnect_container_from_network(self.ctr(CLIENT).id,
+                                                           self.topology.networks[network].docker_name, force=True)
+        except docker.errors.APIError as exc:
+            raise ActionError(f"disconnect client from {network}: {exc.explanation or exc}") from None
+        if self.route_network == network:
+            remaining = [n for n in self.client_attachments() if n in self.topology.gateways]
+            self.route_network = remaining[0] if remaining else None
+        routes = self.set_routes()
+        return ActionResult("disconnect", network, {"address": address, **routes})
+
+    def set_routes(self, network: str | None = None) -> dict[str, Any]:
+        """Default route via the router of `network` (or of the current route network)."""
+        if network is not None:
+            self._require_client_network(network)
+            if network not in self.client_attachments():
+                raise ActionError(f"cannot route via {network}: the client is not on it")
+            self.route_network = network
+        target = self.ctr(CLIENT)
+        if self._has_default(target):
+            exec_checked(target, ["ip", "route", "del", "default"])
+        if self.route_network is None:
+            return {"route": None}
+        gateway = self.topology.gateways[self.route_network].address
+        exec_checked(target, ["ip", "route", "replace", "default", "via", gateway])
+        got = exec_checked(target, ["ip", "route", "get", self.topology.server_address])
+        if f"via {gateway}" not in got:
+            raise ActionError(f"client route to the server is not via {gateway}: {got.strip()}")
+        return {"route": self.route_network, "gateway": gateway}
+
+    def _clear_default_route(self) -> None:
+        # Docker 20.10-27 installs its own default route on connect and fails with "file exists"
+        # when one is there; the lab's route is re-asserted right after the connect.
+        self.ctr(CLIENT).exec_run(["ip", "route", "del", "default"])
+
+    @staticmethod
+    def _has_default(target: Container) -> bool:
+        code, output = target.exec_run(["ip", "-4", "route", "show", "default"])
+        return code == 0 and bool(output.strip())
+
+    def route(self, network: str) -> ActionResult:
+        return ActionResult("route", network, self.set_routes(network))
+
+    def renumber(self, network: str, address: int | str | None = None) -> ActionResult:
+        """DHCP renumbering: the client gets a new address on the same network."""
+        old = self.client_address(network)
+        if address is None:
+            host = int(old.rsplit(".", 1)[1])
+            address = host + 40 if host + 40 < 255 else host - 40
+        new = self._resolve_address(network, address)
+        was_route = self.route_network == network
+        self.disconnect(network)
+        result = self.connect(network, new, route=was_route)
+        return ActionResult("renumber", network, {"old_address": old, "new_address": new,
+                                                  "route": result.detail.get("route")})
+
+    def rebind(self, router: str) -> ActionResult:
+        """NAT rebinding: drop the client's conntrack entries so the next packet gets a new port."""
+        target = self.ctr(router)
+        before = parse_conntrack_list(exec_checked(target, ["conntrack", "-L", "-p", "udp"]))
+        exec_checked(target, ["sh", "-c", "conntrack -D -p udp >/dev/null 2>&1; true"])
+        old = {inside: outside for inside, outside in before}
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            after = parse_conntrack_list(exec_checked(target, ["conntrack", "-L", "-p", "udp"]))
+            changed = [(i, old[i], o) for i, o in after if i in old and old[i] != o]
+            if changed:
+                inside, was, now = changed[0]
+                return ActionResult("rebind", router, {"inside": inside, "old_outside": was, "new_outside": now})
+            time.sleep(0.05)
+        if not before:
+            return ActionResult("rebind", router, {"note": "no UDP mapping existed"}, ok=True)
+        return ActionResult("rebind", router, {"note": "no new mapping seen within 3 s", "old": old}, ok=False)
+
+    def blackhole(self, network: str, on: bool) -> ActionResult:
+        """Drop every packet between a client network and its router's internet side; links stay up."""
+        self._require_client_network(network)
+        router = self.topology.gateways[network].router
+        target = self.ctr(router)
+        lan = _interface_in(target, self.topology.networks[network].subnet)
+        rules = [["-i", lan], ["-o", lan]]
+        for rule in rules:
+            spec = ["FORWARD", *rule, "-m", "comment", "--comment", BLACKHOLE_TAG, "-j", "DROP"]
+            present = target.exec_run(["iptables", "-w", "-C", *spec])[0] == 0
+            if on and not present:
+                exec_checked(target, ["iptables", "-w", "-I", *spec])
+            elif not on and present:
+                exec_checked(target, ["iptables", "-w", "-D", *spec])
+        return ActionResult("blackhole", network, {"state": "on" if on else "off", "router": router})
+
+    def migrate(self, network: str, rotate_cid: bool | None = None) -> ActionResult:
+        """Tell an active client to move to its address on `network` (RFC 9000 §9.2)."""
+        local = self.client_address(network)
+        command: dict[str, Any] = {"cmd": "migrate", "local": local}
+        if rotate_cid is not None:
+            command["rotate_cid"] = rotate_cid
+        reply = self.client_command(command)
+        if not reply.get("ok"):
+            raise ActionError(f"client refused to migrate to {local}: {reply.get('error')}")
+        return ActionResult("migrate", network, {"local": local, **{k: v for k, v in reply.items() if k != "ok"}})
+
+    def client_command(self, command: dict[str, Any], socket_path: str = "/run/lab/client.sock") -> dict[str, Any]:
+        script = ("import json,socket,sys;s=socket.socket(socket.AF_UNIX);s.settimeout(5);s.connect(sys.argv[1]);"
+                  "s.sendall(sys.argv[2].encode()+b'\\n');print(s.makefile().readline())")
+        code, output = self.ctr(CLIENT).exec_run(["python3", "-c", script, socket_path, json.dumps(command)])
+        if code != 0:
+            raise ActionError(f"client control socket: {output.decode(errors='replace').strip()[-200:]}")
+        return json.loads(output.decode().strip() or "{}")
+
+    # --- captures ---------------------------------------------------------------------------
+
+    def start_captures(self) -> list[str]:
+        """tcpdump on both sides of every NAT router (as the interop runner's simulator does)."""
+        names = []
+        for network, gateway in self.topology.gateways.items():
+            target = self.ctr(gateway.router)
+            exec_checked(target, ["sh", "-c", f"pkill tcpdump; rm -rf {CAPTURE_DIR}; mkdir -p {CAPTURE_DIR}; true"])
+            for side, subnet in (("lan", self.topology.networks[network].subnet),
+                                 ("wan", self.topology.networks["internet"].subnet)):
+                iface = _interface_in(target, subnet)
+                name = f"{gateway.router}-{side}"
+                target.exec_run(["tcpdump", "-i", iface, "-U", "-s", "0", "-w", f"{CAPTURE_DIR}/{name}.pcap",
+                                 CAPTURE_FILTER], detach=True)
+                names.append(name)
+        time.sleep(0.3)  # let tcpdump open its sockets before traffic starts
+        return names
+
+    def stop_captures(self, destination: Path) -> list[Path]:
+        destination.mkdir(parents=True, exist_ok=True)
+        saved = []
+        for gateway in self.topology.gateways.values():
+            target = self.ctr(gateway.router)
+            target.exec_run(["sh", "-c", "pkill -INT tcpdump; sleep 0.3; true"])
+            try:
+                stream, _ = target.get_archive(CAPTURE_DIR)
+            except docker.errors.NotFound:
+                continue
+            with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+                for member in archive.getmembers():
+                    if member.isfile() and member.name.endswith(".pcap"):
+                        data = archive.extractfile(member)
+                        if data is not None:
+                            path = destination / Path(member.name).name
+                            path.write_bytes(data.read())
+                            saved.append(path)
+        return saved
+
+    def _attach_exactly(self, networks: tuple[str, ...]) -> bool:
+        """Attach the client to exactly `networks` with their default addresses; True on success."""
+        docker_id = self.ctr(CLIENT).id
+        for network, address in self.client_attachments().items():
+            if network not in networks or address != self.topology.client_addresses.get(network):
+                try:
+                    client().api.disconnect_container_from_network(
+                        docker_id, self.topology.networks[network].docker_name, force=True)
+                except docker.errors.APIError:
+                    return False
+        attached = self.client_attachments()
+        for network in networks:
+            if network not in attached:
+                self._clear_default_route()
+                try:
+                    client().api.connect_container_to_network(
+                        docker_id, self.topology.networks[network].docker_name,
+                        ipv4_address=self.topology.client_addresses[network])
+                except docker.errors.APIError:
+                    return False
+        final = self.client_attachments()
+        return set(final) == set(networks) and all(final[n] == self.topology.client_addresses[n] for n in networks)
+
+    # --- reset ------------------------------------------------------------------------------
+
+    def reset(self, networks: tuple[str, ...] = ("home",)) -> ActionResult:
+        """Bring the lab back to a scenario's initial state: attachments, routes, NAT, rules."""
+        self.ctr(CLIENT).exec_run(["sh", "-c", "pkill -f lab.endpoints.client; pkill tcpdump; true"])
+        if not self._attach_exactly(networks):
+            # The Engine can be left half-connected by a failed connect; a fresh client fixes it.
+            recreate_client(self.topology)
+            if not self._attach_exactly(networks):
+                raise ActionError(f"cannot restore the client's networks to {list(networks)}")
+        self.route_network = networks[0] if networks else None
+        routes = self.set_routes()
+        for gateway in self.topology.gateways.values():
+            target = self.ctr(gateway.router)
+            for network in self.topology.gateways:
+                if self.topology.gateways[network].router == gateway.router:
+                    self.blackhole(network, False)
+            target.exec_run(["sh", "-c", "conntrack -F >/dev/null 2>&1; pkill tcpdump; true"])
+        return ActionResult("reset", "lab", {"networks": list(networks), **routes})
+
+
+def recreate_client(topology: Topology) -> None:
+    from lab.topology.load import compose_command
+
+    subprocess.run([*compose_command(), "up", "-d", "--wait", "--force-recreate", "--no-deps", CLIENT],
+                   capture_output=True, text=True, timeout=120, check=True)
+
+
+def _interface_in(target: Container, subnet: str) -> str:
+    script = ("import sys; from lab.endpoints.netconf import interface_in; i = interface_in(sys.argv[1]); "
+              "print(i.name if i else '')")
+    name = exec_checked(target, ["python3", "-c", script, subnet]).strip()
+    if not name:
+        raise ActionError(f"{target.name}: no interface in {subnet}")
+    return name
