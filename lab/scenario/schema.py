@@ -322,6 +322,13 @@ def _human_seconds(seconds: float) -> str:
     return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:g}s"
 
 
+def _human_bytes(count: int) -> str:
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
+        if count >= scale:
+            return f"{count / scale:g}{unit}"
+    return f"{count}B"
+
+
 def _not_allowed(value: Any, allowed: Iterable[str], head: str = "{value!r} is not allowed; allowed") -> str:
     """``'conect' is not allowed; allowed: connect, ... (did you mean 'connect'?)``."""
     allowed = list(allowed)
@@ -351,6 +358,7 @@ class _Validator:
         self.topology = topology
         self.errors: list[ScenarioError] = []
         self._constructor = SafeConstructor()
+        self._misspelt: set[str] = set()  # paths of allowed keys an unknown key probably meant
 
     # -- plumbing --
 
@@ -375,12 +383,19 @@ class _Validator:
                 self.error(key_node, where, "duplicate key")
             elif key not in allowed:
                 self.error(key_node, where, _not_allowed(key, allowed, "unknown key {value!r}; allowed"))
+                for meant in difflib.get_close_matches(key, allowed, n=1):
+                    self._misspelt.add(f"{path}.{meant}" if path else meant)
             else:
                 found[key] = (key_node, value_node)
         for key in required:
-            if key not in found:
-                self.error(node, f"{path}.{key}" if path else key, "is required")
+            self.require(found, node, f"{path}.{key}" if path else key, "is required")
         return found
+
+    def require(self, found: dict[str, tuple[Node, Node]], node: Node, path: str, message: str) -> None:
+        """Report a missing key, unless an unknown key next to it was already reported as its misspelling."""
+        key = path.rsplit(".", 1)[-1]
+        if key not in found and path not in self._misspelt:
+            self.error(node, path, message)
 
     @staticmethod
     def _kind(node: Node) -> str:
@@ -603,22 +618,20 @@ class _Validator:
         if kind == "download":
             only_for("interval", "echo")
             only_for("duration", "echo")
-            if "size" not in keys:
-                self.error(node, "workload.size", "is required for a download (e.g. size: 8MB)")
-            elif size == 0:
+            self.require(keys, node, "workload.size", "is required for a download (e.g. size: 8MB)")
+            if size == 0:
                 self.error(keys["size"][1], "workload.size", "must be larger than 0")
             if rate == 0:
                 self.error(keys["rate"][1], "workload.rate", "must be larger than 0 (omit it for an unpaced download)")
             if size and rate and size / rate >= timeout:
                 self.error(keys["rate"][1], "workload.rate",
-                           f"{size} bytes at {rate} B/s take {size / rate:g}s, not less than the timeout "
-                           f"{_human_seconds(timeout)}")
+                           f"{_human_bytes(size)} at {_human_bytes(rate)}/s takes {size / rate:g}s, not less than "
+                           f"the timeout {_human_seconds(timeout)}")
         else:
             only_for("size", "download")
             only_for("rate", "download")
-            if "duration" not in keys:
-                self.error(node, "workload.duration", "is required for an echo (e.g. duration: 6s)")
-            elif duration is not None and duration >= timeout:
+            self.require(keys, node, "workload.duration", "is required for an echo (e.g. duration: 6s)")
+            if duration is not None and duration >= timeout:
                 self.error(keys["duration"][1], "workload.duration",
                            f"must be shorter than the timeout {_human_seconds(timeout)}")
         if transport == "tcp" and migration in ("active", "preferred"):
@@ -914,7 +927,10 @@ def check_scenario_text(text: str, file: str, topology: TopologyNames) -> tuple[
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
-        problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        problem = str(exc.problem or exc.context or "invalid YAML")
+        if exc.context and exc.problem:
+            started = f" started on line {exc.context_mark.line + 1}" if exc.context_mark is not None else ""
+            problem += f" ({exc.context}{started})"
         return None, [ScenarioError(file, line, "<yaml>", f"YAML syntax error: {problem}")]
     except yaml.YAMLError as exc:
         return None, [ScenarioError(file, 1, "<yaml>", f"YAML error: {exc}")]

@@ -264,7 +264,7 @@ def max_disruption_ms(timeline: Timeline, argument: Comparison) -> CheckResult:
     bound = ">= " if gap.ongoing else ""
     reason = ", data never resumed" if gap.ongoing else f" ({gap.source})"
     return CheckResult("max_disruption_ms", argument.holds(gap.gap_ms) and not gap.ongoing,
-                       f"{bound}{gap.gap_ms:.0f}{reason}{where}", str(argument))
+                       f"{bound}{gap.gap_ms:.0f} ms{reason}{where}", str(argument))
 
 
 def validation_ms(timeline: Timeline, argument: Comparison) -> CheckResult:
@@ -273,7 +273,7 @@ def validation_ms(timeline: Timeline, argument: Comparison) -> CheckResult:
               if isinstance(e, PathValidated) and e.validation_ms is not None]
     if not values:
         return CheckResult("validation_ms", False, "no path validated", str(argument))
-    return CheckResult("validation_ms", argument.holds(max(values)), f"{max(values):.1f} (max of {len(values)})",
+    return CheckResult("validation_ms", argument.holds(max(values)), f"{max(values):.1f} ms (max of {len(values)})",
                        str(argument))
 
 

@@ -1,0 +1,182 @@
+"""Metrics of one run, computed from its observed timeline.
+
+Pure: the numbers the report prints and plots are functions of the events, nothing else, so the
+same recorded timeline always gives the same report and the numbers can be unit-tested. Relative
+times are seconds from ``t0`` (by default the timeline's first event), the same zero for the
+goodput series and the network-event markers so that they line up on one plot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lab.events import (
+    Action,
+    EchoRtt,
+    HandshakeCompleted,
+    MigrationCompleted,
+    PathValidated,
+    PeerCidChanged,
+    Progress,
+    Reconnected,
+    ReconnectStarted,
+    TransferComplete,
+)
+from lab.observe.timeline import NETWORK_ACTIONS, Timeline, host_of
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """What a run achieved. ``None`` means "not observed", never zero."""
+
+    transport: str | None = None
+    disruption_ms: float | None = None  # largest client data gap after the first network action
+    disruption_ongoing: bool = False  # data never resumed: disruption_ms is a lower bound
+    validation_ms: float | None = None  # slowest server path validation
+    handshakes: int = 0  # client handshake_completed events (1 for a surviving QUIC connection)
+    paths_seen: int = 0  # distinct client ip:port at the server
+    ips_seen: int = 0  # distinct client IPs at the server
+    paths_validated: int = 0
+    cid_changes: int = 0  # client DCID switches
+    migrations: int = 0  # client migration_completed events
+    bytes: int = 0  # bytes the client received
+    duration_s: float | None = None  # first to last client data
+    goodput_mbps: float | None = None
+    reconnects: int = 0
+    time_to_first_byte_ms: float | None = None  # from the client's handshake to its first data
+    echo_rtt_ms_median: float | None = None
+    echo_rtt_ms_max: float | None = None
+    network_actions: int = 0
+    first_action_s: float | None = None  # relative time of the first network-changing action
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class NetworkMarker:
+    """A controller action placed on the run's time axis (for plot markers and the narration)."""
+
+    t: float  # seconds from t0
+    action: str
+    target: str
+    ok: bool = True
+    network_changing: bool = False
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def _zero(timeline: Timeline, t0: float | None) -> float:
+    return t0 if t0 is not None else (timeline.start or 0.0)
+
+
+def _median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def compute_metrics(timeline: Timeline, transport: str | None = None, t0: float | None = None) -> Metrics:
+    """The metrics of one run; with ``transport``, of that transport's endpoints only."""
+    view = timeline.for_transport(transport) if transport else timeline
+    zero = _zero(view, t0)
+
+    action = view.first_network_action()
+    disruption = ongoing = None
+    if action is not None:
+        gap = view.largest_gap(action.ts)
+        disruption = gap.gap_ms if gap else 0.0
+        ongoing = gap.ongoing if gap else False
+
+    validations = [e.validation_ms for e in view.of(PathValidated, "server")
+                   if isinstance(e, PathValidated) and e.validation_ms is not None]
+
+    peers: list[str] = []
+    for event in view.by_role("server"):
+        address = getattr(event, "new_peer", None) or getattr(event, "peer", None)
+        if event.TYPE in ("handshake_completed", "path_discovered", "active_path_changed") and address:
+            if address not in peers:
+                peers.append(address)
+
+    progress = [e for e in view.of(Progress, "client") if isinstance(e, Progress)]
+    done = view.first(TransferComplete, "client")
+    received = done.bytes if isinstance(done, TransferComplete) else (max(p.bytes for p in progress)
+                                                                       if progress else 0)
+    duration_s = goodput = None
+    if isinstance(done, TransferComplete) and done.duration_ms:
+        duration_s = done.duration_ms / 1000.0
+    elif len(progress) >= 2:
+        duration_s = progress[-1].ts - progress[0].ts
+    if duration_s and received:
+        goodput = received * 8 / duration_s / 1e6
+
+    ttfb = None
+    handshake = view.first(HandshakeCompleted, "client")
+    first_data = next((p for p in progress if p.bytes > 0), None) or view.first(EchoRtt, "client")
+    if handshake is not None and first_data is not None:
+        ttfb = (first_data.ts - handshake.ts) * 1000.0
+
+    rtts = [e.rtt_ms for e in view.of(EchoRtt, "client") if isinstance(e, EchoRtt)]
+    network_actions = view.actions(network_only=True)
+    return Metrics(
+        transport=transport,
+        disruption_ms=disruption,
+        disruption_ongoing=bool(ongoing),
+        validation_ms=max(validations) if validations else None,
+        handshakes=view.count(HandshakeCompleted, "client"),
+        paths_seen=len(peers),
+        ips_seen=len({host_of(p) for p in peers}),
+        paths_validated=view.count(PathValidated, "server"),
+        cid_changes=view.count(PeerCidChanged, "client"),
+        migrations=view.count(MigrationCompleted, "client"),
+        bytes=received,
+        duration_s=duration_s,
+        goodput_mbps=goodput,
+        reconnects=view.count(ReconnectStarted, "client") or view.count(Reconnected, "client"),
+        time_to_first_byte_ms=ttfb,
+        echo_rtt_ms_median=_median(rtts),
+        echo_rtt_ms_max=max(rtts) if rtts else None,
+        network_actions=len(network_actions),
+        first_action_s=(action.ts - zero) if action is not None else None,
+    )
+
+
+def goodput_series(timeline: Timeline, bin_ms: int = 100, t0: float | None = None,
+                   transport: str | None = None) -> list[tuple[float, float]]:
+    """Client goodput over time: ``[(bin start in s from t0, Mbit/s), ...]``.
+
+    Bytes are attributed to the bin of the progress event that reported them (not spread back over
+    the interval since the previous report), so a stall shows up as empty bins rather than being
+    smoothed away. Empty bins between the first and the last report are included as 0. A drop in
+    the byte count (a TCP reconnect that restarted its counter) counts as a fresh start.
+    """
+    if bin_ms <= 0:
+        raise ValueError("bin_ms must be positive")
+    view = timeline.for_transport(transport) if transport else timeline
+    progress = [e for e in view.of(Progress, "client") if isinstance(e, Progress)]
+    if not progress:
+        return []
+    zero = _zero(view, t0)
+    width = bin_ms / 1000.0
+    bins: dict[int, int] = {}
+    previous = 0
+    for event in progress:
+        delta = event.bytes - previous if event.bytes >= previous else event.bytes
+        previous = event.bytes
+        index = int((event.ts - zero) // width)
+        bins[index] = bins.get(index, 0) + delta
+    first, last = min(bins), max(bins)
+    return [(round(i * width, 6), bins.get(i, 0) * 8 / width / 1e6) for i in range(first, last + 1)]
+
+
+def network_events(timeline: Timeline, t0: float | None = None) -> list[NetworkMarker]:
+    """Every controller action with its time relative to ``t0``, for plot markers."""
+    zero = _zero(timeline, t0)
+    markers = []
+    for event in timeline.actions():
+        assert isinstance(event, Action)
+        markers.append(NetworkMarker(t=event.ts - zero, action=event.action, target=event.target, ok=event.ok,
+                                     network_changing=event.action in NETWORK_ACTIONS, detail=dict(event.detail)))
+    return markers
