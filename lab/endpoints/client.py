@@ -1,0 +1,96 @@
+"""`python -m lab.endpoints.client`: one connection (QUIC or the TCP+TLS baseline), one workload.
+
+A thin launcher: options (env fallbacks QLOGDIR, SSLKEYLOGFILE) -> ``run_quic_client``
+(``lab.endpoints.quic_client``) or ``run_tcp_client`` (``lab.endpoints.tcp_client``). Events
+go to stdout as JSON lines (``docs/events.md``). Exit 0 when the workload completed and its
+sha256 matched, 1 otherwise, 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import sys
+
+from lab.endpoints.preferred import parse_host_port
+from lab.endpoints.quic_client import ClientOptions, run_quic_client
+from lab.endpoints.workload import parse_size
+from lab.events import Emitter
+
+
+def parse_rate(text: str) -> int:
+    """'2MB/s' -> 2000000 bytes per second; '0' = unpaced."""
+    return parse_size(text.strip().removesuffix("/s"))
+
+
+def parse_duration(text: str) -> float:
+    """'10s' -> 10.0, '500ms' -> 0.5, '2' -> 2.0."""
+    text = text.strip()
+    if text.endswith("ms"):
+        return float(text[:-2]) / 1000
+    return float(text.removesuffix("s"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lab.endpoints.client", description=__doc__.splitlines()[0])
+    parser.add_argument("--server", required=True, metavar="IP:PORT")
+    parser.add_argument("--server-name", default="server", help="TLS SNI and certificate name (default server)")
+    parser.add_argument("--transport", choices=("quic", "tcp"), default="quic")
+    parser.add_argument("--workload", choices=("download", "echo"), default="download")
+    parser.add_argument("--size", type=parse_size, default=parse_size("8MB"), help="download size (default 8MB)")
+    parser.add_argument("--rate", type=parse_rate, default=0, help="download pacing asked of the server, e.g. 2MB/s")
+    parser.add_argument("--interval-ms", type=float, default=20.0, help="echo interval (default 20)")
+    parser.add_argument("--duration", type=parse_duration, default=10.0, help="echo duration (default 10s)")
+    parser.add_argument("--migration", choices=("none", "passive", "active", "preferred"), default="none")
+    parser.add_argument("--rotate-cid", action=argparse.BooleanOptionalAction, default=True,
+                        help="switch to a new peer CID on an active migration (default on)")
+    parser.add_argument("--control-socket", default="/run/lab/client.sock",
+                        help="unix socket for JSON-line commands ('' = none)")
+    parser.add_argument("--watch-interfaces", action="store_true",
+                        help="active mode: migrate when the local address disappears or a new one appears")
+    parser.add_argument("--ca", default="/certs/ca.crt")
+    parser.add_argument("--keylog", default=os.environ.get("SSLKEYLOGFILE") or None)
+    parser.add_argument("--qlog-dir", default=os.environ.get("QLOGDIR") or None)
+    parser.add_argument("--local", default=None, help="bind address of the first socket (default wildcard)")
+    return parser
+
+
+async def _run_tcp(args: argparse.Namespace, server: tuple[str, int]) -> int:
+    try:
+        module = importlib.import_module("lab.endpoints.tcp_client")
+    except ModuleNotFoundError as exc:
+        if exc.name != "lab.endpoints.tcp_client":
+            raise
+        print("error: lab.endpoints.tcp_client is not available", file=sys.stderr)
+        return 2
+    emitter = Emitter("client", transport="tcp")
+    return await module.run_tcp_client(server, args.server_name, args.workload, args.size, args.rate,
+                                       args.interval_ms, args.duration, args.ca, emitter, args.keylog)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        server = parse_host_port(args.server, 443)
+    except ValueError as exc:
+        print(f"error: --server: {exc}", file=sys.stderr)
+        return 2
+    if args.transport == "tcp":
+        return asyncio.run(_run_tcp(args, server))
+    rotate = args.rotate_cid
+    options = ClientOptions(server=server, server_name=args.server_name, workload=args.workload, size=args.size,
+                            rate=args.rate, interval_ms=args.interval_ms, duration_s=args.duration,
+                            migration=args.migration, rotate_cid=rotate, control_socket=args.control_socket or None,
+                            watch_interfaces=args.watch_interfaces, ca=args.ca, keylog=args.keylog,
+                            qlog_dir=args.qlog_dir, local=args.local)
+    try:
+        return asyncio.run(run_quic_client(options, Emitter("client")))
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Client-side active migration (RFC 9000 §9.2): swap the UDP socket under a live connection.
+
+aioquic has no local-address API. Its ``connect()`` binds one unconnected dual-stack socket and
+the connection only knows peer addresses, so a migration is done from the outside, as
+aioquic's ``examples/interop.py`` does it (and as its maintainer recommends in issue #185):
+
+1. bind a new socket to the new local address (same address and a new port = a rebinding);
+2. ``create_datagram_endpoint(lambda: protocol, sock=new)``: ``connection_made`` re-points the
+   protocol's transport, then close the old transport;
+3. optionally switch to a fresh peer connection ID (``change_connection_id``), so that the two
+   paths cannot be linked by an observer (RFC 9000 §9.5);
+4. send a non-probing frame (PING) at once, which makes the server migrate and validate the
+   new path (the client never validates its own new path in aioquic: no probe-before-migrate).
+
+Also here: the local addresses of the host, for ``--watch-interfaces``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import ipaddress
+import socket
+import struct
+from pathlib import Path
+from typing import Any
+
+from lab.events import normalise_address
+
+SIOCGIFADDR = 0x8915
+
+
+def bind_client_socket(local: str | None = None, port: int = 0) -> socket.socket:
+    """A dual-stack AF_INET6 UDP socket bound to ``local`` (None = wildcard), IPv4 as v4-mapped.
+
+    The format matches aioquic's ``connect()``, which addresses IPv4 servers as ::ffff:a.b.c.d.
+    """
+    host = "::" if not local or local in ("::", "0.0.0.0") else local
+    if ":" not in host:
+        host = "::ffff:" + host
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((host, port, 0, 0))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def socket_local(transport: Any) -> str:
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    return normalise_address(sockname) if sockname else ""
+
+
+async def swap_socket(protocol: Any, local: str | None, port: int = 0) -> tuple[str, str]:
+    """Move ``protocol`` (a QuicConnectionProtocol) to a new socket; returns (old, new) local."""
+    loop = asyncio.get_running_loop()
+    old_transport = protocol._transport
+    old_local = socket_local(old_transport)
+    sock = bind_client_socket(local, port)
+    await loop.create_datagram_endpoint(lambda: protocol, sock=sock)
+    if old_transport is not None and old_transport is not protocol._transport:
+        old_transport.close()
+    return old_local, socket_local(protocol._transport)
+
+
+def send_non_probing(protocol: Any) -> None:
+    """Queue a PING (a non-probing, ack-eliciting frame) and transmit it now."""
+    protocol._quic.send_ping(0)
+    protocol.transmit()
+
+
+def local_addresses() -> set[str]:
+    """The host's IP addresses (IPv4: each interface's primary address; IPv6: all)."""
+    found: set[str] = set()
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for _, name in socket.if_nameindex():
+            try:
+                packed = fcntl.ioctl(probe.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()[:15]))
+            except OSError:
+                continue
+            found.add(socket.inet_ntoa(packed[20:24]))
+    finally:
+        probe.close()
+    try:
+        for line in Path("/proc/net/if_inet6").read_text().splitlines():
+            raw = line.split()[0]
+            found.add(str(ipaddress.IPv6Address(bytes.fromhex(raw))))
+    except (OSError, ValueError, IndexError):
+        pass
+    return found
+
+
+def candidate_addresses(addresses: set[str], family: int) -> list[str]:
+    """Addresses a client could migrate to: same family as the server, not loopback/link-local."""
+    result = []
+    for text in sorted(addresses):
+        ip = ipaddress.ip_address(text)
+        if ip.is_loopback or ip.is_link_local or (ip.version == 4) != (family == socket.AF_INET):
+            continue
+        result.append(text)
+    return result

@@ -1,0 +1,395 @@
+"""The lab's QUIC client: one connection, one workload, migrations on command or on its own.
+
+The connection is made as aioquic's ``connect()`` makes it, but with our own socket (so that it
+can be bound to a chosen local address and swapped later, see ``lab.endpoints.migrate``).
+
+Migration modes (``--migration``):
+
+- ``none``/``passive``: the socket stays as it is; in passive mode it is bound to the wildcard
+  address and the kernel picks a new source after a route change -- the client does not know,
+  and only reports what it can see (PATH_CHALLENGEs from the server, path events);
+- ``active``: the client moves itself (RFC 9000 §9.2) when told through the control socket or,
+  with ``--watch-interfaces``, when its address disappears or a new one appears;
+- ``preferred``: aioquic's client follows the server's preferred_address by itself once the
+  handshake is confirmed (RFC 9000 §9.6.1); the client observes it and reports it.
+
+Control-socket commands (``rebind``, ``migrate``) work in every mode: they are how the lab
+makes a NAT rebinding or a move happen at a chosen moment.
+
+Workload events: ``progress`` every 100 ms while data flows, with ``peer`` = the source address
+of the newest datagram received (observed, not what the connection believes); ``data_gap`` when
+data resumes after >= 50 ms without any, measured at every read; ``echo_rtt`` per echo reply;
+``transfer_complete`` with the sha256 checked against ``workload.expected_sha256``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.quic import events as quic_events
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import NetworkAddress, QuicConnection
+
+from lab.endpoints.control import ControlServer
+from lab.endpoints.migrate import (
+    bind_client_socket,
+    candidate_addresses,
+    local_addresses,
+    send_non_probing,
+    socket_local,
+    swap_socket,
+)
+from lab.endpoints.telemetry import ConnectionTelemetry, IncrementalQlog, address_host, same_ip
+from lab.endpoints.workload import ALPN_LAB, ECHO_FRAME, Request, expected_sha256
+from lab.events import (
+    DataGap,
+    EchoRtt,
+    Emitter,
+    Error,
+    MigrationCompleted,
+    MigrationStarted,
+    Progress,
+    TransferComplete,
+    normalise_address,
+)
+
+GAP_THRESHOLD = 0.05
+PROGRESS_INTERVAL = 0.1
+WATCH_INTERVAL = 0.1
+
+
+@dataclass
+class ClientOptions:
+    server: tuple[str, int]
+    server_name: str = "server"
+    workload: str = "download"
+    size: int = 1_000_000
+    rate: int = 0
+    interval_ms: float = 20.0
+    duration_s: float = 10.0
+    migration: str = "none"  # none | passive | active | preferred
+    rotate_cid: bool = True
+    control_socket: str | None = None
+    watch_interfaces: bool = False
+    ca: str = "/certs/ca.crt"
+    keylog: str | None = None
+    qlog_dir: str | None = None
+    local: str | None = None
+    cc_reset: bool = True
+    connect_timeout: float = 10.0
+
+
+class DataMeter:
+    """Counts received application bytes, emits data_gap and progress, hashes what it sees."""
+
+    def __init__(self, client: LabClientProtocol, total: int | None) -> None:
+        self.client = client
+        self.total = total
+        self.bytes = 0
+        self.digest = hashlib.sha256()
+        self.last_mono: float | None = None
+        self.last_wall = 0.0
+        self.reported = -1
+
+    def feed(self, data: bytes) -> None:
+        if not data:
+            return
+        mono, wall = time.monotonic(), time.time()
+        if self.last_mono is not None and mono - self.last_mono >= GAP_THRESHOLD:
+            self.client.emit(DataGap, start_ts=self.last_wall, end_ts=wall,
+                             gap_ms=round((mono - self.last_mono) * 1000, 3), bytes=self.bytes)
+        self.last_mono, self.last_wall = mono, wall
+        self.bytes += len(data)
+        self.digest.update(data)
+
+    def progress(self) -> None:
+        if self.bytes != self.reported:
+            self.reported = self.bytes
+            self.client.emit(Progress, bytes=self.bytes, total=self.total, local=self.client.local,
+                             peer=self.client.observed_peer)
+
+
+class LabClientProtocol(QuicConnectionProtocol):
+    def __init__(self, quic: QuicConnection, emitter: Emitter, options: ClientOptions) -> None:
+        super().__init__(quic)
+        self.emitter = emitter
+        self.options = options
+        self.telemetry = ConnectionTelemetry(quic, emitter, cc_reset=options.cc_reset)
+        self.telemetry.listeners.append(self._telemetry_event)
+        self.local = ""
+        self.observed_peer: str | None = None
+        self.stream_handlers: dict[int, Any] = {}
+        self.pending_migration: dict[str, Any] | None = None
+        self.migrating = asyncio.Lock()
+
+    def emit(self, cls: type, **fields: Any) -> Any:
+        return self.emitter.emit(cls, conn=self.telemetry.conn, **fields)
+
+    # --- asyncio ------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.local = socket_local(transport)
+        self.telemetry.local = self.local
+
+    def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
+        self.observed_peer = normalise_address(addr)
+        self.telemetry.rx_stream_data = False
+        super().datagram_received(data, addr)
+        migration = self.pending_migration
+        seen_on_new_path = self.telemetry.rx_path_challenge or self.telemetry.rx_stream_data
+        if migration is not None and migration["mode"] != "preferred" and seen_on_new_path:
+            self.pending_migration = None
+            self.emit(MigrationCompleted, mode=migration["mode"], local=self.local, peer=self.observed_peer,
+                      duration_ms=round((time.monotonic() - migration["start"]) * 1000, 3))
+
+    def quic_event_received(self, event: quic_events.QuicEvent) -> None:
+        self.telemetry.quic_event(event, local=self.local)
+        if isinstance(event, quic_events.StreamDataReceived):
+            handler = self.stream_handlers.get(event.stream_id)
+            if handler is not None:
+                handler(event.data, event.end_stream)
+        elif isinstance(event, quic_events.ConnectionTerminated):
+            for handler in list(self.stream_handlers.values()):
+                handler(b"", None)
+
+    # --- migrations ---------------------------------------------------------------------------
+
+    def _telemetry_event(self, event: Any) -> None:
+        """Preferred-address migration is done by aioquic; report its start and its end."""
+        if self.options.migration != "preferred":
+            return
+        if event.TYPE == "path_discovered" and self.pending_migration is None:
+            self.pending_migration = {"mode": "preferred", "start": time.monotonic()}
+            self.emit(MigrationStarted, mode="preferred", old_local=self.local, new_local=self.local,
+                      rotate_cid=True)
+        elif event.TYPE == "active_path_changed":
+            start = self.pending_migration["start"] if self.pending_migration else time.monotonic()
+            self.pending_migration = None
+            self.emit(MigrationCompleted, mode="preferred", local=self.local, peer=event.new_peer,
+                      duration_ms=round((time.monotonic() - start) * 1000, 3))
+
+    async def migrate(self, local: str | None, *, rotate_cid: bool, mode: str, port: int = 0) -> dict[str, Any]:
+        """Move to a new socket (RFC 9000 §9.2); a new IP also resets congestion control (§9.4)."""
+        async with self.migrating:
+            old_local = self.local
+            if local is None:  # rebinding: same address, new port
+                local = address_host(old_local) if old_local else None
+                if local in ("::", "0.0.0.0"):
+                    local = None
+            available = len(self._quic._peer_cid_available)
+            if rotate_cid and not available:
+                self.emit(Error, message="no spare peer connection ID: migrating without rotating it")
+                rotate_cid = False
+            self.emit(MigrationStarted, mode=mode, old_local=old_local, new_local=local, rotate_cid=rotate_cid)
+            start = time.monotonic()
+            old, new = await swap_socket(self, local, port)
+            self.local = self.telemetry.local = new
+            self.pending_migration = {"mode": mode, "start": start}
+            if rotate_cid:
+                self._quic.change_connection_id()
+            peer = self._quic.get_peer_address()
+            if old and self.options.cc_reset and not same_ip(old, new) and peer is not None:
+                self.telemetry.reset_congestion(peer)
+            send_non_probing(self)
+            return {"ok": True, "old_local": old, "new_local": new, "rotate_cid": rotate_cid}
+
+    async def handle_command(self, command: dict[str, Any]) -> dict[str, Any]:
+        cmd = command.get("cmd")
+        if cmd == "migrate":
+            rotate = bool(command.get("rotate_cid", self.options.rotate_cid))
+            return await self.migrate(command.get("local"), rotate_cid=rotate, mode="active")
+        if cmd == "rebind":
+            return await self.migrate(None, rotate_cid=bool(command.get("rotate_cid", False)), mode="rebind")
+        if cmd == "status":
+            peer = self._quic.get_peer_address()
+            return {"ok": True, "local": self.local, "peer": normalise_address(peer) if peer else None,
+                    "observed_peer": self.observed_peer, "paths": self.telemetry.path_counters()}
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    async def watch_interfaces(self) -> None:
+        """Migrate when the current socket's address disappears or a new address appears."""
+        family = socket.AF_INET if "." in self.options.server[0] and ":" not in self.options.server[0] \
+            else socket.AF_INET6
+        known = set(candidate_addresses(local_addresses(), family))
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            now = set(candidate_addresses(local_addresses(), family))
+            current = address_host(self.local) if self.local else ""
+            appeared = sorted(now - known)
+            known = now
+            target = None
+            if appeared and current not in appeared:
+                target = appeared[0]
+            elif current not in ("::", "0.0.0.0", "") and current not in now and now:
+                target = sorted(now)[0]
+            if target is not None:
+                try:
+                    await self.migrate(target, rotate_cid=self.options.rotate_cid, mode="active")
+                except OSError as exc:
+                    self.emit(Error, message=f"migration to {target} failed: {exc}")
+
+    # --- workloads ----------------------------------------------------------------------------
+
+    async def download(self, size: int, rate: int, seed: int = 1) -> bool:
+        meter = DataMeter(self, size)
+        done: asyncio.Future[bool] = self._loop.create_future()
+
+        def on_data(data: bytes, end_stream: bool | None) -> None:
+            meter.feed(data)
+            if end_stream is None and not done.done():
+                done.set_result(False)
+            elif end_stream and not done.done():
+                done.set_result(True)
+
+        stream_id = self._quic.get_next_available_stream_id()
+        self.stream_handlers[stream_id] = on_data
+        start = time.monotonic()
+        self._quic.send_stream_data(stream_id, Request(op="download", size=size, seed=seed, rate=rate).encode(),
+                                    end_stream=True)
+        self.transmit()
+        finished = await self._with_progress(meter, done)
+        digest = meter.digest.hexdigest()
+        expected = expected_sha256(size, seed)
+        ok = finished and meter.bytes == size and digest == expected
+        self.emit(TransferComplete, bytes=meter.bytes, sha256=digest, expected_sha256=expected, ok=ok,
+                  duration_ms=round((time.monotonic() - start) * 1000, 3))
+        return ok
+
+    async def echo(self, interval_ms: float, duration_s: float) -> bool:
+        meter = DataMeter(self, None)
+        sent = hashlib.sha256()
+        sent_bytes = 0
+        pending = bytearray()
+        done: asyncio.Future[bool] = self._loop.create_future()
+
+        def on_data(data: bytes, end_stream: bool | None) -> None:
+            meter.feed(data)
+            pending.extend(data)
+            now = time.monotonic_ns()
+            while len(pending) >= ECHO_FRAME.size:
+                seq, sent_ns = ECHO_FRAME.unpack_from(pending)
+                del pending[:ECHO_FRAME.size]
+                self.emit(EchoRtt, seq=seq, rtt_ms=round((now - sent_ns) / 1e6, 3))
+            if end_stream is None and not done.done():
+                done.set_result(False)
+            elif end_stream and not done.done():
+                done.set_result(True)
+
+        stream_id = self._quic.get_next_available_stream_id()
+        self.stream_handlers[stream_id] = on_data
+        start = time.monotonic()
+        self._quic.send_stream_data(stream_id, Request(op="echo").encode())
+        self.transmit()
+
+        async def sender() -> None:
+            nonlocal sent_bytes
+            seq = 0
+            deadline = start + duration_s
+            while time.monotonic() < deadline and not done.done():
+                frame = ECHO_FRAME.pack(seq, time.monotonic_ns())
+                sent.update(frame)
+                sent_bytes += len(frame)
+                self._quic.send_stream_data(stream_id, frame)
+                self.transmit()
+                seq += 1
+                await asyncio.sleep(interval_ms / 1000)
+            if not done.done():
+                self._quic.send_stream_data(stream_id, b"", end_stream=True)
+                self.transmit()
+
+        task = self._loop.create_task(sender())
+        finished = await self._with_progress(meter, done)
+        task.cancel()
+        digest, expected = meter.digest.hexdigest(), sent.hexdigest()
+        ok = finished and meter.bytes == sent_bytes and digest == expected
+        self.emit(TransferComplete, bytes=meter.bytes, sha256=digest, expected_sha256=expected, ok=ok,
+                  duration_ms=round((time.monotonic() - start) * 1000, 3))
+        return ok
+
+    async def _with_progress(self, meter: DataMeter, done: asyncio.Future[bool]) -> bool:
+        while not done.done():
+            await asyncio.wait([done], timeout=PROGRESS_INTERVAL)
+            meter.progress()
+        return done.result()
+
+
+def client_configuration(options: ClientOptions, quic_logger: IncrementalQlog | None, keylog: Any) -> QuicConfiguration:
+    configuration = QuicConfiguration(is_client=True, alpn_protocols=[ALPN_LAB], server_name=options.server_name,
+                                      quic_logger=quic_logger, secrets_log_file=keylog)
+    configuration.load_verify_locations(options.ca)
+    return configuration
+
+
+def server_address(host: str, port: int) -> NetworkAddress:
+    """The server as aioquic's connect() addresses it: IPv6 4-tuple, IPv4 v4-mapped."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    addr = infos[0][4]
+    if len(addr) == 2:
+        return ("::ffff:" + addr[0], addr[1], 0, 0)
+    return (addr[0], addr[1], 0, 0)
+
+
+async def run_quic_client(options: ClientOptions, emitter: Emitter) -> int:
+    """Connect, run the workload, close; 0 when the workload completed and verified, else 1."""
+    loop = asyncio.get_running_loop()
+    quic_logger = IncrementalQlog(options.qlog_dir, "client") if options.qlog_dir else None
+    keylog = open(options.keylog, "a", buffering=1) if options.keylog else None  # noqa: SIM115
+    configuration = client_configuration(options, quic_logger, keylog)
+    if quic_logger is not None:
+        quic_logger.start()
+    quic = QuicConnection(configuration=configuration)
+    sock = bind_client_socket(options.local)
+    transport, protocol = await loop.create_datagram_endpoint(
+        lambda: LabClientProtocol(quic, emitter, options), sock=sock)
+    assert isinstance(protocol, LabClientProtocol)
+    control: ControlServer | None = None
+    watcher: asyncio.Task[None] | None = None
+    ok = False
+    try:
+        protocol.connect(server_address(*options.server))
+        try:
+            await asyncio.wait_for(protocol.wait_connected(), options.connect_timeout)
+        except (TimeoutError, ConnectionError) as exc:
+            protocol.emit(Error, message=f"handshake failed: {type(exc).__name__} {exc}")
+            return 1
+        if options.control_socket:
+            control = ControlServer(options.control_socket, protocol.handle_command)
+            try:
+                await control.start()
+            except OSError as exc:
+                print(f"warning: control socket {options.control_socket}: {exc}", file=sys.stderr)
+                control = None
+        if options.watch_interfaces and options.migration == "active":
+            watcher = loop.create_task(protocol.watch_interfaces())
+        if options.workload == "echo":
+            ok = await protocol.echo(options.interval_ms, options.duration_s)
+        else:
+            ok = await protocol.download(options.size, options.rate)
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+        if control is not None:
+            control.close()
+        protocol.close(reason_phrase="workload done" if ok else "workload failed")
+        try:
+            await asyncio.wait_for(protocol.wait_closed(), 1.0)
+        except TimeoutError:
+            pass
+        if not protocol.telemetry.closed:
+            protocol.telemetry.quic_event(quic_events.ConnectionTerminated(
+                error_code=0, frame_type=None, reason_phrase="closed by client"))
+        protocol._transport.close()
+        transport.close()
+        if quic_logger is not None:
+            quic_logger.stop()
+        if keylog is not None:
+            keylog.close()
+    return 0 if ok else 1

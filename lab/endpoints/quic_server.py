@@ -1,0 +1,349 @@
+"""The lab's long-lived QUIC server: several listening sockets, one QuicServer, per-path replies.
+
+aioquic's ``QuicServer`` owns one datagram transport and replies to every peer through it,
+which is fine until a client moves to the server's preferred address: the replies must then
+come from the preferred address (RFC 9000 §9.6), or the client sees the old address answer.
+``LabQuicServer`` therefore feeds datagrams from several sockets (the main port, the
+``--preferred-port`` and the preferred address) into one CID routing table, and each
+connection sends through a ``PathSender`` that picks, per peer address, the socket on which
+the newest non-probing packet from that peer arrived -- and for replies made while handling
+a datagram (PATH_RESPONSE, ACK), the socket that datagram arrived on.
+
+Connections that arrive on ``preferred_port`` get the preferred_address transport parameter
+(``lab.endpoints.preferred``); those on the main port do not, so one server serves both kinds
+of scenario. Each connection has a ``ConnectionTelemetry`` (events, §9.4 congestion reset).
+
+ALPN ``quic-lab`` serves the lab's workloads (``lab.endpoints.workload``): the first line of a
+bidirectional stream is a Request; a download is answered with ``stream_bytes`` (paced at
+``rate`` bytes/s when rate > 0) then FIN; an echo sends back every byte that follows the
+request line. ``h3`` and ``hq-interop`` are delegated to ``lab.endpoints.http_files`` when that
+module exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.asyncio.server import QuicServer
+from aioquic.quic import events as quic_events
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import END_STATES, NetworkAddress, QuicConnection
+
+from lab.endpoints.preferred import advertise_preferred_address
+from lab.endpoints.telemetry import ConnectionTelemetry, IncrementalQlog
+from lab.endpoints.workload import ALPN_LAB, Request, stream_bytes
+from lab.events import ActivePathChanged, Emitter, Error, normalise_address
+
+HIGH_WATER = 1 << 20  # unacknowledged bytes per stream before a download waits
+PACED_PIECE = 16 * 1024
+MAX_REQUEST_LINE = 4096
+
+
+def to_v6(addr: tuple[Any, ...]) -> NetworkAddress:
+    """Every address the connections see is an IPv6 4-tuple, IPv4 as ::ffff:a.b.c.d.
+
+    aioquic keys paths by the exact address tuple, so all sockets must report one format.
+    """
+    if len(addr) == 2:
+        host = addr[0] if ":" in addr[0] else "::ffff:" + addr[0]
+        return (host, addr[1], 0, 0)
+    return tuple(addr)  # type: ignore[return-value]
+
+
+def bind_udp(host: str, port: int) -> socket.socket:
+    """A dual-stack AF_INET6 UDP socket bound to host (IPv4 given as such or v4-mapped)."""
+    if host in ("", "0.0.0.0"):
+        host = "::"
+    elif ":" not in host:
+        host = "::ffff:" + host
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port, 0, 0))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class ServerSocket(asyncio.DatagramProtocol):
+    """One listening UDP socket; everything it receives goes to the LabQuicServer."""
+
+    def __init__(self, server: LabQuicServer, kind: str) -> None:
+        self.server = server
+        self.kind = kind  # main | preferred-port | preferred
+        self.transport: asyncio.DatagramTransport | None = None
+        self.local = ""
+        self.port = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sockname = transport.get_extra_info("sockname")
+        self.local = normalise_address(sockname)
+        self.port = sockname[1]
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        self.server.datagram_received_on(self, data, to_v6(addr))
+
+    def send(self, data: bytes, addr: NetworkAddress) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(data, addr)
+
+
+class PathSender:
+    """Stands in for the connection's transport: sends each datagram from the right socket."""
+
+    def __init__(self, protocol: LabServerProtocol) -> None:
+        self.protocol = protocol
+
+    def sendto(self, data: bytes, addr: NetworkAddress) -> None:
+        self.protocol.socket_for(addr).send(data, addr)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "sockname" and self.protocol.default_socket.transport is not None:
+            return self.protocol.default_socket.transport.get_extra_info("sockname")
+        return default
+
+    def close(self) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+
+class LabServerProtocol(QuicConnectionProtocol):
+    """One server connection: workload streams, HTTP delegation, telemetry, socket choice."""
+
+    def __init__(self, quic: QuicConnection, *, server: LabQuicServer, sock: ServerSocket) -> None:
+        super().__init__(quic)
+        self.server = server
+        self.default_socket = sock
+        self.sockets_by_peer: dict[NetworkAddress, ServerSocket] = {}
+        self.reply_socket: ServerSocket | None = None
+        self.reply_addr: NetworkAddress | None = None
+        self.telemetry = ConnectionTelemetry(quic, server.emitter, cc_reset=server.options.cc_reset)
+        self.telemetry.local = sock.local
+        self.http_handler: Any = None
+        self._requests: dict[int, bytearray] = {}
+        self._echo_streams: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- sockets ------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = PathSender(self)  # type: ignore[assignment]
+
+    def socket_for(self, addr: NetworkAddress) -> ServerSocket:
+        if self.reply_socket is not None and addr == self.reply_addr:
+            return self.reply_socket
+        return self.sockets_by_peer.get(addr, self.default_socket)
+
+    def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
+        """Called by QuicServer's dispatch, while ``server._rx_socket`` is the receiving socket."""
+        self.datagram_received_on(self.server._rx_socket or self.default_socket, data, addr)  # type: ignore[arg-type]
+
+    def datagram_received_on(self, sock: ServerSocket, data: bytes, addr: NetworkAddress) -> None:
+        self.reply_socket, self.reply_addr = sock, addr
+        self.telemetry.local = sock.local
+        try:
+            self._quic.receive_datagram(data, addr, now=self._loop.time())
+            if self.telemetry.rx_nonprobing:
+                self.sockets_by_peer[addr] = sock
+                if addr == self._quic.get_peer_address() and sock is not self.default_socket:
+                    # The client moved to another server address (preferred address): same peer,
+                    # new local address -- reported as an active path change seen from here.
+                    self.default_socket = sock
+                    if self.telemetry.handshake_done:
+                        self.server.emitter.emit(ActivePathChanged, conn=self.telemetry.conn,
+                                                 old_peer=normalise_address(addr), new_peer=normalise_address(addr),
+                                                 local=sock.local, address_changed=False)
+            self._process_events()
+            self.transmit()
+        finally:
+            self.reply_socket = self.reply_addr = None
+            self.telemetry.local = self.socket_for(self._quic.get_peer_address() or addr).local
+
+    # --- events -------------------------------------------------------------------------------
+
+    def quic_event_received(self, event: quic_events.QuicEvent) -> None:
+        self.telemetry.quic_event(event, local=self.default_socket.local)
+        if isinstance(event, quic_events.ProtocolNegotiated) and event.alpn_protocol in ("h3", "hq-interop"):
+            factory = self.server.http_handler_factory
+            if factory is not None:
+                self.http_handler = factory(self, event.alpn_protocol, self.server.options.www)
+        if self.http_handler is not None:
+            self.http_handler.quic_event_received(event)
+            return
+        if isinstance(event, quic_events.StreamDataReceived):
+            self._stream_data(event)
+        elif isinstance(event, quic_events.ConnectionTerminated):
+            for task in list(self._tasks):
+                task.cancel()
+
+    def _stream_data(self, event: quic_events.StreamDataReceived) -> None:
+        stream_id = event.stream_id
+        if stream_id in self._echo_streams:
+            self._quic.send_stream_data(stream_id, event.data, end_stream=event.end_stream)
+            return
+        buffer = self._requests.setdefault(stream_id, bytearray())
+        buffer += event.data
+        if b"\n" not in buffer:
+            if len(buffer) > MAX_REQUEST_LINE or event.end_stream:
+                self._requests.pop(stream_id, None)
+                self._quic.reset_stream(stream_id, 1)
+            return
+        line, _, rest = bytes(buffer).partition(b"\n")
+        del self._requests[stream_id]
+        try:
+            request = Request.decode(line)
+        except (ValueError, TypeError) as exc:
+            self.server.emitter.emit(Error, conn=self.telemetry.conn, message=f"bad request: {exc}")
+            self._quic.reset_stream(stream_id, 1)
+            return
+        if request.op == "echo":
+            self._echo_streams.add(stream_id)
+            if rest or event.end_stream:
+                self._quic.send_stream_data(stream_id, rest, end_stream=event.end_stream)
+        else:
+            task = self._loop.create_task(self._download(stream_id, request))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _unacked(self, stream_id: int) -> int:
+        stream = self._quic._streams.get(stream_id)
+        if stream is None:
+            return 0
+        return stream.sender._buffer_stop - stream.sender._buffer_start
+
+    async def _download(self, stream_id: int, request: Request) -> None:
+        """Send the deterministic stream; pace it when asked, never buffer more than HIGH_WATER."""
+        start = self._loop.time()
+        sent = 0
+        try:
+            for chunk in stream_bytes(request.size, request.offset, request.seed):
+                pieces = [chunk[i:i + PACED_PIECE] for i in range(0, len(chunk), PACED_PIECE)] \
+                    if request.rate > 0 else [chunk]
+                for piece in pieces:
+                    if request.rate > 0:
+                        delay = start + sent / request.rate - self._loop.time()
+                        if delay > 0:
+                            await asyncio.sleep(delay)
+                    while self._unacked(stream_id) > HIGH_WATER:
+                        await asyncio.sleep(0.002)
+                    if self._quic._state in END_STATES:
+                        return
+                    self._quic.send_stream_data(stream_id, piece)
+                    self.transmit()
+                    sent += len(piece)
+            self._quic.send_stream_data(stream_id, b"", end_stream=True)
+            self.transmit()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a stream error must not take the server down
+            self.server.emitter.emit(Error, conn=self.telemetry.conn, message=f"download: {exc!r}")
+
+
+@dataclass
+class ServerOptions:
+    listen: str = "::"
+    port: int = 443
+    preferred_address: tuple[str, int] | None = None
+    preferred_port: int = 4443
+    cert: str = "/certs/server.crt"
+    key: str = "/certs/server.key"
+    qlog_dir: str | None = None
+    keylog: str | None = None
+    www: Path = Path("/www")
+    cc_reset: bool = True
+
+
+def load_http_handler() -> Any:
+    """``lab.endpoints.http_files.HttpFileHandler`` if that module exists, else None."""
+    try:
+        module = importlib.import_module("lab.endpoints.http_files")
+    except ModuleNotFoundError as exc:
+        if exc.name == "lab.endpoints.http_files":
+            return None
+        raise
+    return getattr(module, "HttpFileHandler", None)
+
+
+class LabQuicServer(QuicServer):
+    """A QuicServer fed by several sockets; see the module docstring."""
+
+    def __init__(self, *, configuration: QuicConfiguration, options: ServerOptions, emitter: Emitter,
+                 http_handler_factory: Any = None) -> None:
+        super().__init__(configuration=configuration, create_protocol=self._new_protocol)
+        self.options = options
+        self.emitter = emitter
+        self.http_handler_factory = http_handler_factory
+        self.sockets: list[ServerSocket] = []
+        self._rx_socket: ServerSocket | None = None
+
+    def datagram_received_on(self, sock: ServerSocket, data: bytes, addr: NetworkAddress) -> None:
+        self._rx_socket = sock
+        self._transport = sock.transport
+        try:
+            QuicServer.datagram_received(self, data, addr)
+        finally:
+            self._rx_socket = None
+
+    def _new_protocol(self, connection: QuicConnection, stream_handler: Any = None) -> LabServerProtocol:
+        sock = self._rx_socket
+        assert sock is not None
+        protocol = LabServerProtocol(connection, server=self, sock=sock)
+        if sock.kind == "preferred-port" and self.options.preferred_address is not None:
+            host, port = self.options.preferred_address
+            advertise_preferred_address(connection, host, port,
+                                        register_cid=lambda cid: self._protocols.__setitem__(cid, protocol))
+        return protocol
+
+    def close(self) -> None:
+        for protocol in set(self._protocols.values()):
+            protocol.close()
+        self._protocols.clear()
+        for sock in self.sockets:
+            if sock.transport is not None:
+                sock.transport.close()
+
+
+def server_configuration(options: ServerOptions, alpns: list[str], quic_logger: IncrementalQlog | None,
+                         keylog: Any) -> QuicConfiguration:
+    configuration = QuicConfiguration(is_client=False, alpn_protocols=alpns, quic_logger=quic_logger,
+                                      secrets_log_file=keylog, max_datagram_frame_size=65536)
+    configuration.load_cert_chain(options.cert, options.key)
+    return configuration
+
+
+async def serve_quic(options: ServerOptions, emitter: Emitter) -> LabQuicServer:
+    """Open the sockets and start serving; returns the server (close() it to stop)."""
+    loop = asyncio.get_running_loop()
+    http_factory = load_http_handler()
+    alpns = [ALPN_LAB] + (["h3", "hq-interop"] if http_factory is not None else [])
+    if http_factory is None:
+        print("warning: lab.endpoints.http_files not found; serving ALPN quic-lab only", file=sys.stderr)
+    quic_logger = IncrementalQlog(options.qlog_dir, "server") if options.qlog_dir else None
+    keylog = open(options.keylog, "a", buffering=1) if options.keylog else None  # noqa: SIM115
+    configuration = server_configuration(options, alpns, quic_logger, keylog)
+    server = LabQuicServer(configuration=configuration, options=options, emitter=emitter,
+                           http_handler_factory=http_factory)
+    binds = [(options.listen, options.port, "main")]
+    if options.preferred_address is not None:
+        if options.preferred_port and options.preferred_port != options.port:
+            binds.append((options.listen, options.preferred_port, "preferred-port"))
+        binds.append((options.preferred_address[0], options.preferred_address[1], "preferred"))
+    for host, port, kind in binds:
+        sock = bind_udp(host, port)
+        _, protocol = await loop.create_datagram_endpoint(lambda kind=kind: ServerSocket(server, kind), sock=sock)
+        server.sockets.append(protocol)  # type: ignore[arg-type]
+    if quic_logger is not None:
+        quic_logger.start()
+    return server

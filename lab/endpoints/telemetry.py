@@ -1,0 +1,385 @@
+"""Lab events and incremental qlog from an aioquic ``QuicConnection``, by diffing its state.
+
+aioquic reports migration only through debug log text, and its qlog has no path events and is
+written when the connection ends. ``ConnectionTelemetry`` wraps ``receive_datagram`` and
+``datagrams_to_send`` of one connection (plus the PATH_CHALLENGE/PATH_RESPONSE frame handlers)
+and compares the state before and after each call: ``_network_paths`` and their
+``is_validated``/``local_challenges``, ``get_peer_address()``, ``_host_cids`` and
+``_peer_cid``. Each difference becomes one lab event (``lab.events``) and, when the connection
+has a qlog trace, one custom qlog event (``connectivity:path_updated`` ...).
+
+It also applies RFC 9000 §9.4, which aioquic does not: when the active path changes to a peer
+address with a different IP address, the congestion controller and the RTT estimator are reset
+to their initial values (a port-only change, i.e. NAT rebinding, keeps them). Disable it with
+``cc_reset=False`` (``--no-cc-reset``) to observe aioquic's own behaviour.
+
+``IncrementalQlog`` is a ``QuicLogger`` that rewrites ``<odcid>_<role>.qlog`` atomically
+(tmp + rename) every 250 ms while a connection is open, so that an open connection's trace can
+be read live.
+
+Both modules rely on private attributes of aioquic 1.7.2 (pinned exactly in pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import itertools
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aioquic.quic import events as quic_events
+from aioquic.quic.congestion.base import create_congestion_control
+from aioquic.quic.connection import NetworkAddress, QuicConnection
+from aioquic.quic.logger import QLOG_VERSION, QuicLogger, QuicLoggerTrace
+from aioquic.quic.recovery import QuicPacketPacer
+
+from lab.events import (
+    ActivePathChanged,
+    AmplificationLimited,
+    CongestionReset,
+    ConnectionClosed,
+    Emitter,
+    HandshakeCompleted,
+    HostCidRetired,
+    PathAbandoned,
+    PathChallengeSent,
+    PathDiscovered,
+    PathResponseReceived,
+    PathValidated,
+    PeerCidChanged,
+    normalise_address,
+)
+
+PATH_CHALLENGE = 0x1A
+PATH_RESPONSE = 0x1B
+QLOG_FLUSH_INTERVAL = 0.25
+
+
+def address_host(addr: NetworkAddress | str) -> str:
+    """The IP part of an address, IPv4-mapped IPv6 normalised to IPv4."""
+    text = normalise_address(addr)
+    host = text.rsplit(":", 1)[0]
+    return host.strip("[]")
+
+
+def same_ip(a: NetworkAddress | str, b: NetworkAddress | str) -> bool:
+    try:
+        return ipaddress.ip_address(address_host(a)) == ipaddress.ip_address(address_host(b))
+    except ValueError:
+        return address_host(a) == address_host(b)
+
+
+@dataclass
+class _PathState:
+    addr: NetworkAddress
+    discovered: float
+    validated: bool
+    challenges: set[bytes] = field(default_factory=set)
+    amplification_reported_at: int = -1  # bytes_received when last reported
+
+
+class ConnectionTelemetry:
+    """Turns the state changes of one QuicConnection into lab events and qlog events.
+
+    ``local`` is set by the owner (the protocol) to the local address of the socket in use, as
+    QuicConnection has no notion of its own address.
+    """
+
+    def __init__(self, quic: QuicConnection, emitter: Emitter, *, cc_reset: bool = True) -> None:
+        self.quic = quic
+        self.emitter = emitter
+        self.cc_reset = cc_reset
+        self.conn = quic.original_destination_connection_id.hex()
+        self.local: str | None = None
+        self.started = time.monotonic()
+        self.handshake_done = False
+        self.closed = False
+        self.last_rx_addr: NetworkAddress | None = None
+        self.rx_nonprobing = False  # the last datagram held a non-probing packet
+        self.rx_path_challenge = False  # the last datagram held a PATH_CHALLENGE
+        self.rx_stream_data = False
+        # observers, called with the lab event after it was emitted
+        self.listeners: list[Callable[[Any], None]] = []
+
+        self._paths: dict[int, _PathState] = {}
+        self._peer_addr: NetworkAddress | None = None
+        self._peer_cid: bytes = quic._peer_cid.cid
+        self._host_cids: set[bytes] = {c.cid for c in quic._host_cids}
+        self._install()
+
+    # --- wrapping -----------------------------------------------------------------------------
+
+    def _install(self) -> None:
+        quic = self.quic
+        receive_datagram = quic.receive_datagram
+        datagrams_to_send = quic.datagrams_to_send
+        payload_received = quic._payload_received
+        handlers = quic._QuicConnection__frame_handlers  # type: ignore[attr-defined]
+        challenge_handler, challenge_epochs = handlers[PATH_CHALLENGE]
+        response_handler, response_epochs = handlers[PATH_RESPONSE]
+
+        def wrapped_receive(data: bytes, addr: NetworkAddress, now: float) -> None:
+            self.rx_nonprobing = self.rx_path_challenge = False
+            self.last_rx_addr = addr
+            receive_datagram(data, addr, now)
+            self._diff()
+
+        def wrapped_send(now: float) -> list[tuple[bytes, NetworkAddress]]:
+            datagrams = datagrams_to_send(now)
+            self._diff()
+            self._check_amplification()
+            return datagrams
+
+        def wrapped_payload(context: Any, plain: bytes, crypto_frame_required: bool = False) -> tuple[bool, bool]:
+            is_ack_eliciting, is_probing = payload_received(context, plain, crypto_frame_required)
+            if not is_probing:
+                self.rx_nonprobing = True
+            return is_ack_eliciting, is_probing
+
+        def on_challenge(context: Any, frame_type: int, buf: Any) -> None:
+            self.rx_path_challenge = True
+            challenge_handler(context, frame_type, buf)
+
+        def on_response(context: Any, frame_type: int, buf: Any) -> None:
+            data = buf.data_slice(buf.tell(), buf.tell() + 8)
+            response_handler(context, frame_type, buf)
+            self._emit(PathResponseReceived, peer=normalise_address(context.network_path.addr), data=data.hex())
+            self._diff()
+
+        quic.receive_datagram = wrapped_receive  # type: ignore[method-assign]
+        quic.datagrams_to_send = wrapped_send  # type: ignore[method-assign]
+        quic._payload_received = wrapped_payload  # type: ignore[method-assign]
+        handlers[PATH_CHALLENGE] = (on_challenge, challenge_epochs)
+        handlers[PATH_RESPONSE] = (on_response, response_epochs)
+
+    # --- emission -----------------------------------------------------------------------------
+
+    def _emit(self, cls: type, **fields: Any) -> Any:
+        event = self.emitter.emit(cls, conn=self.conn, **fields)
+        trace: QuicLoggerTrace | None = self.quic._quic_logger
+        if trace is not None:
+            data = {k: v for k, v in event.to_dict().items() if k not in ("ts", "mono", "role", "conn", "type")}
+            category, name = _QLOG_NAMES.get(cls.TYPE, ("lab", cls.TYPE))
+            if category == "connectivity":
+                data = {"lab_event": cls.TYPE, **data}
+            trace.log_event(category=category, event=name, data=data)
+        for listener in list(self.listeners):
+            listener(event)
+        return event
+
+    def quic_event(self, event: quic_events.QuicEvent, local: str | None = None) -> None:
+        """Feed the events of the QuicConnection (the protocol calls this for each one)."""
+        if isinstance(event, quic_events.HandshakeCompleted) and not self.handshake_done:
+            self.handshake_done = True
+            peer = self.quic.get_peer_address()
+            self._emit(HandshakeCompleted, local=local or self.local or "",
+                       peer=normalise_address(peer) if peer else "", alpn=event.alpn_protocol,
+                       duration_ms=round((time.monotonic() - self.started) * 1000, 3))
+        elif isinstance(event, quic_events.StreamDataReceived):
+            self.rx_stream_data = True
+        elif isinstance(event, quic_events.ConnectionTerminated) and not self.closed:
+            self.closed = True
+            reason = event.reason_phrase or f"closed (error code 0x{event.error_code:x})"
+            self._emit(ConnectionClosed, reason=reason, error_code=event.error_code)
+
+    # --- state diffs --------------------------------------------------------------------------
+
+    def _diff(self) -> None:
+        quic = self.quic
+        now = time.monotonic()
+        current = {id(p): p for p in quic._network_paths}
+
+        for key, path in current.items():
+            state = self._paths.get(key)
+            if state is None:
+                initial = not self._paths and self._peer_addr is None
+                # The handshake's path is not news: only later paths are reported.
+                state = self._paths[key] = _PathState(addr=path.addr, discovered=now,
+                                                      validated=path.is_validated or initial)
+                if not initial:
+                    self._emit(PathDiscovered, peer=normalise_address(path.addr), local=self.local)
+            for challenge in path.local_challenges:
+                if challenge not in state.challenges:
+                    state.challenges.add(challenge)
+                    self._emit(PathChallengeSent, peer=normalise_address(path.addr), data=challenge.hex())
+            if path.is_validated and not state.validated:
+                state.validated = True
+                self._emit(PathValidated, peer=normalise_address(path.addr),
+                           validation_ms=round((now - state.discovered) * 1000, 3))
+
+        for key in list(self._paths):
+            if key not in current:
+                state = self._paths.pop(key)
+                if not state.validated:
+                    reason = "validation abandoned" if self._peer_addr == state.addr else "evicted"
+                    self._emit(PathAbandoned, peer=normalise_address(state.addr), reason=reason)
+
+        peer = quic.get_peer_address()
+        if peer is not None and peer != self._peer_addr:
+            old = self._peer_addr
+            self._peer_addr = peer
+            if old is not None:
+                changed = not same_ip(old, peer)
+                self._emit(ActivePathChanged, old_peer=normalise_address(old), new_peer=normalise_address(peer),
+                           local=self.local, address_changed=changed)
+                if changed and self.cc_reset:
+                    self.reset_congestion(peer)
+
+        if quic._peer_cid.cid != self._peer_cid:
+            old_cid, self._peer_cid = self._peer_cid, quic._peer_cid.cid
+            if self.handshake_done:  # during the handshake, the peer's CID is only being learnt
+                self._emit(PeerCidChanged, old_cid=old_cid.hex(), new_cid=self._peer_cid.hex())
+
+        host_cids = {c.cid for c in quic._host_cids}
+        for cid in self._host_cids - host_cids:
+            self._emit(HostCidRetired, cid=cid.hex())
+        self._host_cids = host_cids
+
+    def _check_amplification(self) -> None:
+        """Report a path whose 3x anti-amplification budget no longer allows a full datagram.
+
+        Reported once per value of the path's ``bytes_received``: the budget only grows when
+        the peer sends more, so one report per episode suffices.
+        """
+        if self.quic.configuration.is_client:
+            return  # the limit binds servers only (RFC 9000 §8.1)
+        limit = self.quic._max_datagram_size
+        for path in self.quic._network_paths:
+            if path.is_validated or not path.bytes_sent:
+                continue
+            state = self._paths.get(id(path))
+            if state is None or state.amplification_reported_at == path.bytes_received:
+                continue
+            if 3 * path.bytes_received - path.bytes_sent < limit:
+                state.amplification_reported_at = path.bytes_received
+                self._emit(AmplificationLimited, peer=normalise_address(path.addr), bytes_sent=path.bytes_sent,
+                           bytes_received=path.bytes_received)
+
+    # --- RFC 9000 §9.4 ------------------------------------------------------------------------
+
+    def reset_congestion(self, peer: NetworkAddress | str) -> None:
+        """Reset the congestion controller, pacer and RTT estimator to their initial values.
+
+        aioquic keeps one QuicPacketRecovery per connection and never resets it on migration.
+        Packets still in flight were sent on the old path: they stop counting against the new
+        path's window (their ``in_flight`` flag is cleared, so neither their acknowledgement nor
+        their loss touches the new controller), otherwise a fresh initial window would be full
+        of them and the PATH_CHALLENGE itself would wait for the old path's data to drain.
+        Their loss detection and retransmission are unchanged.
+        """
+        loss = self.quic._loss
+        old_cc = loss._cc
+        cwnd_before = old_cc.congestion_window
+        srtt_before = loss._rtt_smoothed if loss._rtt_initialized else None
+        cc = create_congestion_control(self.quic.configuration.congestion_control_algorithm,
+                                       max_datagram_size=self.quic._max_datagram_size)
+        for space in loss.spaces:
+            for packet in space.sent_packets.values():
+                packet.in_flight = False
+        loss._cc = cc
+        loss._pacer = QuicPacketPacer(max_datagram_size=self.quic._max_datagram_size)
+        loss._rtt_initialized = False
+        loss._rtt_latest = 0.0
+        loss._rtt_min = float("inf")
+        loss._rtt_smoothed = 0.0
+        loss._rtt_variance = 0.0
+        loss._rtt_first_sample_time = 0.0
+        loss._pto_count = 0
+        self._emit(CongestionReset, peer=normalise_address(peer), cwnd_before=cwnd_before,
+                   cwnd_after=cc.congestion_window,
+                   srtt_before_ms=round(srtt_before * 1000, 3) if srtt_before is not None else None)
+
+    def path_counters(self) -> list[dict[str, Any]]:
+        """Per-path byte counters, for status replies and tests."""
+        return [{"peer": normalise_address(p.addr), "validated": p.is_validated, "bytes_sent": p.bytes_sent,
+                 "bytes_received": p.bytes_received} for p in self.quic._network_paths]
+
+
+_QLOG_NAMES = {
+    "path_discovered": ("connectivity", "path_updated"),
+    "path_challenge_sent": ("connectivity", "path_updated"),
+    "path_response_received": ("connectivity", "path_updated"),
+    "path_validated": ("connectivity", "path_updated"),
+    "path_abandoned": ("connectivity", "path_updated"),
+    "active_path_changed": ("connectivity", "path_updated"),
+    "amplification_limited": ("connectivity", "path_updated"),
+    "peer_cid_changed": ("connectivity", "connection_id_updated"),
+    "host_cid_retired": ("connectivity", "connection_id_updated"),
+    "congestion_reset": ("recovery", "congestion_reset"),
+}
+
+
+class IncrementalQlog(QuicLogger):
+    """A QuicLogger writing each trace to ``<dir>/<odcid>_<role>.qlog`` while it is open.
+
+    aioquic's QuicFileLogger writes a trace only when its connection ends; a lab wants to look
+    at a long-lived connection while it migrates. Files are replaced atomically, so a reader
+    always sees valid JSON.
+    """
+
+    def __init__(self, directory: str | Path, role: str) -> None:
+        super().__init__()
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.role = role
+        self._serialised: dict[int, list[str]] = {}  # id(trace) -> its events, JSON-encoded
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the periodic flush (needs a running event loop)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(QLOG_FLUSH_INTERVAL)
+            self.flush()
+
+    def path_for(self, odcid: bytes) -> Path:
+        return self.directory / f"{odcid.hex()}_{self.role}.qlog"
+
+    def flush(self) -> None:
+        for trace in list(self._traces):
+            if len(self._serialised.get(id(trace), ())) != len(trace._events):
+                self._write(trace)
+
+    def _write(self, trace: QuicLoggerTrace) -> None:
+        """Write the whole trace; only the events new since the last write are serialised.
+
+        Re-serialising a long trace every 250 ms would stall the event loop for tens of
+        milliseconds -- visible as data gaps -- so each event is encoded once and cached.
+        """
+        cache = self._serialised.setdefault(id(trace), [])
+        cache.extend(json.dumps(event) for event in itertools.islice(trace._events, len(cache), None))
+        head = trace.to_dict() if not trace._events else {**trace.to_dict(), "events": []}
+        head_text = json.dumps({"qlog_format": "JSON", "qlog_version": QLOG_VERSION, "traces": [head]})
+        prefix, _, suffix = head_text.partition('"events": []')
+        target = self.path_for(trace._odcid)
+        tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
+        try:
+            with open(tmp, "w") as out:
+                out.write(prefix + '"events": [')
+                for index, text in enumerate(cache):
+                    out.write("," + text if index else text)
+                out.write("]" + suffix)
+            os.replace(tmp, target)
+        except OSError:
+            pass
+
+    def end_trace(self, trace: QuicLoggerTrace) -> None:
+        super().end_trace(trace)
+        self._write(trace)
+        self._serialised.pop(id(trace), None)
+        self._traces.remove(trace)
