@@ -261,3 +261,32 @@ def _packet(quic: Pairs, index: int, common: dict) -> QuicPacket:
         packet_length=_int(_get(quic, "quic.packet_length"), 0),
         **common,
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lab.verify.pcap CAPTURE --port P [--server IP:PORT]``: run_all() as JSON; rc 1 if any fails."""
+    import argparse
+    import dataclasses
+
+    from lab.verify import capture_checks as cc
+
+    ap = argparse.ArgumentParser(description="Decode a QUIC capture with tshark and run the migration checks.")
+    ap.add_argument("capture", type=Path)
+    ap.add_argument("--port", type=int, action="append", required=True, help="UDP port decoded as QUIC (repeatable)")
+    ap.add_argument("--server", action="append", help="server ip or ip:port (repeatable; default: first Initial's dst)")
+    ap.add_argument("--keylog", type=Path, help="NSS key log, when the capture has no injected secrets")
+    ap.add_argument("--rule", choices=["pr426", "strict"], default=cc.DEFAULT_CHALLENGE_RULE)
+    ap.add_argument("--active-migration", action="store_true", help="also require a new DCID on each new path")
+    ap.add_argument("--expect", choices=["linkable", "unlinkable"], help="CID linkability expectation")
+    args = ap.parse_args(argv)
+    packets = read_quic_packets(args.capture, args.keylog, args.port)
+    servers = set(args.server or cc.infer_server_addresses(packets))
+    checks = cc.run_all(packets, servers, challenge_rule=args.rule, active_migration=args.active_migration,
+                        expect_linkable=args.expect)
+    print(json.dumps({"server_addresses": sorted(servers), "checks": [dataclasses.asdict(c) for c in checks],
+                      "summary": cc.summarize(packets, servers)}, indent=2, default=str))
+    return 0 if all(c.passed for c in checks) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

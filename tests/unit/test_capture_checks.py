@@ -404,3 +404,13 @@ def test_missing_tshark_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda tool: None)
     with pytest.raises(pcap.TsharkNotFound, match="apt-get install -y tshark"):
         pcap.read_quic_packets(CAPTURES / "rebind-port.pcapng", None, [PORT])
+
+
+@needs_tshark
+def test_cli_runs_all_checks(capsys):
+    from lab.verify import pcap
+
+    rc = pcap.main([str(CAPTURES / "rebind-addr.pcapng"), "--port", str(PORT), "--active-migration",
+                    "--expect", "unlinkable"])
+    assert rc == 0 and '"path_count": 2' in capsys.readouterr().out
+    assert pcap.main([str(CAPTURES / "unanswered-challenge.pcapng"), "--port", str(PORT)]) == 1
