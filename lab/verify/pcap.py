@@ -7,8 +7,8 @@ Why ``-T json`` and not ``-T fields``: a UDP datagram may carry several coalesce
 packet several frames. ``-T fields`` flattens all occurrences of a field across the whole datagram,
 so frames can no longer be attributed to their packet. The JSON tree keeps one ``quic`` node per
 QUIC packet with its ``quic.frame`` children. tshark 4.0 writes repeated names as *duplicate keys*
-in one JSON object, so the parser keeps every (key, value) pair instead of a dict (``--no-duplicate-keys``
-would merge them, but then a coalesced datagram's packets are merged too).
+in one JSON object, so the parser keeps every (key, value) pair instead of a dict (a plain ``json.loads``
+keeps only the last coalesced packet and the last frame; ``--no-duplicate-keys`` is an alternative).
 
 Commands (tshark 4.0.17, Debian 12 package ``tshark``)::
 
