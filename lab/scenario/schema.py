@@ -727,7 +727,7 @@ class _Validator:
                     action = self.choice(value_node, f"{path}.action", ACTIONS)
             allowed = (*common, *(action_fields[action] if action else every_field))
             keys = self.mapping(item, path, allowed, required=("action",) + (required[action] if action else ()))
-            if keys is None or action is None:
+            if keys is None or action is None or any(k not in keys for k in required[action]):
                 continue
             trigger = self.trigger(keys, path, workload)
             delay = self.duration(keys["delay"][1], f"{path}.delay") if "delay" in keys else 0.0
