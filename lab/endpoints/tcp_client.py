@@ -115,6 +115,8 @@ class TcpClient:
             sock.setblocking(False)
             tune_socket(sock, self.user_timeout_ms)
             if self.local:
+                if self.local[1]:  # a fixed local port must be reusable by the reconnect
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind(self.local)
             async with asyncio.timeout(timeout):
                 await loop.sock_connect(sock, address)

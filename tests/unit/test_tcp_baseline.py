@@ -216,3 +216,24 @@ def test_standalone_modules(certs):
     finally:
         server.terminate()
         server.wait(5)
+
+
+@pytest.mark.timeout(20)
+def test_local_address_is_used_for_every_connection(certs):
+    client_out = io.StringIO()
+
+    async def scenario() -> int:
+        server = await _serve(certs, io.StringIO())
+        port = server.sockets[0].getsockname()[1]
+        relay = Relay(("127.0.0.1", port), break_after=200_000, mode="reset")
+        relay_port = await relay.start()
+        async with server:
+            code = await run_tcp_client(("127.0.0.1", relay_port), "localhost", "download", 500_000, 0, 0, 0,
+                                        str(certs.ca), Emitter("client", client_out, "tcp"), None, local="127.0.0.2")
+        await relay.close()
+        return code
+
+    assert asyncio.run(scenario()) == 0
+    events = events_of(client_out)
+    assert [e.local.split(":")[0] for e in of_type(events, "handshake_completed")] == ["127.0.0.2", "127.0.0.2"]
+    assert of_type(events, "reconnected")[0].local.startswith("127.0.0.2:")
