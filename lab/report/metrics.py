@@ -8,6 +8,7 @@ goodput series and the network-event markers so that they line up on one plot.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -165,7 +166,9 @@ def goodput_series(timeline: Timeline, bin_ms: int = 100, t0: float | None = Non
     for event in progress:
         delta = event.bytes - previous if event.bytes >= previous else event.bytes
         previous = event.bytes
-        index = int((event.ts - zero) // width)
+        # Rounding first keeps an event stamped exactly on a bin edge in that bin despite float error
+        # (T0 + 0.1 - T0 is 0.0999999...).
+        index = math.floor(round((event.ts - zero) / width, 4))
         bins[index] = bins.get(index, 0) + delta
     first, last = min(bins), max(bins)
     return [(round(i * width, 6), bins.get(i, 0) * 8 / width / 1e6) for i in range(first, last + 1)]
