@@ -144,6 +144,9 @@ async def handle_connection(reader: asyncio.StreamReader, writer: asyncio.Stream
     except (OSError, ssl.SSLError, TimeoutError, asyncio.IncompleteReadError) as exc:
         failure = exc
         reason = close_reason(exc)
+    except asyncio.CancelledError as exc:  # the server (or its event loop) is shutting down
+        failure = exc
+        reason = "server_shutdown"
     finally:
         emitter.emit(ConnectionClosed, conn=conn, reason=reason)
         if failure is not None:
@@ -165,7 +168,10 @@ async def serve_tcp(host: str, port: int, certfile: str, keyfile: str, emitter: 
     context = server_tls_context(certfile, keyfile, keylog)
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await handle_connection(reader, writer, context, emitter)
+        # A handler cancelled at shutdown ends quietly: Python 3.11's StreamReaderProtocol would
+        # otherwise log "Exception in callback" for it.
+        with contextlib.suppress(asyncio.CancelledError):
+            await handle_connection(reader, writer, context, emitter)
 
     return await asyncio.start_server(on_connect, host, port, reuse_address=True)
 

@@ -38,29 +38,45 @@ def of_type(events: list[Event], kind: str) -> list[Event]:
 
 
 class Relay:
-    """A loopback TCP relay whose first connection breaks after ``break_after`` bytes to the client.
+    """A loopback TCP relay whose first connection breaks, for real, mid-stream.
 
-    mode "reset": the client-facing socket is closed with SO_LINGER 0, so the client gets a real RST.
-    mode "stall": the relay silently drops everything from then on (a dead path; no FIN, no RST).
+    It breaks after ``break_after`` bytes towards the client, or ``break_after_s`` seconds after
+    the connection was accepted. mode "reset": the client-facing socket is closed with SO_LINGER 0,
+    so the client gets a real RST. mode "stall": the relay silently drops everything from then on,
+    in both directions (a dead path: no FIN, no RST).
     """
 
-    def __init__(self, target: tuple[str, int], break_after: int, mode: str) -> None:
+    def __init__(self, target: tuple[str, int], break_after: int | None = None, mode: str = "reset",
+                 break_after_s: float | None = None) -> None:
         self.target = target
         self.break_after = break_after
+        self.break_after_s = break_after_s
         self.mode = mode
         self.connections = 0
         self.broken = asyncio.Event()
         self.server: asyncio.AbstractServer | None = None
+        self.writers: list[asyncio.StreamWriter] = []
 
     async def start(self) -> int:
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         return self.server.sockets[0].getsockname()[1]
 
+    def _break(self, cwriter: asyncio.StreamWriter, swriter: asyncio.StreamWriter) -> None:
+        self.broken.set()
+        if self.mode == "reset":
+            sock = cwriter.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            cwriter.transport.abort()
+            swriter.transport.abort()
+
     async def _handle(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
         self.connections += 1
         first = self.connections == 1
         sreader, swriter = await asyncio.open_connection(*self.target)
+        self.writers += [cwriter, swriter]
         forwarded = 0
+        if first and self.break_after_s is not None:
+            asyncio.get_running_loop().call_later(self.break_after_s, self._break, cwriter, swriter)
 
         async def pipe(reader, writer, to_client: bool) -> None:
             nonlocal forwarded
@@ -70,15 +86,11 @@ class Relay:
                         continue  # stalled: swallow
                     writer.write(data)
                     await writer.drain()
-                    if to_client and first:
+                    if to_client and first and self.break_after is not None:
                         forwarded += len(data)
                         if forwarded >= self.break_after:
-                            self.broken.set()
+                            self._break(cwriter, swriter)
                             if self.mode == "reset":
-                                sock = cwriter.get_extra_info("socket")
-                                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                                cwriter.transport.abort()
-                                swriter.transport.abort()
                                 return
             if not (first and self.broken.is_set()):  # a dead path does not deliver FINs either
                 writer.close()
@@ -89,6 +101,9 @@ class Relay:
     async def close(self) -> None:
         if self.server:
             self.server.close()
+        for writer in self.writers:
+            writer.transport.abort()
+        await asyncio.sleep(0)
 
 
 async def _serve(certs, stream):
@@ -237,3 +252,27 @@ def test_local_address_is_used_for_every_connection(certs):
     events = events_of(client_out)
     assert [e.local.split(":")[0] for e in of_type(events, "handshake_completed")] == ["127.0.0.2", "127.0.0.2"]
     assert of_type(events, "reconnected")[0].local.startswith("127.0.0.2:")
+
+
+@pytest.mark.timeout(20)
+def test_echo_reconnects_after_a_stall(certs):
+    client_out = io.StringIO()
+
+    async def scenario() -> int:
+        server = await _serve(certs, io.StringIO())
+        port = server.sockets[0].getsockname()[1]
+        relay = Relay(("127.0.0.1", port), mode="stall", break_after_s=0.4)
+        relay_port = await relay.start()
+        async with server:
+            code = await run_tcp_client(("127.0.0.1", relay_port), "localhost", "echo", 0, 0, 20, 1.5,
+                                        str(certs.ca), Emitter("client", client_out, "tcp"), None, stall_timeout=0.3)
+        await relay.close()
+        return code
+
+    assert asyncio.run(scenario()) == 0
+    events = events_of(client_out)
+    started = of_type(events, "reconnect_started")
+    assert len(started) == 1 and started[0].reason == "stall"
+    rtts = of_type(events, "echo_rtt")
+    assert {e.conn for e in rtts} == {started[0].conn, of_type(events, "reconnected")[0].conn}
+    assert len(rtts) >= 30
