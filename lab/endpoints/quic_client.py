@@ -62,6 +62,7 @@ from lab.events import (
 
 GAP_THRESHOLD = 0.05
 PROGRESS_INTERVAL = 0.1
+KEEPALIVE = 0.2  # seconds without data before the client sends a PING (see keepalive)
 WATCH_INTERVAL = 0.1
 
 
@@ -128,6 +129,14 @@ class LabClientProtocol(QuicConnectionProtocol):
         self.stream_handlers: dict[int, Any] = {}
         self.pending_migration: dict[str, Any] | None = None
         self.migrating = asyncio.Lock()
+        # While a new socket is being set up, nothing may be sent: a packet leaving on the new path
+        # before the connection-ID switch would carry the old CID and link the two paths.
+        self.hold_transmit = False
+        self.last_keepalive = 0.0
+
+    def transmit(self) -> None:
+        if not self.hold_transmit:
+            super().transmit()
 
     def emit(self, cls: type, **fields: Any) -> Any:
         return self.emitter.emit(cls, conn=self.telemetry.conn, **fields)
@@ -190,14 +199,18 @@ class LabClientProtocol(QuicConnectionProtocol):
                 rotate_cid = False
             self.emit(MigrationStarted, mode=mode, old_local=old_local, new_local=local, rotate_cid=rotate_cid)
             start = time.monotonic()
-            old, new = await swap_socket(self, local, port)
-            self.local = self.telemetry.local = new
-            self.pending_migration = {"mode": mode, "start": start}
-            if rotate_cid:
-                self._quic.change_connection_id()
-            peer = self._quic.get_peer_address()
-            if old and self.options.cc_reset and not same_ip(old, new) and peer is not None:
-                self.telemetry.reset_congestion(peer)
+            self.hold_transmit = True
+            try:
+                old, new = await swap_socket(self, local, port)
+                self.local = self.telemetry.local = new
+                self.pending_migration = {"mode": mode, "start": start}
+                if rotate_cid:
+                    self._quic.change_connection_id()
+                peer = self._quic.get_peer_address()
+                if old and self.options.cc_reset and not same_ip(old, new) and peer is not None:
+                    self.telemetry.reset_congestion(peer)
+            finally:
+                self.hold_transmit = False
             send_non_probing(self)
             return {"ok": True, "old_local": old, "new_local": new, "rotate_cid": rotate_cid}
 
@@ -314,10 +327,27 @@ class LabClientProtocol(QuicConnectionProtocol):
                   duration_ms=round((time.monotonic() - start) * 1000, 3))
         return ok
 
+    def keepalive(self, meter: DataMeter) -> None:
+        """Send a PING when data has stopped for KEEPALIVE seconds, then every KEEPALIVE seconds.
+
+        A downloading client only sends ACKs, which are not ack-eliciting: once the network under
+        it changes, nothing would ever reach the server from the new address and the server would
+        keep sending to the dead one. Like a real client that notices a stalled transfer, it
+        sends a non-probing PING, whose arrival from the new address is what makes the server
+        migrate (RFC 9000 §9.3). Passive mode relies on this; it knows nothing of the network.
+        """
+        now = time.monotonic()
+        if meter.last_mono is None or now - meter.last_mono < KEEPALIVE or now - self.last_keepalive < KEEPALIVE:
+            return
+        self.last_keepalive = now
+        self._quic.send_ping(0)
+        self.transmit()
+
     async def _with_progress(self, meter: DataMeter, done: asyncio.Future[bool]) -> bool:
         while not done.done():
             await asyncio.wait([done], timeout=PROGRESS_INTERVAL)
             meter.progress()
+            self.keepalive(meter)
         return done.result()
 
 
