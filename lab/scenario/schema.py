@@ -96,6 +96,12 @@ class TopologyNames:
     preferred_port: int = 4443
     profiles: frozenset[str] = frozenset()
 
+    def __post_init__(self) -> None:
+        if not self.client_networks <= self.networks:
+            raise ValueError(f"client networks {sorted(self.client_networks - self.networks)} are not networks")
+        if self.default_network is not None and self.default_network not in self.client_networks:
+            raise ValueError(f"default network {self.default_network!r} is not a client network")
+
 
 # --- the typed result -----------------------------------------------------------------------
 
@@ -702,6 +708,7 @@ class _Validator:
             return ()
         state = _Attachment(list(initial.networks), initial.networks[0] if initial.networks else None)
         last_at: tuple[float, str] | None = None
+        clock, late = 0.0, False
         steps: list[Step] = []
         action_fields = {
             "connect": ("network", "address"), "disconnect": ("network",), "route": ("network",),
@@ -734,15 +741,22 @@ class _Validator:
             description = self.string(keys["description"][1], f"{path}.description") if "description" in keys \
                 else None
             if trigger is not None and trigger.at is not None:
-                when = trigger.at + (delay or 0.0)
-                if when >= timeout:
-                    self.error(keys["at"][1], f"{path}.at",
-                               f"{_human_seconds(when)} is not before the timeout {_human_seconds(timeout)}")
                 if last_at is not None and trigger.at < last_at[0]:
                     self.error(keys["at"][1], f"{path}.at",
                                f"{_human_seconds(trigger.at)} is earlier than {last_at[1]}; steps run in order")
                 last_at = (trigger.at, f"at: {_human_seconds(trigger.at)} of steps[{index}]")
+                clock = max(clock, trigger.at)
             fields = self.action_fields(action, keys, path, item, state, workload)
+            # The earliest time this step can end; `after` triggers only make it later.
+            clock += (delay or 0.0) + (fields.get("duration") or 0.0)
+            if fields.get("flap") is not None:
+                clock += (fields["flap"].times - 1) * fields["flap"].interval
+            if clock >= timeout and not late:
+                late = True
+                where = keys["at"][1] if "at" in keys else item
+                self.error(where, f"{path}.at" if "at" in keys else path,
+                           f"runs until {_human_seconds(clock)} or later; {_human_seconds(clock)} is not before the "
+                           f"timeout {_human_seconds(timeout)}")
             if len(self.errors) > start or trigger is None:
                 continue
             steps.append(Step(action=action, trigger=trigger, delay=delay or 0.0, description=description,

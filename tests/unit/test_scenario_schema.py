@@ -273,13 +273,14 @@ expect: [transfer_complete]
     ("  - action: impair\n    network: home\n    impair: {loss: 120}\n", "must be between 0 and 100"),
     ("  - action: connect\n    network: office\n    address: 300\n", "host number must be from 2 to 254"),
     ("  - after_bytes: 9MB\n    action: wait\n    duration: 1s\n", "not less than the download size"),
-    ("  - at: 40s\n    action: wait\n    duration: 1s\n", "40s is not before the timeout 30s"),
+    ("  - at: 40s\n    action: wait\n    duration: 1s\n", "41s is not before the timeout 30s"),
     ("  - at: 2s\n    action: wait\n    duration: 1s\n  - at: 1s\n    action: wait\n    duration: 1s\n",
      "1s is earlier than at: 2s of steps[0]; steps run in order"),
     ("  - after: bogus:path_validated\n    action: wait\n    duration: 1s\n", "role 'bogus' is not allowed"),
     ("  - action: flap\n    networks: [home, cellular]\n    times: 3\n    interval: 1s\n",
      "the client is not attached to 'cellular'"),
     ("  - at: 1\n    action: wait\n    duration: 1s\n", "1 needs a unit"),
+    ("  - at: 25s\n    action: wait\n    duration: 10s\n", "35s is not before the timeout 30s"),
     ("  - action: wait\n    duration: 1s\n    router: home-router\n", "unknown key 'router'"),
 ])
 def test_step_errors(step: str, message: str) -> None:
@@ -354,6 +355,20 @@ def test_initial_state_and_impairment_profiles() -> None:
     _, errors = check_scenario_text(text.replace("lte", "5g"), "sample.yaml", topology)
     assert [(e.field, e.message) for e in errors] == [
         ("initial.impair.cellular", "'5g' is not allowed; allowed: lte, wifi")]
+
+
+def test_flap_longer_than_the_timeout() -> None:
+    text = BASE + "initial:\n  networks: [home, office]\nsteps:\n  - at: 5s\n    action: flap\n" \
+        "    networks: [home, office]\n    times: 30\n    interval: 1s\nexpect: [transfer_complete]\n"
+    assert errors_of(text) == [
+        "scenarios/sample.yaml:9: steps[0].at: runs until 34s or later; 34s is not before the timeout 30s"]
+
+
+def test_topology_names_are_consistent() -> None:
+    with pytest.raises(ValueError):
+        TopologyNames(frozenset({"a"}), frozenset({"a", "b"}), frozenset())
+    with pytest.raises(ValueError):
+        TopologyNames(frozenset({"a", "b"}), frozenset({"a"}), frozenset(), default_network="b")
 
 
 def test_value_parsers() -> None:
