@@ -18,6 +18,8 @@ VERBS = {
     "certs": "lab.cli.certs",
     "scenario": "lab.cli.scenario",
     "demo": "lab.cli.demo",
+    "impair": "lab.cli.impair",
+    "bench": "lab.cli.bench",
 }
 
 

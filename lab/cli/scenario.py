@@ -1,0 +1,159 @@
+"""`python -m lab scenario run|list|validate`: play YAML scenarios on the live lab.
+
+Exit codes: 0 every check passed, 1 a check failed, 2 an error (bad file, lab not running...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from lab.cli import LabError
+from lab.control.actions import ActionError
+from lab.control.docker_api import DockerUnavailable
+from lab.observe.live import make_view
+from lab.report.render import report_dict, write_reports
+from lab.scenario.schema import Scenario, ScenarioError, load_catalogue, load_scenario
+from lab.topology.load import ROOT, ComposeMissing, load_topology
+
+HELP = "run, list or validate scenarios (YAML files in scenarios/)"
+SCENARIOS = ROOT / "scenarios"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="scenario_verb", metavar="run|list|validate", required=True)
+    run = sub.add_parser("run", help="play a scenario on the live lab")
+    run.add_argument("names", nargs="*", metavar="NAME|FILE", help="scenario names or files")
+    run.add_argument("--all", action="store_true", help="every scenario in scenarios/, then a summary table")
+    run.add_argument("--json", action="store_true", help="events as JSON lines on stdout")
+    run.add_argument("--no-capture", action="store_true", help="skip packet captures and tshark checks")
+    sub.add_parser("list", help="the scenario catalogue")
+    validate = sub.add_parser("validate", help="check scenario files without running them")
+    validate.add_argument("files", nargs="+", metavar="FILE")
+
+
+def _names():
+    from lab.scenario.runner import topology_names
+
+    return topology_names(load_topology())
+
+
+def resolve(name: str) -> Scenario:
+    path = Path(name)
+    if not path.suffix:
+        path = SCENARIOS / f"{name}.yaml"
+        if not path.exists():
+            known = ", ".join(sorted(p.stem for p in SCENARIOS.glob("*.yaml")))
+            raise LabError(f"no scenario named {name!r}; known: {known}")
+    elif not path.exists():
+        raise LabError(f"{name}: no such file")
+    return load_scenario(path, _names())
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _dispatch(args)
+    except ScenarioError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except (DockerUnavailable, ComposeMissing, ActionError) as exc:
+        raise LabError(str(exc)) from None
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.scenario_verb == "list":
+        catalogue = load_catalogue(SCENARIOS, _names())
+        table = Table(title="scenarios")
+        for column in ("name", "transport", "migration", "steps", "about"):
+            table.add_column(column)
+        for name, scenario in sorted(catalogue.items()):
+            table.add_row(name, scenario.workload.transport, scenario.workload.migration, str(len(scenario.steps)),
+                          scenario.description.strip().splitlines()[0])
+        Console().print(table)
+        return 0
+    if args.scenario_verb == "validate":
+        names, failed = _names(), 0
+        for file in args.files:
+            try:
+                load_scenario(file, names)
+                print(f"{file}: ok")
+            except ScenarioError as exc:
+                print(str(exc), file=sys.stderr)
+                failed += 1
+            except OSError as exc:
+                print(f"{file}: {exc.strerror}", file=sys.stderr)
+                failed += 1
+        return 2 if failed else 0
+    scenarios = list(load_catalogue(SCENARIOS, _names()).values()) if args.all else [resolve(n) for n in args.names]
+    if not scenarios:
+        raise LabError("name a scenario (see `python -m lab scenario list`) or use --all")
+    return run_many(scenarios, json_output=args.json, capture=not args.no_capture)
+
+
+def run_many(scenarios: list[Scenario], json_output: bool = False, capture: bool = True) -> int:
+    from lab.scenario.runner import ScenarioRunner
+
+    topology = load_topology()
+    results = []
+    for scenario in scenarios:
+        runner = ScenarioRunner(scenario, topology, make_view(json_output), capture=capture)
+        result = runner.run()
+        extra = {}
+        plot_name = None
+        try:
+            from lab.report.analysis import analyse_run
+
+            extra, plot_name, cross = analyse_run(runner, result)
+            result.checks.extend(cross)
+            result.passed = result.passed and all(c.passed for c in cross)
+        except ImportError:
+            pass
+        report = report_dict(scenario.name, result.run_id, result.passed, result.checks, result.metrics,
+                             result.error, result.duration_s, extra)
+        write_reports(result.run_dir, report, scenario.description, plot_name)
+        results.append((scenario, result))
+        if not json_output:
+            _print_checks(result)
+    if not json_output and len(results) > 1:
+        _print_summary(results)
+    if any(r.error for _, r in results):
+        return 2 if all(r.error for _, r in results) else 1
+    return 0 if all(r.passed for _, r in results) else 1
+
+
+def _print_checks(result) -> None:
+    console = Console()
+    table = Table(title=f"{result.scenario}: {'PASSED' if result.passed else 'FAILED'}", title_justify="left")
+    for column in ("check", "transport", "", "observed", "expected"):
+        table.add_column(column)
+    for check in result.checks:
+        mark = "[green]✓[/]" if check.passed else "[red]✗[/]"
+        table.add_row(check.name, check.transport or "", mark, str(check.observed), str(check.expected))
+    console.print(table)
+    for transport, metrics in result.metrics.items():
+        disruption = metrics.get("disruption_ms")
+        validation = metrics.get("validation_ms")
+        console.print(f"  {transport}: disruption "
+                      f"{'not observed' if disruption is None else f'{disruption:.0f} ms'}, validation "
+                      f"{'not observed' if validation is None else f'{validation:.1f} ms'}, handshakes "
+                      f"{metrics.get('handshakes')}, paths seen {metrics.get('paths_seen')}")
+    console.print(f"  artifacts: {result.run_dir.relative_to(ROOT)}/ (report.md, events.jsonl, captures, qlog)")
+
+
+def _print_summary(results) -> None:
+    table = Table(title="summary")
+    for column in ("scenario", "verdict", "disruption", "validation", "wall time"):
+        table.add_column(column)
+    for scenario, result in results:
+        figures = []
+        for key, unit in (("disruption_ms", "ms"), ("validation_ms", "ms")):
+            values = [f"{t}: {m[key]:.0f} {unit}" if key == "disruption_ms" else f"{t}: {m[key]:.1f} {unit}"
+                      for t, m in result.metrics.items() if m.get(key) is not None]
+            figures.append(", ".join(values) or "-")
+        verdict = "[green]PASS[/]" if result.passed else ("[red]ERROR[/]" if result.error else "[red]FAIL[/]")
+        table.add_row(scenario.name, verdict, figures[0], figures[1], f"{result.duration_s:.1f} s")
+    Console().print(table)

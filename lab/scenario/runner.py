@@ -1,0 +1,300 @@
+"""Play a scenario on the live lab: reset, capture, run the workload, fire the steps as their
+triggers are observed, stream every container's events into one timeline, then judge the run.
+
+The judging (checks, metrics) is pure and lives in `lab.verify` and `lab.report`; this module is
+the edge that drives Docker and collects what happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab import events as ev
+from lab.control.actions import ActionError, ActionResult, Lab
+from lab.observe.live import PlainView
+from lab.observe.stream import ExecStream, LineQueue
+from lab.observe.timeline import Timeline, write_jsonl
+from lab.report.metrics import compute_metrics
+from lab.scenario.schema import Scenario, Step, TopologyNames
+from lab.topology.load import ROOT
+from lab.topology.model import CLIENT, SERVER, Topology
+from lab.verify.checks import CheckResult, evaluate
+
+ARTIFACTS = ROOT / "artifacts"
+RUNTIME = ARTIFACTS / ".runtime"
+CONTROL_SOCKET = "/run/lab/client.sock"
+
+
+def topology_names(topology: Topology) -> TopologyNames:
+    initial = [n for n in topology.services[CLIENT].addresses if n in topology.gateways]
+    return TopologyNames(
+        networks=frozenset(topology.networks), client_networks=frozenset(topology.gateways),
+        routers=frozenset(topology.routers), default_network=initial[0] if initial else None,
+        port=topology.server_port, preferred_port=topology.server_preferred_port,
+    )
+
+
+@dataclass
+class RunResult:
+    scenario: str
+    run_id: str
+    run_dir: Path
+    passed: bool
+    checks: list[CheckResult] = field(default_factory=list)
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    error: str | None = None
+    duration_s: float = 0.0
+    client_exit: dict[str, int | None] = field(default_factory=dict)
+
+
+def client_command(scenario: Scenario, topology: Topology, transport: str, run_id: str) -> list[str]:
+    """The client program's command line for one transport of a scenario (pure)."""
+    workload = scenario.workload
+    port = topology.server_preferred_port if workload.migration == "preferred" and transport == "quic" \
+        else (workload.port or topology.server_port)
+    logs = f"/logs/runs/{run_id}"
+    args = ["python", "-m", "lab.endpoints.client", f"--server={topology.server_address}:{port}",
+            f"--transport={transport}", f"--workload={workload.kind}",
+            f"--keylog={logs}/keys-{transport}.log", f"--qlog-dir={logs}/qlog",
+            f"--control-socket={CONTROL_SOCKET if transport == 'quic' else '/run/lab/client-tcp.sock'}"]
+    if workload.kind == "download":
+        args.append(f"--size={workload.size}")
+        if workload.rate:
+            args.append(f"--rate={workload.rate}")
+    else:
+        args.append(f"--interval-ms={workload.interval * 1000:g}")
+        if workload.duration:
+            args.append(f"--duration={workload.duration:g}s")
+    migration = workload.migration if transport == "quic" else "none"
+    args.append(f"--migration={migration}")
+    args.append("--rotate-cid" if workload.rotate_cid else "--no-rotate-cid")
+    # Also copy the events to the container's own log, so `docker compose logs client` shows them.
+    return ["bash", "-c", 'set -o pipefail; mkdir -p "$0/qlog"; "${@}" 2>&1 | tee -a /proc/1/fd/1', logs, *args]
+
+
+class StepTrigger:
+    """Decides, from observed events and the clock, whether a step may fire (pure)."""
+
+    @staticmethod
+    def due_at(step: Step, timeline: list[ev.Event], workload_start: float, previous_done: float) -> float | None:
+        trigger = step.trigger
+        fired: float | None
+        if trigger.kind == "at":
+            fired = workload_start + (trigger.at or 0.0)
+        elif trigger.kind == "after":
+            fired = next((e.ts for e in timeline if e.TYPE == trigger.event and e.ts >= workload_start
+                          and (trigger.role is None or e.role == trigger.role)), None)
+        elif trigger.kind == "after_bytes":
+            fired = next((e.ts for e in timeline if isinstance(e, ev.Progress) and e.role == "client"
+                          and e.bytes >= (trigger.bytes or 0)), None)
+        else:  # right after the previous step
+            fired = previous_done
+        if fired is None:
+            return None
+        return max(fired, previous_done) + step.delay
+
+
+class ScenarioRunner:
+    def __init__(self, scenario: Scenario, topology: Topology, view: PlainView | None = None,
+                 capture: bool = True) -> None:
+        self.scenario = scenario
+        self.topology = topology
+        self.lab = Lab(topology)
+        self.view = view or PlainView()
+        self.capture = capture
+        self.events: list[ev.Event] = []
+        self.raw_lines: dict[str, list[str]] = {}
+        self.controller = ev.Emitter("controller", stream=open(os.devnull, "w"), transport="")
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _record(self, event: ev.Event, source: str) -> None:
+        self.events.append(event)
+        self.view.event(event, source)
+
+    def _action_event(self, result: ActionResult, started: float, step: Step | None = None) -> ev.Event:
+        detail = dict(result.detail)
+        detail["took_ms"] = round((time.time() - started) * 1000, 1)
+        if step is not None and step.origin:
+            detail["step"] = step.origin
+        event = ev.Action(ts=started, mono=time.monotonic(), role="controller", conn=None, transport="",
+                          action=result.action, target=result.target, detail=detail, ok=result.ok)
+        return event
+
+    def _apply(self, step: Step) -> ActionResult:
+        lab = self.lab
+        match step.action:
+            case "connect":
+                return lab.connect(step.network, step.address)  # type: ignore[arg-type]
+            case "disconnect":
+                return lab.disconnect(step.network)  # type: ignore[arg-type]
+            case "route":
+                return lab.route(step.network)  # type: ignore[arg-type]
+            case "migrate":
+                return lab.migrate(step.network)  # type: ignore[arg-type]
+            case "rebind":
+                return lab.rebind(step.router)  # type: ignore[arg-type]
+            case "renumber":
+                return lab.renumber(step.network, step.address)  # type: ignore[arg-type]
+            case "blackhole":
+                return lab.blackhole(step.network, bool(step.state))  # type: ignore[arg-type]
+            case "wait":
+                return ActionResult("wait", f"{step.duration or 0:g}s")
+            case "impair":
+                from lab.control import impair  # the impairment hook
+
+                return impair.apply_step(lab, step)
+        raise ActionError(f"action {step.action!r} is not supported by this controller")
+
+    def _ingest(self, line_source: str, text: str, received: float) -> None:
+        self.raw_lines.setdefault(line_source, []).append(text)
+        try:
+            event = ev.parse_line(text)
+        except (ev.SchemaError, TypeError) as exc:
+            event = ev.Error(ts=received, mono=0.0, role=line_source, message=f"unparsable event: {exc}")
+        if event is not None:
+            self._record(event, line_source if event.role == "router" else line_source.split("/")[0])
+
+    # --- the run ----------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        scenario = self.scenario
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
+        run_dir = ARTIFACTS / scenario.name / run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        latest = ARTIFACTS / scenario.name / "latest"
+        with contextlib.suppress(FileNotFoundError):
+            latest.unlink()
+        latest.symlink_to(run_id)
+        result = RunResult(scenario.name, run_id, run_dir, passed=False)
+        started = time.time()
+        self.view.start(scenario.name, scenario.description)
+        streams = LineQueue()
+        try:
+            self._play(run_id, run_dir, streams, result)
+        except ActionError as exc:
+            result.error = str(exc)
+        finally:
+            self.view.stop()
+            self._collect(run_id, run_dir)
+            with contextlib.suppress(Exception):
+                self.lab.reset(self._default_networks())
+        result.duration_s = time.time() - started
+        self._judge(result)
+        return result
+
+    def _default_networks(self) -> tuple[str, ...]:
+        return tuple(n for n in self.topology.services[CLIENT].addresses if n in self.topology.gateways)
+
+    def _play(self, run_id: str, run_dir: Path, streams: LineQueue, result: RunResult) -> None:
+        scenario = self.scenario
+        t = time.time()
+        reset = self.lab.reset(scenario.initial.networks)
+        self._record(self._action_event(reset, t), "controller")
+        for network, impairment in scenario.initial.impair.items():
+            from lab.control import impair
+
+            t = time.time()
+            self._record(self._action_event(impair.apply(self.lab, network, impairment), t), "controller")
+        if self.capture:
+            t = time.time()
+            names = self.lab.start_captures()
+            self._record(self._action_event(ActionResult("capture", "routers", {"interfaces": names}), t),
+                         "controller")
+        since = time.time() - 0.2
+        streams.follow_container(SERVER, self.lab.ctr(SERVER), since)
+        for router in self.topology.routers:
+            streams.follow_container(router, self.lab.ctr(router), since)
+        clients: dict[str, ExecStream] = {}
+        for transport in scenario.transports:
+            command = client_command(scenario, self.topology, transport, run_id)
+            clients[transport] = ExecStream(self.lab.ctr(CLIENT), command)
+            streams.add(f"client/{transport}", clients[transport].output)
+        workload_start = time.time()
+        plan = list(scenario.plan())
+        step_index, previous_done = 0, workload_start
+        deadline = workload_start + scenario.timeout
+        client_sources = {f"client/{t}" for t in clients}
+        finished_at: float | None = None
+        while True:
+            line = streams.get(timeout=0.02)
+            while line is not None:
+                self._ingest(line.source, line.text, line.received)
+                line = streams.get(timeout=0)
+            now = time.time()
+            if step_index < len(plan):
+                step = plan[step_index]
+                due = StepTrigger.due_at(step, self.events, workload_start, previous_done)
+                if due is not None and now >= due:
+                    self.view.note(f"step {step_index + 1}/{len(plan)}: {step.action} "
+                                   f"{step.network or step.router or ''} {step.description or ''}".strip())
+                    t = time.time()
+                    try:
+                        outcome = self._apply(step)
+                    except ActionError as exc:
+                        self._record(self._action_event(ActionResult(step.action, step.network or step.router or "",
+                                                                     {"error": str(exc)}, ok=False), t, step),
+                                     "controller")
+                        raise
+                    self._record(self._action_event(outcome, t, step), "controller")
+                    previous_done = time.time() + (step.duration or 0.0 if step.action == "wait" else 0.0)
+                    step_index += 1
+                    continue
+            if finished_at is None and not (client_sources & streams.open_sources):
+                finished_at = now
+            if finished_at is not None and now - finished_at > 0.8:
+                break  # the clients are done; the server's last events have had time to arrive
+            if now > deadline:
+                result.error = f"timeout: the scenario did not finish within {scenario.timeout:g} s"
+                self.lab.ctr(CLIENT).exec_run(["pkill", "-f", "lab.endpoints.client"])
+                break
+        for line in streams.drain():
+            self._ingest(line.source, line.text, line.received)
+        result.client_exit = {t: s.exit_code() for t, s in clients.items()}
+        if step_index < len(plan):
+            missing = plan[step_index]
+            result.error = result.error or (
+                f"step {step_index + 1} ({missing.action}, line {missing.line}) never triggered")
+
+    def _collect(self, run_id: str, run_dir: Path) -> None:
+        """Every artifact of the run: events, logs, qlog, key logs, captures."""
+        timeline = Timeline.from_streams(self.events)
+        write_jsonl(run_dir / "events.jsonl", timeline)
+        logs = run_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        for source, lines in self.raw_lines.items():
+            (logs / f"{source.replace('/', '-')}.log").write_text("\n".join(lines) + "\n")
+        if self.capture:
+            with contextlib.suppress(Exception):
+                self.lab.stop_captures(run_dir / "captures")
+        client_runtime = RUNTIME / CLIENT / "runs" / run_id
+        if client_runtime.exists():
+            shutil.copytree(client_runtime, run_dir / "client", dirs_exist_ok=True)
+            shutil.rmtree(client_runtime, ignore_errors=True)
+        conns = {e.conn for e in self.events if e.conn and e.role == "server"}
+        server_qlog = RUNTIME / SERVER / "qlog"
+        for conn in conns:
+            for path in server_qlog.glob(f"{conn}*.qlog"):
+                (run_dir / "server" / "qlog").mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, run_dir / "server" / "qlog" / path.name)
+
+    def _judge(self, result: RunResult) -> None:
+        timeline = Timeline.from_streams(self.events)
+        checks: list[CheckResult] = []
+        for transport in self.scenario.transports:
+            checks.extend(evaluate(timeline, self.scenario.expect, transport))
+            result.metrics[transport] = compute_metrics(timeline, transport).to_dict()
+        if result.error:
+            checks.append(CheckResult("run_completed", False, result.error, "every step played, no error"))
+        else:
+            checks.append(CheckResult("run_completed", True, f"{len(self.scenario.plan())} steps played",
+                                      "every step played, no error"))
+        result.checks = checks
+        result.passed = all(c.passed for c in checks)
