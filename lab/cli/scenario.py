@@ -125,6 +125,11 @@ def run_many(scenarios: list[Scenario], json_output: bool = False, capture: bool
     return 0 if all(r.passed for _, r in results) else 1
 
 
+def _short(value: object, limit: int = 60) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _print_checks(result) -> None:
     console = Console()
     table = Table(title=f"{result.scenario}: {'PASSED' if result.passed else 'FAILED'}", title_justify="left")
@@ -132,7 +137,7 @@ def _print_checks(result) -> None:
         table.add_column(column)
     for check in result.checks:
         mark = "[green]✓[/]" if check.passed else "[red]✗[/]"
-        table.add_row(check.name, check.transport or "", mark, str(check.observed), str(check.expected))
+        table.add_row(check.name, check.transport or "", mark, _short(check.observed), _short(check.expected))
     console.print(table)
     for transport, metrics in result.metrics.items():
         disruption = metrics.get("disruption_ms")
