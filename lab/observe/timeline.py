@@ -144,11 +144,26 @@ class Timeline:
         return Timeline(tuple(e for e in self.events if e.ts <= ts))
 
     def for_transport(self, transport: str) -> Timeline:
-        """The endpoints' events of one transport, plus every controller and router event.
+        """The endpoints' events of one transport, plus the controller and router events of its run.
 
-        Controller and router events describe the network, which both transports share.
+        Controller and router events describe the network, which both transports share. When one
+        timeline holds runs of several transports one after the other (tcp-vs-quic), a shared event
+        keeps only the shared events of this transport's run: those after the previous run's last
+        endpoint event, and, when another run follows, up to this run's last endpoint event. Between
+        two runs, a shared event belongs to the later one (the controller sets a run up before its
+        endpoints speak).
         """
-        return Timeline(tuple(e for e in self.events if e.role in SHARED_ROLES or e.transport == transport))
+        own = [e.ts for e in self.events if e.role not in SHARED_ROLES and e.transport == transport]
+        other = [e.ts for e in self.events if e.role not in SHARED_ROLES and e.transport != transport]
+        low, high = float("-inf"), float("inf")
+        if own and other:
+            low = max((t for t in other if t < own[0]), default=low)
+            if any(t > own[-1] for t in other):
+                high = own[-1]
+        return Timeline(tuple(
+            e for e in self.events
+            if (low < e.ts <= high if e.role in SHARED_ROLES else e.transport == transport)
+        ))
 
     def transports(self) -> list[str]:
         """Transports the endpoints used, in order of first appearance."""

@@ -34,7 +34,7 @@ class Metrics:
     transport: str | None = None
     disruption_ms: float | None = None  # largest client data gap after the first network action
     disruption_ongoing: bool = False  # data never resumed: disruption_ms is a lower bound
-    validation_ms: float | None = None  # slowest server path validation
+    validation_ms: float | None = None  # slowest path validation (server, or client for a preferred address)
     handshakes: int = 0  # client handshake_completed events (1 for a surviving QUIC connection)
     paths_seen: int = 0  # distinct client ip:port at the server
     ips_seen: int = 0  # distinct client IPs at the server
@@ -91,7 +91,7 @@ def compute_metrics(timeline: Timeline, transport: str | None = None, t0: float 
         disruption = gap.gap_ms if gap else 0.0
         ongoing = gap.ongoing if gap else False
 
-    validations = [e.validation_ms for e in view.of(PathValidated, "server")
+    validations = [e.validation_ms for e in view.of(PathValidated)
                    if isinstance(e, PathValidated) and e.validation_ms is not None]
 
     peers: list[str] = []

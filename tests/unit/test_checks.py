@@ -6,12 +6,13 @@ timelines recorded from the real lab. Keep the table below in step with them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
-from lab.events import ActivePathChanged, EchoRtt, HandshakeCompleted, MigrationCompleted, PeerCidChanged
+from lab.events import ActivePathChanged, DataGap, EchoRtt, HandshakeCompleted, MigrationCompleted, PeerCidChanged
 from lab.observe.timeline import Timeline, read_jsonl
 from lab.scenario.schema import TopologyNames, parse_scenario
 from lab.verify.checks import CHECKS, CheckResult, Comparison, comparison_parser, evaluate, run_check
@@ -130,7 +131,10 @@ def test_migrated_to_preferred() -> None:
     assert not run_check(timeline, "migrated_to_preferred", "10.9.0.3").passed
     port_only = Timeline((events[0], ActivePathChanged(ts=0.3, role="client", old_peer="10.0.0.2:4443",
                                                        new_peer="10.0.0.2:5555")))
-    assert not run_check(port_only, "migrated_to_preferred").passed
+    assert run_check(port_only, "migrated_to_preferred").passed  # loopback: only the port differs
+    back = Timeline((events[0], ActivePathChanged(ts=0.3, role="client", old_peer="10.0.0.2:5555",
+                                                  new_peer="10.0.0.2:4443")))
+    assert not run_check(back, "migrated_to_preferred").passed
     reported = Timeline((events[0], MigrationCompleted(ts=0.4, role="client", mode="preferred", peer="10.9.0.2:4443")))
     assert run_check(reported, "migrated_to_preferred").passed
 
@@ -151,6 +155,24 @@ def test_evaluate_scopes_expectations_by_transport() -> None:
     assert [r.name for r in quic] == ["transfer_complete", "connection_survived", "single_handshake",
                                       "max_disruption_ms"]
     assert all(r.passed for r in quic)
+
+
+def test_evaluate_on_one_timeline_holding_both_runs() -> None:
+    """tcp-vs-quic may record both runs in one timeline: each transport sees its own actions only."""
+    tcp, quic = load("tcp-reconnect"), load("wifi-to-cellular-pass")
+    shift = tcp.end + 5.0 - quic.start
+
+    def move(e: object) -> object:
+        if isinstance(e, DataGap):
+            return dataclasses.replace(e, ts=e.ts + shift, start_ts=e.start_ts + shift, end_ts=e.end_ts + shift)
+        return dataclasses.replace(e, ts=e.ts + shift)
+
+    moved = [move(e) for e in quic]
+    both = Timeline.from_streams(tcp, moved)
+    assert run_check(both, "max_disruption_ms", 1000, "quic").observed == "520 ms (data_gap) after disconnect home"
+    assert run_check(both, "max_disruption_ms", 2000, "tcp").observed == "1600 ms (data_gap) after disconnect home"
+    assert len(both.for_transport("tcp").actions()) == 4 and len(both.for_transport("quic").actions()) == 4
+    assert both.for_transport("quic").first_network_action().ts == pytest.approx(moved[0].ts + 2.0)
 
 
 def test_flagship_scenario_passes_on_the_passing_timeline_and_fails_on_the_broken_one() -> None:
