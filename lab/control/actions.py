@@ -25,6 +25,8 @@ from lab.control.docker_api import client, container, exec_checked
 from lab.topology.model import CLIENT, Topology
 
 BLACKHOLE_TAG = "lab-blackhole"
+SOURCE_RULE_PRIORITY = 1000
+SOURCE_TABLE_BASE = 101
 CAPTURE_DIR = "/tmp/lab-capture"
 CAPTURE_FILTER = "udp port 443 or udp port 4443 or tcp port 443"
 _CT_ENTRY = re.compile(
@@ -128,20 +130,35 @@ class Lab:
         return ActionResult("disconnect", network, {"address": address, **routes})
 
     def set_routes(self, network: str | None = None) -> dict[str, Any]:
-        """Default route via the router of `network` (or of the current route network)."""
+        """Default route via the router of `network` (or of the current route network), plus one
+        source route per attached network, as a multi-homed phone has.
+
+        The main table's default route is what a socket bound to the wildcard address follows
+        (passive migration). A socket bound to one interface's address keeps leaving through that
+        interface's router whatever the default route is (active migration, make-before-break).
+        """
+        attached = self.client_attachments()
         if network is not None:
             self._require_client_network(network)
-            if network not in self.client_attachments():
+            if network not in attached:
                 raise ActionError(f"cannot route via {network}: the client is not on it")
             self.route_network = network
-        target = self.ctr(CLIENT)
-        if self._has_default(target):
-            exec_checked(target, ["ip", "route", "del", "default"])
-        if self.route_network is None:
+        script = [f"while ip rule del priority {SOURCE_RULE_PRIORITY} 2>/dev/null; do :; done",
+                  "ip route del default 2>/dev/null || true"]
+        for index, (name, address) in enumerate(sorted(attached.items())):
+            if name not in self.topology.gateways or not address:
+                continue
+            table = SOURCE_TABLE_BASE + index
+            script += [f"ip route flush table {table} 2>/dev/null || true",
+                       f"ip route replace default via {self.topology.gateways[name].address} table {table}",
+                       f"ip rule add from {address} table {table} priority {SOURCE_RULE_PRIORITY}"]
+        gateway = self.topology.gateways[self.route_network].address if self.route_network else None
+        if gateway:
+            script.append(f"ip route replace default via {gateway}")
+        script.append(f"ip route get {self.topology.server_address} || true")
+        got = exec_checked(self.ctr(CLIENT), ["sh", "-ec", "; ".join(script)])
+        if gateway is None:
             return {"route": None}
-        gateway = self.topology.gateways[self.route_network].address
-        exec_checked(target, ["ip", "route", "replace", "default", "via", gateway])
-        got = exec_checked(target, ["ip", "route", "get", self.topology.server_address])
         if f"via {gateway}" not in got:
             raise ActionError(f"client route to the server is not via {gateway}: {got.strip()}")
         return {"route": self.route_network, "gateway": gateway}

@@ -230,6 +230,8 @@ class ConnectionTelemetry:
                            local=self.local, address_changed=changed)
                 if changed and self.cc_reset:
                     self.reset_congestion(peer)
+                else:
+                    self.release_old_path_flight()
 
         if quic._peer_cid.cid != self._peer_cid:
             old_cid, self._peer_cid = self._peer_cid, quic._peer_cid.cid
@@ -294,6 +296,21 @@ class ConnectionTelemetry:
         self._emit(CongestionReset, peer=normalise_address(peer), cwnd_before=cwnd_before,
                    cwnd_after=cc.congestion_window,
                    srtt_before_ms=round(srtt_before * 1000, 3) if srtt_before is not None else None)
+
+    def release_old_path_flight(self) -> None:
+        """On a port-only change (RFC 9000 §9.4 lets congestion state stay), stop counting the
+        packets sent to the old address against the window.
+
+        The old NAT binding is gone, so they will never be acknowledged; while they fill the
+        window, aioquic sends only ACKs on the new path and the PATH_CHALLENGE waits for loss
+        detection (measured: 80 ms). Their loss detection and retransmission are unchanged.
+        """
+        loss = self.quic._loss
+        for space in loss.spaces:
+            for packet in space.sent_packets.values():
+                if packet.in_flight:
+                    packet.in_flight = False
+                    loss._cc.bytes_in_flight = max(0, loss._cc.bytes_in_flight - packet.sent_bytes)
 
     def path_counters(self) -> list[dict[str, Any]]:
         """Per-path byte counters, for status replies and tests."""

@@ -74,9 +74,20 @@ def client_command(scenario: Scenario, topology: Topology, transport: str, run_i
             args.append(f"--duration={workload.duration:g}s")
     migration = workload.migration if transport == "quic" else "none"
     args.append(f"--migration={migration}")
+    if migration == "active" and scenario.initial.networks:
+        # An aware client binds to its interface's address; only its own migrate moves it.
+        args.append(f"--local={topology.client_addresses[scenario.initial.networks[0]]}")
     args.append("--rotate-cid" if workload.rotate_cid else "--no-rotate-cid")
     # Also copy the events to the container's own log, so `docker compose logs client` shows them.
     return ["bash", "-c", 'set -o pipefail; mkdir -p "$0/qlog"; "${@}" 2>&1 | tee -a /proc/1/fd/1', logs, *args]
+
+
+def _impair_module():
+    try:
+        from lab.control import impair
+    except ImportError:
+        raise ActionError("link impairment is not available in this build (lab.control.impair)") from None
+    return impair
 
 
 class StepTrigger:
@@ -148,9 +159,7 @@ class ScenarioRunner:
             case "wait":
                 return ActionResult("wait", f"{step.duration or 0:g}s")
             case "impair":
-                from lab.control import impair  # the impairment hook
-
-                return impair.apply_step(lab, step)
+                return _impair_module().apply_step(lab, step)
         raise ActionError(f"action {step.action!r} is not supported by this controller")
 
     def _ingest(self, line_source: str, text: str, received: float) -> None:
@@ -179,7 +188,7 @@ class ScenarioRunner:
         streams = LineQueue()
         try:
             self._play(run_id, run_dir, streams, result)
-        except ActionError as exc:
+        except (ActionError, RuntimeError) as exc:  # a failed action or container command ends the run
             result.error = str(exc)
         finally:
             self.view.stop()
@@ -199,10 +208,8 @@ class ScenarioRunner:
         reset = self.lab.reset(scenario.initial.networks)
         self._record(self._action_event(reset, t), "controller")
         for network, impairment in scenario.initial.impair.items():
-            from lab.control import impair
-
             t = time.time()
-            self._record(self._action_event(impair.apply(self.lab, network, impairment), t), "controller")
+            self._record(self._action_event(_impair_module().apply(self.lab, network, impairment), t), "controller")
         if self.capture:
             t = time.time()
             names = self.lab.start_captures()
@@ -238,7 +245,7 @@ class ScenarioRunner:
                     t = time.time()
                     try:
                         outcome = self._apply(step)
-                    except ActionError as exc:
+                    except (ActionError, RuntimeError) as exc:
                         self._record(self._action_event(ActionResult(step.action, step.network or step.router or "",
                                                                      {"error": str(exc)}, ok=False), t, step),
                                      "controller")
