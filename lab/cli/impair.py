@@ -1,0 +1,137 @@
+"""`python -m lab impair set|show|reset`: link quality per client network (netem or the fallback).
+
+    python -m lab impair set home --delay 25ms --jitter 5ms --loss 1% --rate 10mbit
+    python -m lab impair set cellular --profile 3g --loss 0
+    python -m lab impair show [--format json]
+    python -m lab impair reset [NETWORK]
+
+Each `set` replaces every impairment on the network (containerlab semantics). Delay and jitter
+are one way, in each direction (RTT grows by 2 x delay); loss is per direction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from lab.cli import LabError
+from lab.control.actions import ActionError, Lab
+from lab.control.docker_api import DockerUnavailable
+from lab.scenario.schema import Impairment, parse_bit_rate, parse_duration, parse_percent
+from lab.topology.load import load_topology
+
+HELP = "impair a client network's link (delay, jitter, loss, rate, blackhole), show or reset"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="impair_command", metavar="COMMAND", required=True)
+    set_parser = sub.add_parser("set", help="replace a network's impairments")
+    set_parser.add_argument("network", metavar="NETWORK", help="a client network (home, cellular, office)")
+    set_parser.add_argument("--profile", help="a named profile; explicit options override its values")
+    set_parser.add_argument("--delay", help="one-way delay, each direction, e.g. 40ms")
+    set_parser.add_argument("--jitter", help="+/- jitter, each direction, e.g. 5ms")
+    set_parser.add_argument("--loss", help="random loss per direction, e.g. 3%%")
+    set_parser.add_argument("--rate", help="rate limit per direction, e.g. 10mbit")
+    set_parser.add_argument("--blackhole", action="store_true", help="drop every packet (links stay up)")
+    set_parser.add_argument("--format", choices=("text", "json"), default="text")
+    show_parser = sub.add_parser("show", help="the active mode and each network's impairments (read back)")
+    show_parser.add_argument("--format", choices=("table", "json"), default="table")
+    reset_parser = sub.add_parser("reset", help="remove impairments (one network, or all)")
+    reset_parser.add_argument("network", metavar="NETWORK", nargs="?")
+
+
+def impairment_from_args(args: argparse.Namespace) -> Impairment:
+    """Options -> Impairment; a LabError naming the option and what it accepts."""
+    from lab.control.impair import PROFILES
+
+    if args.profile is not None and args.profile not in PROFILES:
+        raise LabError(f"--profile {args.profile!r} is not known; allowed: {', '.join(PROFILES)}")
+    values: dict[str, Any] = {}
+    for option, parse in (("delay", parse_duration), ("jitter", parse_duration), ("loss", parse_percent),
+                          ("rate", parse_bit_rate)):
+        text = getattr(args, option)
+        if text is None:
+            continue
+        if option == "rate" and str(text).strip() in ("0", "none", "off"):
+            continue
+        try:
+            values[option] = parse(text)
+        except ValueError as exc:
+            raise LabError(f"--{option}: {exc}") from None
+    return Impairment(profile=args.profile, blackhole=bool(args.blackhole), **values)
+
+
+def _lab() -> Lab:
+    try:
+        return Lab(load_topology())
+    except DockerUnavailable as exc:
+        raise LabError(str(exc)) from None
+
+
+def _check_network(lab: Lab, network: str) -> None:
+    if network not in lab.topology.gateways:
+        raise LabError(f"NETWORK {network!r} is not a client network; allowed: {', '.join(lab.topology.gateways)}")
+
+
+def describe(found: dict[str, Any]) -> str:
+    parts = []
+    if found.get("blackhole"):
+        parts.append("blackhole")
+    if found.get("delay_ms") or found.get("jitter_ms"):
+        jitter = f" ±{found['jitter_ms']:g}ms" if found.get("jitter_ms") else ""
+        parts.append(f"delay {found['delay_ms']:g}ms{jitter}")
+    if found.get("loss_pct"):
+        parts.append(f"loss {found['loss_pct']:g}%")
+    if found.get("rate_bit"):
+        parts.append(f"rate {found['rate_bit'] / 1e6:g}mbit")
+    return ", ".join(parts) or "none"
+
+
+def run(args: argparse.Namespace) -> int:
+    from lab.control import impair
+
+    lab = _lab()
+    try:
+        if args.impair_command == "set":
+            _check_network(lab, args.network)
+            result = impair.apply(lab, args.network, impairment_from_args(args))
+            if args.format == "json":
+                print(json.dumps({"action": result.action, "target": result.target, "ok": result.ok, **result.detail},
+                                 indent=2))
+            else:
+                applied = result.detail["applied"]
+                print(f"{args.network}: {describe(applied)} (mode {result.detail['mode']}, router "
+                      f"{result.detail['router']}: {', '.join(result.detail['mechanisms']) or 'no mechanism'})"
+                      f"{'' if result.ok else '  MISMATCH with the request: ' + describe(result.detail['requested'])}")
+            return 0 if result.ok else 1
+        if args.impair_command == "reset":
+            networks = [args.network] if args.network else list(lab.topology.gateways)
+            for network in networks:
+                _check_network(lab, network)
+            failed = [n for n in networks if not impair.reset(lab, n).ok]
+            print(f"reset {', '.join(networks)}" + (f"; still impaired: {', '.join(failed)}" if failed else ""))
+            return 1 if failed else 0
+        state = impair.show(lab)
+    except (ActionError, DockerUnavailable, RuntimeError) as exc:
+        raise LabError(str(exc)) from None
+    if args.format == "json":
+        print(json.dumps(state, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"impairments (mode: {state['mode']}{', forced' if state['forced'] else ''})")
+    for column in ("network", "router", "impairment", "mechanisms"):
+        table.add_column(column)
+    for network, found in state["networks"].items():
+        mechanisms = []
+        for name, info in found["mechanisms"].items():
+            if name == "delayline":
+                mechanisms.append(f"delayline pid {info['pid']} {'alive' if info['alive'] else 'DEAD'}, "
+                                  f"{info['packets']} packets")
+            else:
+                mechanisms.append(name)
+        table.add_row(network, found["router"], describe(found), "; ".join(mechanisms) or "-")
+    Console().print(table)
+    return 0
