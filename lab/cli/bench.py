@@ -1,0 +1,231 @@
+"""`python -m lab bench`: measured accuracy of the link impairments, configured vs measured.
+
+From the client, through the router of NETWORK (the client must be on it, routed through it), to
+the server; every measurement is bounded in packets and time, and the network is reset at the end.
+
+* RTT: ping (ICMP) with `delay` applied, vs 2 x delay (+ the unimpaired baseline).
+* Loss: a paced UDP stream client -> server, counted at the receiver (one direction).
+* Rate: a UDP blast at 2 x the limit for a few seconds, received rate at the server
+  (on-wire bits: payload + UDP/IP/Ethernet headers, as tbf and netem count them).
+* Delay line ceiling (fallback mode): an unpaced UDP blast through the delay line (1 ms) vs none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from typing import Any
+
+from lab.cli import LabError
+from lab.control.actions import ActionError, Lab
+from lab.control.docker_api import DockerUnavailable
+from lab.scenario.schema import Impairment, parse_bit_rate, parse_duration, parse_percent
+from lab.topology.load import load_topology
+from lab.topology.model import CLIENT, SERVER
+
+HELP = "measure impairment accuracy (RTT, loss, rate) and the delay line's ceiling"
+PORT = 5201
+HEADERS = 8 + 20 + 14  # UDP + IPv4 + Ethernet: what the qdisc counts beyond the payload
+
+RECEIVER = r"""
+import json, socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
+s.bind(("0.0.0.0", int(sys.argv[1]))); s.settimeout(float(sys.argv[2]))
+n = b = 0; first = last = None; end = time.monotonic() + float(sys.argv[3])
+try:
+    while time.monotonic() < end:
+        data = s.recv(65535); now = time.monotonic()
+        first = now if first is None else first
+        n += 1; b += len(data); last = now
+except socket.timeout:
+    pass
+print(json.dumps({"packets": n, "bytes": b, "seconds": (last - first) if n > 1 else 0.0}))
+"""
+
+SENDER = r"""
+import json, socket, sys, time
+dest, port, size, count, seconds, pps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), \
+    float(sys.argv[5]), float(sys.argv[6])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+payload = b"x" * size; n = 0; start = time.monotonic(); end = start + seconds
+while n < count and time.monotonic() < end:
+    if pps:
+        wait = start + n / pps - time.monotonic()
+        if wait > 0: time.sleep(wait)
+    try:
+        s.sendto(payload, (dest, port)); n += 1
+    except OSError:
+        time.sleep(0.0005)
+print(json.dumps({"sent": n, "seconds": time.monotonic() - start}))
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--network", default="home", help="the client network to impair (default home)")
+    parser.add_argument("--delay", default="25ms", help="one-way delay to measure (RTT = 2 x delay)")
+    parser.add_argument("--loss", default="5%", help="per-direction loss to measure")
+    parser.add_argument("--rate", default="10mbit", help="rate limit to measure")
+    parser.add_argument("--packets", type=int, default=10000, help="UDP packets for the loss measurement")
+    parser.add_argument("--pings", type=int, default=200, help="pings for the RTT measurement")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("--force", action="store_true", help="run even while a scenario's client is active")
+
+
+def _out(container: Any, command: list[str], detach: bool = False) -> str:
+    code, output = container.exec_run(command)
+    return output.decode(errors="replace") if output else ""
+
+
+def ping(lab: Lab, count: int, interval: float = 0.02) -> dict[str, Any]:
+    out = _out(lab.ctr(CLIENT), ["ping", "-n", "-q", "-c", str(count), "-i", str(interval), "-W", "2",
+                                 lab.topology.server_address])
+    stats = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms", out)
+    lost = re.search(r"([\d.]+)% packet loss", out)
+    if not stats:
+        return {"error": out.strip()[-200:] or "no ping output"}
+    low, avg, high, mdev = (float(x) for x in stats.groups())
+    return {"count": count, "min_ms": low, "avg_ms": avg, "max_ms": high, "mdev_ms": mdev,
+            "loss_pct": float(lost.group(1)) if lost else None}
+
+
+def udp(lab: Lab, size: int, count: int, seconds: float, pps: float) -> dict[str, Any]:
+    """Send from the client, count at the server (a receiver started first, stopped by idleness)."""
+    server = lab.ctr(SERVER)
+    result_file = f"/tmp/lab-bench-{time.time_ns()}.json"
+    server.exec_run(["sh", "-c", f"python3 -c '{RECEIVER}' {PORT} 1.5 {seconds + 10} > {result_file}"], detach=True)
+    time.sleep(0.5)
+    sent = json.loads(_out(lab.ctr(CLIENT), ["python3", "-c", SENDER, lab.topology.server_address, str(PORT),
+                                             str(size), str(count), str(seconds), str(pps)]))
+    deadline = time.monotonic() + 15
+    got: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        text = _out(server, ["cat", result_file]).strip()
+        if text.startswith("{"):
+            got = json.loads(text)
+            break
+        time.sleep(0.2)
+    server.exec_run(["rm", "-f", result_file])
+    if not got:
+        return {"error": "the receiver reported nothing"}
+    seconds_rx = got["seconds"] or 1e-9
+    return {"size": size, "sent": sent["sent"], "received": got["packets"],
+            "loss_pct": round(100 * (1 - got["packets"] / max(1, sent["sent"])), 3),
+            "received_pps": round(got["packets"] / seconds_rx),
+            "goodput_mbit": round(got["bytes"] * 8 / seconds_rx / 1e6, 3),
+            "wire_mbit": round(got["packets"] * (size + HEADERS) * 8 / seconds_rx / 1e6, 3)}
+
+
+def measure(lab: Lab, network: str, delay: float, loss: float, rate: int, packets: int, pings: int,
+            progress: Any = None) -> dict[str, Any]:
+    from lab.control import impair
+
+    def say(text: str) -> None:
+        if progress:
+            progress(text)
+
+    if lab.route_network is None:
+        lab.route_network = network
+    lab.set_routes(network)
+    impair.reset(lab, network)
+    report: dict[str, Any] = {"network": network}
+    try:
+        say("baseline RTT")
+        report["baseline"] = ping(lab, 50)
+        base = report["baseline"].get("avg_ms", 0.0)
+        say(f"RTT with delay {delay * 1000:g} ms each way")
+        try:
+            result = impair.apply(lab, network, Impairment(delay=delay))
+            report["mode"] = result.detail["mode"]
+            measured = ping(lab, pings)
+            configured = 2 * delay * 1000
+            report["rtt"] = {"configured_rtt_ms": configured, **measured}
+            if "avg_ms" in measured:
+                report["rtt"]["ratio"] = round(measured["avg_ms"] / configured, 4)
+                report["rtt"]["ratio_minus_baseline"] = round((measured["avg_ms"] - base) / configured, 4)
+        except ActionError as exc:
+            report["rtt"] = {"error": str(exc)}
+        say(f"loss {loss:g}% (UDP, {packets} packets)")
+        result = impair.apply(lab, network, Impairment(loss=loss))
+        report.setdefault("mode", result.detail["mode"])
+        flow = udp(lab, 200, packets, 30.0, 5000)
+        report["loss"] = {"configured_pct": loss, **flow}
+        if "loss_pct" in flow and loss:
+            report["loss"]["ratio"] = round(flow["loss_pct"] / loss, 4)
+        say(f"rate {rate / 1e6:g} mbit (UDP blast at 2x)")
+        impair.apply(lab, network, Impairment(rate=rate))
+        size = 1200
+        flow = udp(lab, size, 10**9, 4.0, 2 * rate / ((size + HEADERS) * 8))
+        report["rate"] = {"configured_mbit": rate / 1e6, **flow}
+        if "wire_mbit" in flow:
+            report["rate"]["ratio"] = round(flow["wire_mbit"] * 1e6 / rate, 4)
+        if report.get("mode") == impair.FALLBACK:
+            say("delay line ceiling (unpaced UDP blast, 1200 B)")
+            impair.reset(lab, network)
+            without = udp(lab, size, 10**9, 2.0, 0)
+            try:
+                impair.apply(lab, network, Impairment(delay=0.001))
+                with_line = udp(lab, size, 10**9, 2.0, 0)
+            except ActionError as exc:
+                with_line = {"error": str(exc)}
+            report["delayline_ceiling"] = {"without": without, "with_1ms": with_line}
+    finally:
+        impair.reset(lab, network)
+    return report
+
+
+def _line(name: str, configured: str, data: dict[str, Any], measured: str, ratio_key: str = "ratio") -> str:
+    if "error" in data:
+        return f"  {name:<8} {configured:<18} unavailable: {data['error']}"
+    return f"  {name:<8} {configured:<18} {measured:<44} ratio {data.get(ratio_key, float('nan')):.3f}"
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        delay, loss, rate = parse_duration(args.delay), parse_percent(args.loss), parse_bit_rate(args.rate)
+    except ValueError as exc:
+        raise LabError(f"bench: {exc}") from None
+    try:
+        lab = Lab(load_topology())
+        if args.network not in lab.topology.gateways:
+            raise LabError(f"--network {args.network!r} is not a client network; "
+                           f"allowed: {', '.join(lab.topology.gateways)}")
+        busy = lab.ctr(CLIENT).exec_run(["pgrep", "-f", "lab.endpoints.client"])[0] == 0
+        if busy and not args.force:
+            raise LabError("a client workload (scenario run) is active: the bench would disturb it; "
+                           "wait for it to end or pass --force")
+        if args.network not in lab.client_attachments():
+            raise LabError(f"--network {args.network}: the client is not on it (run a scenario reset or `connect`)")
+        progress = None if args.format == "json" else (lambda text: print(f"... {text}", flush=True))
+        report = measure(lab, args.network, delay, loss, rate, args.packets, args.pings, progress)
+    except (ActionError, DockerUnavailable, RuntimeError) as exc:
+        raise LabError(str(exc)) from None
+    if args.format == "json":
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"impairment accuracy on {report['network']} (mode {report.get('mode', '?')}), client -> server")
+    base = report["baseline"]
+    print(f"  baseline RTT {base.get('avg_ms', float('nan')):.3f} ms (ping x{base.get('count', 0)})")
+    rtt = report["rtt"]
+    print(_line("rtt", f"{2 * delay * 1000:g} ms RTT", rtt,
+                f"avg {rtt.get('avg_ms', 0):.2f} ms (min {rtt.get('min_ms', 0):.2f}, mdev {rtt.get('mdev_ms', 0):.2f})"
+                f" x{rtt.get('count', 0)}"))
+    lost = report["loss"]
+    print(_line("loss", f"{loss:g}% one way", lost,
+                f"{lost.get('loss_pct', 0):.2f}% ({lost.get('sent', 0) - lost.get('received', 0)}"
+                f"/{lost.get('sent', 0)} UDP)"))
+    rated = report["rate"]
+    print(_line("rate", f"{rate / 1e6:g} mbit", rated,
+                f"{rated.get('wire_mbit', 0):.2f} mbit on wire ({rated.get('goodput_mbit', 0):.2f} goodput)"))
+    ceiling = report.get("delayline_ceiling")
+    if ceiling:
+        w, d = ceiling["without"], ceiling["with_1ms"]
+        if "error" in d:
+            print(f"  delay line ceiling: unavailable: {d['error']}")
+        else:
+            print(f"  delay line ceiling: {d.get('received_pps', 0)} pps, {d.get('goodput_mbit', 0):.0f} mbit "
+                  f"(1200 B, 1 ms) vs {w.get('received_pps', 0)} pps, {w.get('goodput_mbit', 0):.0f} mbit without;"
+                  f" sender loss {d.get('loss_pct', 0):.1f}%")
+    return 0
