@@ -173,7 +173,9 @@ async def serve_tcp(host: str, port: int, certfile: str, keyfile: str, emitter: 
         with contextlib.suppress(asyncio.CancelledError):
             await handle_connection(reader, writer, context, emitter)
 
-    return await asyncio.start_server(on_connect, host, port, reuse_address=True)
+    # "::" alone would listen on IPv6 only (asyncio sets IPV6_V6ONLY); None binds every family.
+    bind = None if host in ("::", "", "0.0.0.0") else host
+    return await asyncio.start_server(on_connect, bind, port, reuse_address=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
