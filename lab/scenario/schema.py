@@ -130,7 +130,7 @@ class InitialState:
 class Workload:
     """What the client does while the network changes under it."""
 
-    transport: str = "quic"  # quic | tcp | both (both: the steps are played once per transport)
+    transport: str = "quic"  # quic | tcp | both (both: a QUIC and a TCP client run side by side through the same steps)
     kind: str = "download"  # download | echo
     size: int | None = None  # bytes (download)
     rate: int | None = None  # bytes per second the server paces the download at; None = unpaced
