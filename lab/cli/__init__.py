@@ -20,6 +20,8 @@ VERBS = {
     "demo": "lab.cli.demo",
     "impair": "lab.cli.impair",
     "bench": "lab.cli.bench",
+    "explain": "lab.cli.explain",
+    "walkthrough": "lab.cli.walkthrough",
 }
 
 

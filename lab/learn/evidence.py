@@ -1,0 +1,194 @@
+"""Figures for `python -m lab explain`, read from the latest recorded runs, never typed in.
+
+Every sentence names the file it came from. When no run is recorded (or the recorded run did not measure
+what the topic needs), the sentence says so and gives the command that measures it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lab import events as ev
+from lab.observe.timeline import Timeline, read_jsonl
+from lab.topology.load import ROOT
+
+
+def _latest(root: Path, scenario: str) -> Path | None:
+    run = root / "artifacts" / scenario / "latest"
+    return run.resolve() if run.exists() else None
+
+
+def _rel(root: Path, path: Path) -> str:
+    try:
+        return str(path.relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _missing(scenario: str) -> list[str]:
+    return [f"No recorded `{scenario}` run yet: run `make scenario NAME={scenario}` to measure it."]
+
+
+def _timeline(root: Path, scenario: str) -> tuple[Timeline, str] | None:
+    run = _latest(root, scenario)
+    if run is None or not (run / "events.jsonl").exists():
+        return None
+    return read_jsonl(run / "events.jsonl", strict=False), _rel(root, run / "events.jsonl")
+
+
+def tcp_vs_quic(root: Path) -> list[str]:
+    """The disruption of each transport from artifacts/tcp-vs-quic/latest/report.json, when valid."""
+    run = _latest(root, "tcp-vs-quic")
+    if run is None or not (run / "report.json").exists():
+        return _missing("tcp-vs-quic")
+    source = _rel(root, run / "report.json")
+    report: dict[str, Any] = json.loads((run / "report.json").read_text())
+    by_transport = (report.get("metrics") or {}).get("by_transport") or {}
+    checks = report.get("checks", [])
+    valid: dict[str, float] = {}
+    problems: list[str] = []
+    for transport in ("quic", "tcp"):
+        metrics = by_transport.get(transport) or {}
+        done = [c for c in checks if c.get("name") == "transfer_complete" and c.get("transport") == transport]
+        disruption = metrics.get("disruption_ms")
+        if disruption is not None and done and all(c.get("passed") for c in done) and metrics.get("bytes"):
+            valid[transport] = float(disruption)
+        else:
+            failed = [f"{c['name']}: {c.get('observed')}" for c in checks
+                      if c.get("transport") == transport and not c.get("passed")]
+            problems.append(f"{transport.upper()} was not measured ({'; '.join(failed) or 'no data'})")
+    lines = []
+    for transport in ("quic", "tcp"):
+        if transport in valid:
+            metrics = by_transport[transport]
+            lines.append(f"{transport.upper()}: longest data pause after the first network action "
+                         f"**{valid[transport]:.0f} ms**, {metrics.get('handshakes')} handshake(s), "
+                         f"{metrics.get('reconnects')} reconnect(s) (run `{report.get('run_id')}`, {source}).")
+    if len(valid) == 2 and valid["quic"] > 0:
+        lines.append(f"Measured ratio TCP/QUIC: {valid['tcp'] / valid['quic']:.1f}x in that one run "
+                     "(one run, one RTT and one detection timer; not a general figure).")
+    if problems:
+        error = f" The run ended with: {report['error']}." if report.get("error") else ""
+        lines.append(f"The latest recorded run `{report.get('run_id')}` ({source}) is no valid comparison: "
+                     f"{'; '.join(problems)}.{error} Run `make scenario NAME=tcp-vs-quic` to measure it.")
+    return lines
+
+
+def second_migration(root: Path) -> list[str]:
+    """How many server path changes needed a PATH_CHALLENGE in the latest flapping run."""
+    loaded = _timeline(root, "flapping")
+    if loaded is None:
+        return _missing("flapping")
+    timeline, source = loaded
+    server = timeline.by_role("server").for_transport("quic")
+    changes = [e for e in server.of(ev.ActivePathChanged) if e.old_peer != e.new_peer]
+    challenges = server.of(ev.PathChallengeSent)
+    validated: set[str] = set()
+    returns = 0
+    for event in server:  # in time order: was the new peer already validated when the server moved to it?
+        if isinstance(event, ev.HandshakeCompleted):
+            validated.add(event.peer)
+        elif isinstance(event, ev.PathValidated):
+            validated.add(event.peer)
+        elif isinstance(event, ev.ActivePathChanged) and event.old_peer != event.new_peer:
+            returns += event.new_peer in validated
+    resets = len(server.of(ev.CongestionReset))
+    return [f"In the latest `flapping` run ({source}) the server changed its active path {len(changes)} times, "
+            f"sent {len(challenges)} PATH_CHALLENGE(s) and validated {len(server.of(ev.PathValidated))} path(s); "
+            f"{returns} change(s) returned to an address it had already validated, and it reset "
+            f"congestion control {resets} time(s)."]
+
+
+def _server_validation(root: Path, scenario: str) -> list[str]:
+    loaded = _timeline(root, scenario)
+    if loaded is None:
+        return _missing(scenario)
+    timeline, source = loaded
+    server = timeline.by_role("server")
+    lines = []
+    for sent in server.of(ev.PathChallengeSent):
+        response = next((r for r in server.of(ev.PathResponseReceived) if r.data == sent.data), None)
+        done = next((v for v in server.of(ev.PathValidated) if v.peer == sent.peer and v.ts >= sent.ts), None)
+        echoed = f"echoed by the client {(response.ts - sent.ts) * 1000:.1f} ms later" if response else "never echoed"
+        took = f", path validated in {done.validation_ms:.1f} ms" if done and done.validation_ms is not None else ""
+        lines.append(f"`{scenario}` ({source}): challenge `{sent.data}` to {sent.peer}, {echoed}{took}.")
+    return lines or [f"`{scenario}` ({source}): the server sent no PATH_CHALLENGE in that run."]
+
+
+def amplification(root: Path) -> list[str]:
+    loaded = _timeline(root, "nat-rebinding")
+    if loaded is None:
+        return _missing("nat-rebinding")
+    timeline, source = loaded
+    limited = timeline.of(ev.AmplificationLimited, role="server")
+    if not limited:
+        return [f"The latest `nat-rebinding` run ({source}) recorded no `amplification_limited` event."]
+    return [f"`nat-rebinding` ({source}): {e.bytes_sent} B sent to unvalidated {e.peer} for {e.bytes_received} B "
+            f"received (limit {3 * e.bytes_received} B)." for e in limited]
+
+
+def network_switch(root: Path) -> list[str]:
+    loaded = _timeline(root, "wifi-to-cellular")
+    if loaded is None:
+        return _missing("wifi-to-cellular")
+    timeline, source = loaded
+    lines = []
+    for change in timeline.of(ev.ActivePathChanged, role="server"):
+        lines.append(f"`wifi-to-cellular` ({source}): server path {change.old_peer} -> {change.new_peer} "
+                     f"({'address' if change.address_changed else 'port-only'} change).")
+    for reset in timeline.of(ev.CongestionReset, role="server"):
+        lines.append(f"Congestion window reset {reset.cwnd_before} -> {reset.cwnd_after} bytes for {reset.peer}.")
+    gap = timeline.largest_gap(since=(timeline.first_network_action().ts if timeline.first_network_action() else None))
+    if gap is not None:
+        lines.append(f"Longest client data pause after the first network action: {gap.gap_ms:.0f} ms.")
+    return lines
+
+
+def preferred_address(root: Path) -> list[str]:
+    loaded = _timeline(root, "preferred-address")
+    if loaded is None:
+        return _missing("preferred-address")
+    timeline, source = loaded
+    moves = timeline.of(ev.ActivePathChanged, role="client")
+    cids = timeline.of(ev.PeerCidChanged, role="client")
+    lines = [f"`preferred-address` ({source}): client path {m.old_peer} -> {m.new_peer}." for m in moves]
+    lines += [f"Client DCID {c.old_cid} -> {c.new_cid}." for c in cids]
+    return lines or [f"`preferred-address` ({source}): the client never moved in that run."]
+
+
+def cid_privacy(root: Path) -> list[str]:
+    loaded = _timeline(root, "cid-privacy")
+    if loaded is None:
+        return _missing("cid-privacy")
+    timeline, source = loaded
+    changes = timeline.of(ev.PeerCidChanged, role="client")
+    rebinds = [a for a in timeline.actions() if a.action == "rebind"]
+    return [f"`cid-privacy` ({source}): {len(rebinds)} rebinding(s), {len(changes)} client CID change(s)"
+            + (": " + ", ".join(f"{c.old_cid} -> {c.new_cid}" for c in changes) if changes else "") + "."]
+
+
+EVIDENCE: dict[str, Callable[[Path], list[str]]] = {
+    "tcp-vs-quic": tcp_vs_quic,
+    "second-migration": second_migration,
+    "path-validation": lambda root: _server_validation(root, "nat-rebinding"),
+    "nat-rebinding": lambda root: _server_validation(root, "nat-rebinding"),
+    "ip-change": lambda root: _server_validation(root, "ip-change"),
+    "amplification": amplification,
+    "network-switch": network_switch,
+    "preferred-address": preferred_address,
+    "cid-privacy": cid_privacy,
+}
+
+
+def evidence_for(name: str, root: Path = ROOT) -> list[str]:
+    """Measured sentences for a topic (empty when the topic quotes no figure)."""
+    function = EVIDENCE.get(name)
+    if function is None:
+        return []
+    try:
+        return function(root)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return [f"Could not read the recorded run: {exc}."]
