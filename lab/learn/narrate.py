@@ -124,13 +124,15 @@ class Narrator:
         base = describe(event)
         match event:
             case ev.Progress():
+                if event.local is None or event.peer is None:
+                    return None
                 key = f"{event.role}:{event.transport}"
                 now = (event.local, event.peer)
                 before = self.client_path.get(key)
                 self.client_path[key] = now
                 if before is None or before == now or event.role != "client":
                     return None
-                return f"client data now arrives from {event.peer} on local {event.local}"
+                return f"data now arrives from {event.peer} on local {event.local}"
             case ev.EchoRtt():
                 return None
             case ev.NatMapping():
