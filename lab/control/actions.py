@@ -315,6 +315,12 @@ class Lab:
                 raise ActionError(f"cannot restore the client's networks to {list(networks)}")
         self.route_network = networks[0] if networks else None
         routes = self.set_routes()
+        try:
+            from lab.control import impair
+
+            impair.reset_all(self)
+        except ImportError:
+            pass
         for gateway in self.topology.gateways.values():
             target = self.ctr(gateway.router)
             for network in self.topology.gateways:

@@ -65,7 +65,8 @@ def describe(event: ev.Event) -> str:
             verb = "maps" if event.change == "new" else "forgets"
             return f"NAT {verb} {event.inside} <-> {event.outside}"
         case ev.Action():
-            detail = ", ".join(f"{k}={v}" for k, v in event.detail.items() if k not in _SKIP_DETAIL and v is not None)
+            detail = ", ".join(f"{k}={v}" for k, v in event.detail.items()
+                               if k not in _SKIP_DETAIL and v is not None and not isinstance(v, dict))
             status = "" if event.ok else " FAILED"
             return f"{event.action} {event.target}{status}" + (f" ({detail})" if detail else "")
     return event.TYPE

@@ -18,6 +18,7 @@ from typing import Any
 
 from lab import events as ev
 from lab.control.actions import ActionError, ActionResult, Lab
+from lab.control.impair import PROFILES
 from lab.observe.live import PlainView
 from lab.observe.stream import ExecStream, LineQueue
 from lab.observe.timeline import Timeline, write_jsonl
@@ -38,6 +39,7 @@ def topology_names(topology: Topology) -> TopologyNames:
         networks=frozenset(topology.networks), client_networks=frozenset(topology.gateways),
         routers=frozenset(topology.routers), default_network=initial[0] if initial else None,
         port=topology.server_port, preferred_port=topology.server_preferred_port,
+        profiles=frozenset(PROFILES),
     )
 
 
