@@ -34,6 +34,7 @@ class Metrics:
     transport: str | None = None
     disruption_ms: float | None = None  # largest client data gap after the first network action
     disruption_ongoing: bool = False  # data never resumed: disruption_ms is a lower bound
+    recovery_ms: float | None = None  # part of that gap after the last network action had completed
     validation_ms: float | None = None  # slowest path validation (server, or client for a preferred address)
     handshakes: int = 0  # client handshake_completed events (1 for a surviving QUIC connection)
     paths_seen: int = 0  # distinct client ip:port at the server
@@ -79,17 +80,35 @@ def _median(values: list[float]) -> float | None:
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
+def recovery_ms(view: Timeline, gap_start: float, gap_end: float) -> float:
+    """The part of a data gap after the network was usable again: from the completion of the last
+    network-changing action inside the gap to the data's return.
+
+    The lab's own actions take time (a Docker network connect is about half a second), and so
+    does the world's (a phone joining a cell); what the transport protocol adds is what follows.
+    """
+    usable = gap_start
+    for event in view.actions(network_only=True):
+        assert isinstance(event, Action)
+        done = event.ts + float(event.detail.get("took_ms", 0.0)) / 1000.0
+        if gap_start <= done <= gap_end:
+            usable = max(usable, done)
+    return round((gap_end - usable) * 1000.0, 3)
+
+
 def compute_metrics(timeline: Timeline, transport: str | None = None, t0: float | None = None) -> Metrics:
     """The metrics of one run; with ``transport``, of that transport's endpoints only."""
     view = timeline.for_transport(transport) if transport else timeline
     zero = _zero(view, t0)
 
     action = view.first_network_action()
-    disruption = ongoing = None
+    disruption = ongoing = recovery = None
     if action is not None:
         gap = view.largest_gap(action.ts)
         disruption = gap.gap_ms if gap else 0.0
         ongoing = gap.ongoing if gap else False
+        if gap is not None and not gap.ongoing:
+            recovery = recovery_ms(view, gap.start_ts, gap.end_ts)
 
     validations = [e.validation_ms for e in view.of(PathValidated)
                    if isinstance(e, PathValidated) and e.validation_ms is not None]
@@ -125,6 +144,7 @@ def compute_metrics(timeline: Timeline, transport: str | None = None, t0: float 
         transport=transport,
         disruption_ms=disruption,
         disruption_ongoing=bool(ongoing),
+        recovery_ms=recovery,
         validation_ms=max(validations) if validations else None,
         handshakes=view.count(HandshakeCompleted, "client"),
         paths_seen=len(peers),

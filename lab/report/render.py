@@ -49,8 +49,8 @@ def report_markdown(report: dict[str, Any], description: str = "", plot: str | N
     by_transport = report["metrics"].get("by_transport", {})
     if by_transport:
         names = list(by_transport)
-        keys = ["disruption_ms", "validation_ms", "handshakes", "paths_seen", "ips_seen", "paths_validated",
-                "cid_changes", "migrations", "reconnects", "bytes", "goodput_mbps", "duration_s"]
+        keys = ["disruption_ms", "recovery_ms", "validation_ms", "handshakes", "paths_seen", "ips_seen",
+                "paths_validated", "cid_changes", "migrations", "reconnects", "bytes", "goodput_mbps", "duration_s"]
         lines += ["", "## Metrics", "", "| metric | " + " | ".join(names) + " |",
                   "|---|" + "---|" * len(names)]
         for key in keys:
