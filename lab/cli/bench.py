@@ -72,6 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pings", type=int, default=200, help="pings for the RTT measurement")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.add_argument("--force", action="store_true", help="run even while a scenario's client is active")
+    parser.add_argument("--runs", type=int, default=3, help="runs per migration scenario (default 3; 0 = skip)")
+    parser.add_argument("--scenarios", default="tcp-vs-quic,wifi-to-cellular-active,nat-rebinding,wifi-to-cellular-rtt",
+                        help="migration scenarios to measure (comma separated)")
 
 
 def _out(container: Any, command: list[str], detach: bool = False) -> str:
@@ -219,6 +222,49 @@ def run(args: argparse.Namespace) -> int:
     rated = report["rate"]
     print(_line("rate", f"{rate / 1e6:g} mbit", rated,
                 f"{rated.get('wire_mbit', 0):.2f} mbit on wire ({rated.get('goodput_mbit', 0):.2f} goodput)"))
+    _print_ceiling(report)
+    if args.runs > 0:
+        _migration_bench(lab, [n for n in args.scenarios.split(",") if n], args.runs)
+    return 0
+
+
+def _migration_bench(lab: Lab, names: list[str], runs: int) -> None:
+    """Run migration scenarios several times (no captures) and print disruption figures and ratios."""
+    import io
+    import statistics
+
+    from lab.cli.scenario import resolve
+    from lab.observe.live import PlainView
+    from lab.scenario.runner import ScenarioRunner
+
+    print(f"migration disruption, {runs} run(s) each (median [min-max]); recovery = after the network was usable")
+    ratios = []
+    for name in names:
+        scenario = resolve(name)
+        figures: dict[str, dict[str, list[float]]] = {}
+        for _ in range(runs):
+            result = ScenarioRunner(scenario, lab.topology, PlainView(io.StringIO()), capture=False).run()
+            for transport, metrics in result.metrics.items():
+                for key in ("disruption_ms", "recovery_ms", "validation_ms"):
+                    if metrics.get(key) is not None:
+                        figures.setdefault(transport, {}).setdefault(key, []).append(metrics[key])
+            if not result.passed:
+                print(f"  {name}: a run failed ({result.error or 'checks'}); figures kept for what was observed")
+        for transport, values in figures.items():
+            parts = [f"{key.removesuffix('_ms')} {statistics.median(v):.0f} [{min(v):.0f}-{max(v):.0f}] ms"
+                     for key, v in values.items()]
+            print(f"  {name:<26} {transport:<4} " + ", ".join(parts))
+        if {"quic", "tcp"} <= set(figures):
+            for key in ("disruption_ms", "recovery_ms"):
+                q, t = figures["quic"].get(key), figures["tcp"].get(key)
+                if q and t and statistics.median(q) > 0:
+                    ratio = statistics.median(t) / statistics.median(q)
+                    ratios.append(f"{name} {key.removesuffix('_ms')} tcp/quic = {ratio:.2f}")
+    for ratio in ratios:
+        print(f"  ratio (medians): {ratio}")
+
+
+def _print_ceiling(report: dict[str, Any]) -> None:
     ceiling = report.get("delayline_ceiling")
     if ceiling:
         w, d = ceiling["without"], ceiling["with_1ms"]
@@ -228,4 +274,3 @@ def run(args: argparse.Namespace) -> int:
             print(f"  delay line ceiling: {d.get('received_pps', 0)} pps, {d.get('goodput_mbit', 0):.0f} mbit "
                   f"(1200 B, 1 ms) vs {w.get('received_pps', 0)} pps, {w.get('goodput_mbit', 0):.0f} mbit without;"
                   f" sender loss {d.get('loss_pct', 0):.1f}%")
-    return 0
