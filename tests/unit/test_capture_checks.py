@@ -171,6 +171,19 @@ def test_challenges_answered():
     assert not cc.challenges_answered(Trace().handshake().packets, SERVER).passed
 
 
+def test_lossy_link_needs_one_answered_challenge_per_path():
+    t = Trace().handshake()
+    t.c(A, "s0", [STREAM]).c(C, "s1", [PING], 40)
+    t.s(C, "c1", [CHAL], 120, challenge=("c1",))  # lost on the way to the client: never answered
+    t.s(C, "c1", [CHAL], 120, challenge=("c2",))
+    t.c(C, "s1", [RESP], 50, response=("c2",))
+    assert not cc.challenges_answered(t.packets, SERVER).passed
+    lossy = cc.challenges_answered(t.packets, SERVER, lossy=True)
+    assert lossy.passed and lossy.details["unanswered"] == ["c1"]
+    # a path with no answer at all fails even on a lossy link
+    assert not cc.challenges_answered(migrated(respond=False), SERVER, lossy=True).passed
+
+
 def test_response_on_other_path_is_flagged_but_answers():
     t = Trace().handshake()
     t.c(A, "s0", [STREAM]).c(C, "s1", [PING], 40)
