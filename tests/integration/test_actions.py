@@ -7,6 +7,7 @@ import time
 import pytest
 
 from lab.control.actions import Lab, parse_conntrack_list
+from tests.integration.test_topology import wait_listening
 
 LISTENER = """
 import socket, sys
@@ -50,7 +51,7 @@ class Flow:
         api = server.client.api
         self.listener = api.exec_start(api.exec_create(server.id, ["python3", "-c", LISTENER, str(port),
                                                                    str(seconds + 1)])["Id"], stream=True)
-        time.sleep(0.3)
+        wait_listening(server, port)
         self.sender = api.exec_start(api.exec_create(client.id, ["python3", "-c", SENDER, lab.topology.server_address,
                                                                  str(port), str(port + 20000), str(seconds)])["Id"],
                                      stream=True)

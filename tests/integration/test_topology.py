@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
+import time
 
 from tests.integration.conftest import sh
 
@@ -27,14 +28,21 @@ print(s.recvfrom(100)[0].decode())
 """
 
 
+def wait_listening(server, port: int) -> None:
+    """A probe sent before the listener has bound its socket would be lost (UDP NoPorts)."""
+    for _ in range(100):
+        if f":{port} " in sh(server, "ss -Hlun"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on UDP {port} in the server")
+
+
 def observed_source(ctr, topology, port: int) -> str:
     """Send one UDP datagram from the client to the server; return the source the server saw."""
     server = ctr["server"]
     probe = server.exec_run(["python3", "-c", UDP_PEER_PROBE, str(port)], detach=True)
     assert probe is not None
-    for _ in range(50):  # wait until the probe listens
-        if str(port) in sh(server, "ss -Hlun"):
-            break
+    wait_listening(server, port)
     return sh(ctr["client"], f"python3 -c '{UDP_SEND}' {topology.server_address} {port}").strip()
 
 
@@ -77,13 +85,13 @@ def test_nat_rebinding_changes_the_external_port(ctr, topology):
         "[print(s.recvfrom(9)[1], flush=True) for _ in range(2)]"
     exec_id = server.client.api.exec_create(server.id, ["python3", "-c", listener])["Id"]
     stream = server.client.api.exec_start(exec_id, stream=True)
+    wait_listening(server, 9910)
     sender = ("import socket,time,sys;s=socket.socket(2,2);s.bind(('0.0.0.0',40000));"
               f"s.sendto(b'a',('{topology.server_address}',9910));time.sleep(0.5);"
               "import subprocess;time.sleep(1.0);"
               f"s.sendto(b'b',('{topology.server_address}',9910))")
     sent = client.exec_run(["python3", "-c", sender], detach=True)
     assert sent is not None
-    import time
     time.sleep(0.8)
     sh(router, f"conntrack -D -s {topology.client_addresses['home']} -p udp --sport 40000 || true")
     output = b"".join(stream).decode()
