@@ -16,7 +16,7 @@ from lab.cli import LabError
 from lab.control.actions import ActionError
 from lab.control.docker_api import DockerUnavailable
 from lab.observe.live import make_view
-from lab.report.render import report_dict, write_reports
+from lab.report.analysis import finish_run
 from lab.scenario.schema import Scenario, ScenarioError, load_catalogue, load_scenario
 from lab.topology.load import ROOT, ComposeMissing, load_topology
 
@@ -102,19 +102,7 @@ def run_many(scenarios: list[Scenario], json_output: bool = False, capture: bool
     for scenario in scenarios:
         runner = ScenarioRunner(scenario, topology, make_view(json_output), capture=capture)
         result = runner.run()
-        extra = {}
-        plot_name = None
-        try:
-            from lab.report.analysis import analyse_run
-
-            extra, plot_name, cross = analyse_run(runner, result)
-            result.checks.extend(cross)
-            result.passed = result.passed and all(c.passed for c in cross)
-        except ImportError:
-            pass
-        report = report_dict(scenario.name, result.run_id, result.passed, result.checks, result.metrics,
-                             result.error, result.duration_s, extra)
-        write_reports(result.run_dir, report, scenario.description, plot_name)
+        finish_run(runner, result)
         results.append((scenario, result))
         if not json_output:
             _print_checks(result)

@@ -55,7 +55,7 @@ def _live(name: str, pause, packets: bool) -> int:
     from lab.cli.scenario import resolve
     from lab.control.actions import ActionError
     from lab.control.docker_api import DockerUnavailable
-    from lab.report.render import report_dict, write_reports
+    from lab.report.analysis import finish_run
     from lab.scenario.runner import ScenarioRunner
     from lab.scenario.schema import ScenarioError
     from lab.topology.load import ROOT, ComposeMissing, load_topology
@@ -70,18 +70,7 @@ def _live(name: str, pause, packets: bool) -> int:
         raise LabError(str(exc).splitlines()[0]) from None
     except (DockerUnavailable, ComposeMissing, ActionError) as exc:
         raise LabError(str(exc)) from None
-    extra, plot_name = {}, None
-    try:
-        from lab.report.analysis import analyse_run
-
-        extra, plot_name, cross = analyse_run(runner, result)
-        result.checks.extend(cross)
-        result.passed = result.passed and all(c.passed for c in cross)
-    except ImportError:
-        pass
-    report = report_dict(scenario.name, result.run_id, result.passed, result.checks, result.metrics,
-                         result.error, result.duration_s, extra)
-    write_reports(result.run_dir, report, scenario.description, plot_name)
+    finish_run(runner, result)
     if packets:
         pause("packet view")
         packet_view(result.run_dir, runner.events, _write)

@@ -128,3 +128,17 @@ def analyse_run(runner: Any, result: Any) -> tuple[dict[str, Any], str | None, l
         checks.append(CheckResult("capture_verified", False, f"{type(exc).__name__}: {exc}",
                                   "captures decoded by tshark", "quic"))
     return extra, "goodput.svg", checks
+
+
+def finish_run(runner: Any, result: Any) -> dict[str, Any]:
+    """Judge a finished run on its captures too, then write report.json and report.md."""
+    from lab.report.render import report_dict, write_reports
+
+    extra, plot_name, cross = analyse_run(runner, result)
+    result.checks.extend(cross)
+    result.passed = result.passed and all(c.passed for c in cross)
+    report = report_dict(runner.scenario.name, result.run_id, result.passed, result.checks, result.metrics,
+                         result.error, result.duration_s, extra)
+    write_reports(result.run_dir, report, runner.scenario.description, plot_name)
+    return report
+
