@@ -85,8 +85,12 @@ def analyse_run(runner: Any, result: Any) -> tuple[dict[str, Any], str | None, l
     extra: dict[str, Any] = {}
     checks: list[CheckResult] = []
 
-    series = {t: goodput_series(timeline, 100, timeline.start, t) for t in scenario.transports}
-    svg = goodput_svg(series, network_events(timeline, timeline.start), f"{scenario.name}: goodput")
+    # The time axis starts with the workload, not with the reset and impairment set-up before it.
+    client_times = [e.ts for e in timeline if e.role == "client"]
+    t0 = min(client_times) - 0.2 if client_times else timeline.start
+    series = {t: goodput_series(timeline, 100, t0, t) for t in scenario.transports}
+    markers = [m for m in network_events(timeline, t0) if m.t >= 0]
+    svg = goodput_svg(series, markers, f"{scenario.name}: goodput (0 s = the client starts)")
     (run_dir / "goodput.svg").write_text(svg)
 
     captures = sorted((run_dir / "captures").glob("*.pcap"))

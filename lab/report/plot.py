@@ -37,7 +37,7 @@ def goodput_svg(series: dict[str, list[tuple[float, float]]], markers: list[Netw
     for i in range(11):
         t = t_max * i / 10
         parts.append(f'<text x="{x(t):.1f}" y="{top + plot_h + 16}" text-anchor="middle">{t:.1f}</text>')
-    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 10}" text-anchor="middle">time since the run '
+    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 10}" text-anchor="middle">time since the client '
                  'started (s)</text>')
     parts.append(f'<text x="14" y="{top + plot_h / 2}" transform="rotate(-90 14 {top + plot_h / 2})" '
                  'text-anchor="middle">goodput (Mbit/s)</text>')
