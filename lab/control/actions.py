@@ -63,11 +63,15 @@ class Lab:
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
         self.route_network: str | None = None
+        self._containers: dict[str, Container] = {}
 
     # --- facts -----------------------------------------------------------------------------
 
     def ctr(self, service: str) -> Container:
-        return container(self.topology, service)
+        # Looked up once per controller: a container list per action costs more than the action.
+        if service not in self._containers:
+            self._containers[service] = container(self.topology, service)
+        return self._containers[service]
 
     def client_attachments(self) -> dict[str, str]:
         """Client network -> the client's address there, as the Engine reports it now."""
@@ -311,6 +315,7 @@ class Lab:
         if not self._attach_exactly(networks):
             # The Engine can be left half-connected by a failed connect; a fresh client fixes it.
             recreate_client(self.topology)
+            self._containers.pop(CLIENT, None)
             if not self._attach_exactly(networks):
                 raise ActionError(f"cannot restore the client's networks to {list(networks)}")
         self.route_network = networks[0] if networks else None
@@ -318,15 +323,12 @@ class Lab:
         try:
             from lab.control import impair
 
-            impair.reset_all(self)
+            impair.reset_all(self)  # impairments and blackholes
         except ImportError:
-            pass
-        for gateway in self.topology.gateways.values():
-            target = self.ctr(gateway.router)
             for network in self.topology.gateways:
-                if self.topology.gateways[network].router == gateway.router:
-                    self.blackhole(network, False)
-            target.exec_run(["sh", "-c", "conntrack -F >/dev/null 2>&1; pkill tcpdump; true"])
+                self.blackhole(network, False)
+        for router in self.topology.routers:
+            self.ctr(router).exec_run(["sh", "-c", "conntrack -F >/dev/null 2>&1; pkill tcpdump; true"])
         return ActionResult("reset", "lab", {"networks": list(networks), **routes})
 
 
@@ -337,10 +339,18 @@ def recreate_client(topology: Topology) -> None:
                    capture_output=True, text=True, timeout=120, check=True)
 
 
+_INTERFACES: dict[tuple[str, str], str] = {}
+
+
 def _interface_in(target: Container, subnet: str) -> str:
+    """The router interface in `subnet` (cached: a router's interfaces never change while it runs)."""
+    key = (target.id, subnet)
+    if key in _INTERFACES:
+        return _INTERFACES[key]
     script = ("import sys; from lab.endpoints.netconf import interface_in; i = interface_in(sys.argv[1]); "
               "print(i.name if i else '')")
     name = exec_checked(target, ["python3", "-c", script, subnet]).strip()
     if not name:
         raise ActionError(f"{target.name}: no interface in {subnet}")
+    _INTERFACES[key] = name
     return name

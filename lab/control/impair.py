@@ -413,9 +413,22 @@ def apply(lab: Lab, network: str, impairment: Impairment) -> ActionResult:
                         ok=_matches(params, found))
 
 
+def _untouched(link: _Link) -> bool:
+    """True when nothing of this module or a blackhole is on the link (one exec, so that resetting
+    a clean lab before every run stays cheap)."""
+    probe = (f"iptables -w -S FORWARD; iptables -w -t raw -S PREROUTING; tc qdisc show dev {link.lan_if}; "
+             f"tc qdisc show dev {link.wan_if}; test -e {_state_file(link.queue)} && echo delayline-state")
+    output = link.target.exec_run(["sh", "-c", probe])[1].decode(errors="replace")
+    markers = (TAG, BLACKHOLE_TAG, "NFQUEUE", "netem", "tbf", "delayline-state")
+    return not any(marker in output for marker in markers)
+
+
 def reset(lab: Lab, network: str) -> ActionResult:
     """No impairment on `network`: rules, qdiscs, delay line and blackhole removed."""
     link = _link(lab, network)
+    if _untouched(link):
+        return ActionResult("impair", network, {"reset": True, "mode": detect_mode(link.target),
+                                                "router": link.router, "note": "nothing to remove"})
     _clear(link)
     lab.blackhole(network, False)
     found = _readback(link, detect_mode(link.target))
