@@ -8,7 +8,6 @@ the edge that drives Docker and collects what happened.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import time
 import uuid
@@ -124,7 +123,6 @@ class ScenarioRunner:
         self.capture = capture
         self.events: list[ev.Event] = []
         self.raw_lines: dict[str, list[str]] = {}
-        self.controller = ev.Emitter("controller", stream=open(os.devnull, "w"), transport="")
 
     # --- helpers ----------------------------------------------------------------------------
 
