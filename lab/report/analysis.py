@@ -114,7 +114,8 @@ def analyse_run(runner: Any, result: Any) -> tuple[dict[str, Any], str | None, l
                   and not any(step.action == "rebind" for step in scenario.plan()))
         lossy = any((i.loss or i.profile) for i in scenario.initial.impair.values()) or any(
             step.action == "impair" for step in scenario.plan())
-        found = capture_checks.run_all(packets, servers, active_migration=active, lossy=lossy)
+        rotating = scenario.workload.migration == "active" and scenario.workload.rotate_cid
+        found = capture_checks.run_all(packets, servers, active_migration=active, lossy=lossy, rotating=rotating)
         capture_results = [CheckResult(f"capture_{c.name}", c.passed, c.observed, c.expected, "quic") for c in found]
         checks.extend(capture_results)
         checks.extend(cross_check(timeline, packets, servers, qlog_challenge_data(run_dir / "server" / "qlog")))

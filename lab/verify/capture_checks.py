@@ -411,6 +411,24 @@ def linkable_path_groups(packets: list[QuicPacket], server_addresses: Iterable[s
     return {"client_to_server": _groups(c2s, order), "server_to_client": _groups(s2c, order)}
 
 
+def unlinkable_across_addresses(packets: list[QuicPacket], server_addresses: Iterable[str]) -> CaptureCheck:
+    """A client that rotates its CID when it moves (RFC 9000 §9.5) never lets an observer link two
+    client addresses: no DCID appears on paths of two different client IPs, in either direction.
+
+    Paths of the same IP (a NAT rebinding, which the client cannot notice) may share a DCID.
+    """
+    groups = linkable_path_groups(packets, server_addresses)
+    crossing = []
+    for direction, found in groups.items():
+        for group in found:
+            ips = {path[0] for path in group}  # server-oriented paths: the client's IP comes first
+            if len(ips) > 1:
+                crossing.append(f"{direction}: {[fmt_path(p) for p in group]}")
+    observed = "; ".join(crossing) if crossing else "no DCID shared by paths of different client IPs"
+    return CaptureCheck("unlinkable_across_addresses", not crossing, observed,
+                        "paths of different client IPs share no DCID", {"crossing": crossing})
+
+
 def cid_linkability(packets: list[QuicPacket], server_addresses: Iterable[str],
                     expect: Literal["linkable", "unlinkable"] | None = None) -> CaptureCheck:
     """Which paths share a DCID (RFC 9000 §9.5 privacy). A rebinding keeps the CID (linkable); an active
@@ -457,7 +475,7 @@ def undecrypted(packets: list[QuicPacket], max_fraction: float = 0.0) -> Capture
 def run_all(packets: list[QuicPacket], server_addresses: Iterable[str], *,
             challenge_rule: ChallengeRule = DEFAULT_CHALLENGE_RULE, active_migration: bool = False,
             expect_linkable: Literal["linkable", "unlinkable"] | None = None,
-            lossy: bool = False) -> list[CaptureCheck]:
+            lossy: bool = False, rotating: bool = False) -> list[CaptureCheck]:
     """The usual set for a migration scenario. ``active_migration`` adds new_dcid_on_new_path."""
     addrs = set(server_addresses)
     checks = [
@@ -468,6 +486,8 @@ def run_all(packets: list[QuicPacket], server_addresses: Iterable[str], *,
     ]
     if active_migration:
         checks.append(new_dcid_on_new_path(packets, addrs))
+    if rotating:
+        checks.append(unlinkable_across_addresses(packets, addrs))
     return checks
 
 

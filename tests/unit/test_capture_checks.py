@@ -171,6 +171,13 @@ def test_challenges_answered():
     assert not cc.challenges_answered(Trace().handshake().packets, SERVER).passed
 
 
+def test_rotation_keeps_addresses_unlinkable():
+    # migrated(): the client moves to another IP with a new DCID; reusing the old DCID links them.
+    assert cc.unlinkable_across_addresses(migrated(), SERVER).passed
+    check = cc.unlinkable_across_addresses(migrated(client_dcid="s0"), SERVER)
+    assert not check.passed and check.details["crossing"]
+
+
 def test_lossy_link_needs_one_answered_challenge_per_path():
     t = Trace().handshake()
     t.c(A, "s0", [STREAM]).c(C, "s1", [PING], 40)
