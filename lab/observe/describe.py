@@ -43,7 +43,7 @@ def describe(event: ev.Event) -> str:
             took = f" in {event.duration_ms:.1f} ms" if event.duration_ms is not None else ""
             return f"{event.mode} migration completed{took}: {event.local} <-> {event.peer}"
         case ev.Progress():
-            total = f"/{event.total / 1e6:.1f} MB" if event.total else ""
+            total = f"/{event.total / 1e6:.1f}" if event.total else ""
             return f"{event.bytes / 1e6:.2f}{total} MB via {event.local or '?'}"
         case ev.DataGap():
             return f"data stalled for {event.gap_ms:.0f} ms"
