@@ -139,14 +139,17 @@ def _print_checks(result) -> None:
 
 def _print_summary(results) -> None:
     table = Table(title="summary")
-    for column in ("scenario", "verdict", "disruption", "validation", "wall time"):
+    table.add_column("scenario", no_wrap=True)
+    for column in ("verdict", "disruption", "recovery", "validation", "wall time"):
         table.add_column(column)
     for scenario, result in results:
         figures = []
-        for key, unit in (("disruption_ms", "ms"), ("validation_ms", "ms")):
-            values = [f"{t}: {m[key]:.0f} {unit}" if key == "disruption_ms" else f"{t}: {m[key]:.1f} {unit}"
-                      for t, m in result.metrics.items() if m.get(key) is not None]
-            figures.append(", ".join(values) or "-")
+        for key, digits in (("disruption_ms", 0), ("recovery_ms", 0), ("validation_ms", 1)):
+            values = [f"{t}: {m[key]:.{digits}f} ms" for t, m in result.metrics.items() if m.get(key) is not None]
+            figures.append("\n".join(values) or "-")
         verdict = "[green]PASS[/]" if result.passed else ("[red]ERROR[/]" if result.error else "[red]FAIL[/]")
-        table.add_row(scenario.name, verdict, figures[0], figures[1], f"{result.duration_s:.1f} s")
+        table.add_row(scenario.name, verdict, *figures, f"{result.duration_s:.1f} s")
     Console().print(table)
+    console = Console()
+    console.print("disruption: the longest gap in the client's data after the first network change; recovery: "
+                  "the part of it after the change had completed; validation: the slowest path validation.")
