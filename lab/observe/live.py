@@ -30,6 +30,7 @@ class Status:
 
     client_local: str = "?"
     server_peer: str = "?"
+    server_sees: str = "?"
     bytes: int = 0
     total: int | None = None
     goodput_mbps: float = 0.0
@@ -50,6 +51,10 @@ class Status:
                 self.bytes, self.total = event.bytes, event.total
                 self.client_local = event.local or self.client_local
                 self.server_peer = event.peer or self.server_peer
+            case ev.HandshakeCompleted() if event.role == "server" and event.transport == "quic":
+                self.server_sees = event.peer
+            case ev.ActivePathChanged() if event.role == "server":
+                self.server_sees = event.new_peer
             case ev.PathValidated() if event.role == "server":
                 self.validations += 1
             case ev.HandshakeCompleted() if event.role == "client":
@@ -144,7 +149,7 @@ class RichView(PlainView):
         total = f" / {s.total / 1e6:.1f} MB" if s.total else ""
         rtt = f"   echo rtt {s.last_rtt_ms:.1f} ms" if s.last_rtt_ms is not None else ""
         panel = Panel(
-            f"path  {s.client_local} -> {s.server_peer}\n"
+            f"path  client {s.client_local} -> server {s.server_peer}; the server sees the client as {s.server_sees}\n"
             f"data  {s.bytes / 1e6:.2f} MB{total}   goodput {s.goodput_mbps:.1f} Mbit/s{rtt}\n"
             f"seen  handshakes {s.handshakes}   paths validated by server {s.validations}   "
             f"migrations {s.migrations}\n"
