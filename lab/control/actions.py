@@ -8,6 +8,7 @@ client's routes.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -22,7 +23,7 @@ import docker.errors
 from docker.models.containers import Container
 
 from lab.control.docker_api import client, container, exec_checked
-from lab.topology.model import CLIENT, Topology
+from lab.topology.model import CLIENT, SERVER, Topology
 
 BLACKHOLE_TAG = "lab-blackhole"
 SOURCE_RULE_PRIORITY = 1000
@@ -312,6 +313,9 @@ class Lab:
     def reset(self, networks: tuple[str, ...] = ("home",)) -> ActionResult:
         """Bring the lab back to a scenario's initial state: attachments, routes, NAT, rules."""
         self.ctr(CLIENT).exec_run(["sh", "-c", "pkill -f lab.endpoints.client; pkill tcpdump; true"])
+        # Connections of earlier runs would go on sending to their last address (PTO probes).
+        with contextlib.suppress(docker.errors.APIError):
+            self.ctr(SERVER).kill(signal="SIGUSR1")
         if not self._attach_exactly(networks):
             # The Engine can be left half-connected by a failed connect; a fresh client fixes it.
             recreate_client(self.topology)

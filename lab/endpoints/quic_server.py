@@ -306,10 +306,20 @@ class LabQuicServer(QuicServer):
                                         register_cid=lambda cid: self._protocols.__setitem__(cid, protocol))
         return protocol
 
-    def close(self) -> None:
-        for protocol in set(self._protocols.values()):
+    def close_connections(self) -> int:
+        """Close every connection (CONNECTION_CLOSE to its last peer) and keep listening.
+
+        A connection whose client vanished (a killed run) would otherwise keep sending PTO probes
+        to its last address until its idle timeout, into the next run's captures.
+        """
+        protocols = set(self._protocols.values())
+        for protocol in protocols:
             protocol.close()
         self._protocols.clear()
+        return len(protocols)
+
+    def close(self) -> None:
+        self.close_connections()
         for sock in self.sockets:
             if sock.transport is not None:
                 sock.transport.close()

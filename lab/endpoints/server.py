@@ -77,6 +77,9 @@ async def main_async(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # SIGUSR1: forget every connection, so that a new run starts with none (the lab's reset).
+    loop.add_signal_handler(signal.SIGUSR1, lambda: print(f"closed {server.close_connections()} connection(s)",
+                                                          file=sys.stderr, flush=True))
     await stop.wait()
     server.close()
     if tcp is not None:
