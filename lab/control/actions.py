@@ -23,11 +23,10 @@ import docker.errors
 from docker.models.containers import Container
 
 from lab.control.docker_api import client, container, exec_checked
+from lab.endpoints.netconf import route_script
 from lab.topology.model import CLIENT, SERVER, Topology
 
 BLACKHOLE_TAG = "lab-blackhole"
-SOURCE_RULE_PRIORITY = 1000
-SOURCE_TABLE_BASE = 101
 CAPTURE_DIR = "/tmp/lab-capture"
 CAPTURE_FILTER = "udp port 443 or udp port 4443 or tcp port 443"
 _CT_ENTRY = re.compile(
@@ -108,7 +107,6 @@ class Lab:
         self._require_client_network(network)
         ip = self._resolve_address(network, address)
         net = self.topology.networks[network]
-        self._clear_default_route()
         try:
             client().api.connect_container_to_network(self.ctr(CLIENT).id, net.docker_name, ipv4_address=ip)
         except docker.errors.APIError as exc:
@@ -148,18 +146,10 @@ class Lab:
             if network not in attached:
                 raise ActionError(f"cannot route via {network}: the client is not on it")
             self.route_network = network
-        script = [f"while ip rule del priority {SOURCE_RULE_PRIORITY} 2>/dev/null; do :; done",
-                  "ip route del default 2>/dev/null || true"]
-        for index, (name, address) in enumerate(sorted(attached.items())):
-            if name not in self.topology.gateways or not address:
-                continue
-            table = SOURCE_TABLE_BASE + index
-            script += [f"ip route flush table {table} 2>/dev/null || true",
-                       f"ip route replace default via {self.topology.gateways[name].address} table {table}",
-                       f"ip rule add from {address} table {table} priority {SOURCE_RULE_PRIORITY}"]
+        sources = [(address, self.topology.gateways[name].address) for name, address in sorted(attached.items())
+                   if name in self.topology.gateways and address]
         gateway = self.topology.gateways[self.route_network].address if self.route_network else None
-        if gateway:
-            script.append(f"ip route replace default via {gateway}")
+        script = route_script(gateway, sources)
         script.append(f"ip route get {self.topology.server_address} || true")
         got = exec_checked(self.ctr(CLIENT), ["sh", "-ec", "; ".join(script)])
         if gateway is None:
@@ -167,16 +157,6 @@ class Lab:
         if f"via {gateway}" not in got:
             raise ActionError(f"client route to the server is not via {gateway}: {got.strip()}")
         return {"route": self.route_network, "gateway": gateway}
-
-    def _clear_default_route(self) -> None:
-        # Docker 20.10-27 installs its own default route on connect and fails with "file exists"
-        # when one is there; the lab's route is re-asserted right after the connect.
-        self.ctr(CLIENT).exec_run(["ip", "route", "del", "default"])
-
-    @staticmethod
-    def _has_default(target: Container) -> bool:
-        code, output = target.exec_run(["ip", "-4", "route", "show", "default"])
-        return code == 0 and bool(output.strip())
 
     def route(self, network: str) -> ActionResult:
         return ActionResult("route", network, self.set_routes(network))
@@ -298,7 +278,6 @@ class Lab:
         attached = self.client_attachments()
         for network in networks:
             if network not in attached:
-                self._clear_default_route()
                 try:
                     client().api.connect_container_to_network(
                         docker_id, self.topology.networks[network].docker_name,

@@ -76,3 +76,47 @@ def default_route() -> str | None:
     for route in json.loads(run("ip", "-j", "route", "show", "default") or "[]"):
         return route.get("gateway")
     return None
+
+
+# --- the client's routing (policy routing, so that Docker's own default route is never used) ---
+
+DEFAULT_TABLE = 100  # the lab's default route lives here, not in the main table
+SUPPRESS_PRIORITY = 1500
+DEFAULT_PRIORITY = 2000
+SOURCE_PRIORITY = 1000
+SOURCE_TABLE_BASE = 101
+
+
+def route_script(gateway: str | None, sources: list[tuple[str, str]]) -> list[str]:
+    """Shell commands that set the client's routes in place, without a moment of no route.
+
+    - rule 1000: traffic from an attached address leaves through that network's router (source
+      routing, as on a multi-homed phone; an actively migrated socket keeps its path);
+    - rule 1500: the main table for everything but default routes (connected subnets), so the
+      default route Docker installs and re-picks on every connect and disconnect is never used;
+    - rule 2000: table 100, the lab's default route: via the router of the current network, or
+      `unreachable` when the client is on no network, so nothing falls through to Docker's route.
+
+    `sources` are (address, gateway) pairs of the attached networks.
+    """
+    script = [
+        f"ip rule show priority {SUPPRESS_PRIORITY} | grep -q suppress "
+        f"|| ip rule add from all lookup main suppress_prefixlength 0 priority {SUPPRESS_PRIORITY}",
+        f"ip rule show priority {DEFAULT_PRIORITY} | grep -q 'lookup {DEFAULT_TABLE}' "
+        f"|| ip rule add from all lookup {DEFAULT_TABLE} priority {DEFAULT_PRIORITY}",
+    ]
+    wanted = []
+    for index, (address, source_gateway) in enumerate(sources):
+        table = SOURCE_TABLE_BASE + index
+        wanted.append(address)
+        script += [f"ip route replace default via {source_gateway} table {table}",
+                   f"ip rule show priority {SOURCE_PRIORITY} | grep -q 'from {address} lookup {table}$' "
+                   f"|| ip rule add from {address} table {table} priority {SOURCE_PRIORITY}"]
+    keep = " ".join(wanted) or "none"
+    script.append(f"for a in $(ip rule show priority {SOURCE_PRIORITY} | awk '{{print $3}}'); do "
+                  f"case ' {keep} ' in *\" $a \"*) ;; *) ip rule del from $a priority {SOURCE_PRIORITY};; esac; done")
+    if gateway:
+        script.append(f"ip route replace default via {gateway} table {DEFAULT_TABLE}")
+    else:
+        script.append(f"ip route replace unreachable default table {DEFAULT_TABLE}")
+    return script

@@ -23,7 +23,11 @@ def main(argv: list[str]) -> int:
     role = argv[0] if argv else "idle"
     command = argv[argv.index("--") + 1:] if "--" in argv else []
     routes = netconf.parse_routes(os.environ.get("LAB_ROUTES", ""))
-    netconf.set_default_route(netconf.gateway_for_attached(routes))
+    gateway = netconf.gateway_for_attached(routes)
+    netconf.set_default_route(None)  # Docker's default route points at the host: containment
+    if routes:  # the client: policy routing through the lab's routers (netconf.route_script)
+        sources = [(i.address, gw) for subnet, gw in routes.items() if (i := netconf.interface_in(subnet))]
+        netconf.run("sh", "-ec", "; ".join(netconf.route_script(gateway, sources)))
     for directory in ("/logs/qlog", "/run/lab"):
         Path(directory).mkdir(parents=True, exist_ok=True)
     READY.write_text(role + "\n")
