@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -153,3 +154,25 @@ def test_reset_restores_the_initial_state(lab):
     assert f"via {lab.topology.gateways['home'].address}" in route
     rules = lab.ctr("home-router").exec_run(["iptables", "-S", "FORWARD"]).output.decode()
     assert "lab-blackhole" not in rules
+
+
+def test_an_aware_client_migrates_by_itself_when_its_address_disappears(lab):
+    """--watch-interfaces: the client sees its home address vanish and moves to cellular (RFC 9000 §9.2)."""
+    client = lab.ctr("client")
+    api = client.client.api
+    command = ["python", "-m", "lab.endpoints.client", f"--server={lab.topology.server_address}:443", "--size=6MB",
+               "--rate=2MB/s", "--migration=active", "--watch-interfaces", "--control-socket=",
+               f"--local={lab.topology.client_addresses['home']}"]
+    output = api.exec_start(api.exec_create(client.id, command)["Id"], stream=True)
+    time.sleep(1.2)
+    lab.connect("cellular", route=True)
+    time.sleep(0.4)
+    lab.disconnect("home")
+    events = [ev for ev in (json.loads(line) for line in b"".join(output).decode().splitlines()
+                            if line.startswith("{"))]
+    started = [e for e in events if e["type"] == "migration_started"]
+    completed = [e for e in events if e["type"] == "migration_completed"]
+    assert started and started[0]["new_local"] == lab.topology.client_addresses["cellular"]
+    assert completed and completed[0]["local"].startswith(lab.topology.client_addresses["cellular"] + ":")
+    done = [e for e in events if e["type"] == "transfer_complete"]
+    assert done and done[0]["ok"] is True
