@@ -30,22 +30,30 @@ from lab.events import normalise_address
 SIOCGIFADDR = 0x8915
 
 
-def bind_client_socket(local: str | None = None, port: int = 0) -> socket.socket:
-    """A dual-stack AF_INET6 UDP socket bound to ``local`` (None = wildcard), IPv4 as v4-mapped.
+def bind_udp(host: str | None, port: int = 0, reuse_address: bool = False) -> socket.socket:
+    """A dual-stack AF_INET6 UDP socket bound to ``host`` (None, "", "::" or "0.0.0.0" = wildcard;
+    IPv4 given as such or v4-mapped).
 
-    The format matches aioquic's ``connect()``, which addresses IPv4 servers as ::ffff:a.b.c.d.
+    The format matches aioquic's ``connect()``, which addresses IPv4 peers as ::ffff:a.b.c.d.
     """
-    host = "::" if not local or local in ("::", "0.0.0.0") else local
+    host = "::" if not host or host in ("::", "0.0.0.0") else host
     if ":" not in host:
         host = "::ffff:" + host
     sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     try:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        if reuse_address:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port, 0, 0))
     except OSError:
         sock.close()
         raise
     return sock
+
+
+def bind_client_socket(local: str | None = None, port: int = 0) -> socket.socket:
+    """The client's socket: bound to ``local`` (None = wildcard, so the kernel picks the source)."""
+    return bind_udp(local, port)
 
 
 def socket_local(transport: Any) -> str:

@@ -23,9 +23,6 @@ module exists.
 from __future__ import annotations
 
 import asyncio
-import importlib
-import socket
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +33,8 @@ from aioquic.quic import events as quic_events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import END_STATES, NetworkAddress, QuicConnection
 
+from lab.endpoints.http_files import HttpFileHandler
+from lab.endpoints.migrate import bind_udp
 from lab.endpoints.preferred import advertise_preferred_address
 from lab.endpoints.telemetry import ConnectionTelemetry, IncrementalQlog
 from lab.endpoints.workload import ALPN_LAB, Request, stream_bytes
@@ -55,23 +54,6 @@ def to_v6(addr: tuple[Any, ...]) -> NetworkAddress:
         host = addr[0] if ":" in addr[0] else "::ffff:" + addr[0]
         return (host, addr[1], 0, 0)
     return tuple(addr)  # type: ignore[return-value]
-
-
-def bind_udp(host: str, port: int) -> socket.socket:
-    """A dual-stack AF_INET6 UDP socket bound to host (IPv4 given as such or v4-mapped)."""
-    if host in ("", "0.0.0.0"):
-        host = "::"
-    elif ":" not in host:
-        host = "::ffff:" + host
-    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-    try:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port, 0, 0))
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 class ServerSocket(asyncio.DatagramProtocol):
@@ -265,17 +247,6 @@ class ServerOptions:
     cc_reset: bool = True
 
 
-def load_http_handler() -> Any:
-    """``lab.endpoints.http_files.HttpFileHandler`` if that module exists, else None."""
-    try:
-        module = importlib.import_module("lab.endpoints.http_files")
-    except ModuleNotFoundError as exc:
-        if exc.name == "lab.endpoints.http_files":
-            return None
-        raise
-    return getattr(module, "HttpFileHandler", None)
-
-
 class LabQuicServer(QuicServer):
     """A QuicServer fed by several sockets; see the module docstring."""
 
@@ -336,22 +307,19 @@ def server_configuration(options: ServerOptions, alpns: list[str], quic_logger: 
 async def serve_quic(options: ServerOptions, emitter: Emitter) -> LabQuicServer:
     """Open the sockets and start serving; returns the server (close() it to stop)."""
     loop = asyncio.get_running_loop()
-    http_factory = load_http_handler()
-    alpns = [ALPN_LAB] + (["h3", "hq-interop"] if http_factory is not None else [])
-    if http_factory is None:
-        print("warning: lab.endpoints.http_files not found; serving ALPN quic-lab only", file=sys.stderr)
+    alpns = [ALPN_LAB, "h3", "hq-interop"]
     quic_logger = IncrementalQlog(options.qlog_dir, "server") if options.qlog_dir else None
     keylog = open(options.keylog, "a", buffering=1) if options.keylog else None  # noqa: SIM115
     configuration = server_configuration(options, alpns, quic_logger, keylog)
     server = LabQuicServer(configuration=configuration, options=options, emitter=emitter,
-                           http_handler_factory=http_factory)
+                           http_handler_factory=HttpFileHandler)
     binds = [(options.listen, options.port, "main")]
     if options.preferred_address is not None:
         if options.preferred_port and options.preferred_port != options.port:
             binds.append((options.listen, options.preferred_port, "preferred-port"))
         binds.append((options.preferred_address[0], options.preferred_address[1], "preferred"))
     for host, port, kind in binds:
-        sock = bind_udp(host, port)
+        sock = bind_udp(host, port, reuse_address=True)
         _, protocol = await loop.create_datagram_endpoint(lambda kind=kind: ServerSocket(server, kind), sock=sock)
         server.sockets.append(protocol)  # type: ignore[arg-type]
     if quic_logger is not None:
