@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import os
 import sys
 
 from lab.endpoints.preferred import parse_host_port
 from lab.endpoints.quic_client import ClientOptions, run_quic_client
+from lab.endpoints.tcp_client import run_tcp_client
 from lab.endpoints.workload import parse_size
 from lab.events import Emitter
 
@@ -58,15 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run_tcp(args: argparse.Namespace, server: tuple[str, int]) -> int:
-    try:
-        module = importlib.import_module("lab.endpoints.tcp_client")
-    except ModuleNotFoundError as exc:
-        if exc.name != "lab.endpoints.tcp_client":
-            raise
-        print("error: lab.endpoints.tcp_client is not available", file=sys.stderr)
-        return 2
     emitter = Emitter("client", transport="tcp")
-    return await module.run_tcp_client(server, args.server_name, args.workload, args.size, args.rate,
+    return await run_tcp_client(server, args.server_name, args.workload, args.size, args.rate,
                                        args.interval_ms, args.duration, args.ca, emitter, args.keylog)
 
 

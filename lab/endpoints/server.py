@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import os
 import signal
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from lab.endpoints.preferred import parse_host_port
 from lab.endpoints.quic_server import ServerOptions, serve_quic
+from lab.endpoints.tcp_server import serve_tcp
 from lab.events import Emitter
 
 
@@ -55,15 +55,8 @@ async def _start_tcp(args: argparse.Namespace, emitter: Emitter) -> asyncio.Abst
     port = args.port if args.tcp_port is None else args.tcp_port
     if not port:
         return None
-    try:
-        module = importlib.import_module("lab.endpoints.tcp_server")
-    except ModuleNotFoundError as exc:
-        if exc.name != "lab.endpoints.tcp_server":
-            raise
-        print("warning: lab.endpoints.tcp_server not found; TCP baseline disabled", file=sys.stderr)
-        return None
     tcp_emitter = Emitter(emitter.role, stream=emitter.stream, transport="tcp")
-    return await module.serve_tcp(args.listen, port, args.cert, args.key, tcp_emitter, args.keylog)
+    return await serve_tcp(args.listen, port, args.cert, args.key, tcp_emitter, args.keylog)
 
 
 async def main_async(args: argparse.Namespace) -> int:
