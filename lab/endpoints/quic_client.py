@@ -257,10 +257,7 @@ class LabClientProtocol(QuicConnectionProtocol):
 
         def on_data(data: bytes, end_stream: bool | None) -> None:
             meter.feed(data)
-            if end_stream is None and not done.done():
-                done.set_result(False)
-            elif end_stream and not done.done():
-                done.set_result(True)
+            _settle(done, end_stream)
 
         stream_id = self._quic.get_next_available_stream_id()
         self.stream_handlers[stream_id] = on_data
@@ -291,10 +288,7 @@ class LabClientProtocol(QuicConnectionProtocol):
                 seq, sent_ns = ECHO_FRAME.unpack_from(pending)
                 del pending[:ECHO_FRAME.size]
                 self.emit(EchoRtt, seq=seq, rtt_ms=round((now - sent_ns) / 1e6, 3))
-            if end_stream is None and not done.done():
-                done.set_result(False)
-            elif end_stream and not done.done():
-                done.set_result(True)
+            _settle(done, end_stream)
 
         stream_id = self._quic.get_next_available_stream_id()
         self.stream_handlers[stream_id] = on_data
@@ -349,6 +343,14 @@ class LabClientProtocol(QuicConnectionProtocol):
             meter.progress()
             self.keepalive(meter)
         return done.result()
+
+
+def _settle(done: asyncio.Future[bool], end_stream: bool | None) -> None:
+    """A stream handler's end: None means the connection ended first (False), True a clean FIN."""
+    if end_stream is None and not done.done():
+        done.set_result(False)
+    elif end_stream and not done.done():
+        done.set_result(True)
 
 
 def client_configuration(options: ClientOptions, quic_logger: IncrementalQlog | None, keylog: Any) -> QuicConfiguration:
