@@ -289,8 +289,11 @@ class Lab:
 
     # --- reset ------------------------------------------------------------------------------
 
-    def reset(self, networks: tuple[str, ...] = ("home",)) -> ActionResult:
-        """Bring the lab back to a scenario's initial state: attachments, routes, NAT, rules."""
+    def reset(self, networks: tuple[str, ...] | None = None) -> ActionResult:
+        """Bring the lab back to a scenario's initial state (default: compose.yaml's): attachments,
+        routes, NAT, rules."""
+        if networks is None:
+            networks = self.topology.client_start_networks
         self.ctr(CLIENT).exec_run(["sh", "-c", "pkill -f lab.endpoints.client; pkill tcpdump; true"])
         # Connections of earlier runs would go on sending to their last address (PTO probes).
         with contextlib.suppress(docker.errors.APIError):

@@ -33,7 +33,7 @@ CONTROL_SOCKET = "/run/lab/client.sock"
 
 
 def topology_names(topology: Topology) -> TopologyNames:
-    initial = [n for n in topology.services[CLIENT].addresses if n in topology.gateways]
+    initial = topology.client_start_networks
     return TopologyNames(
         networks=frozenset(topology.networks), client_networks=frozenset(topology.gateways),
         routers=frozenset(topology.routers), default_network=initial[0] if initial else None,
@@ -194,13 +194,10 @@ class ScenarioRunner:
             self.view.stop()
             self._collect(run_id, run_dir)
             with contextlib.suppress(Exception):
-                self.lab.reset(self._default_networks())
+                self.lab.reset(self.topology.client_start_networks)
         result.duration_s = time.time() - started
         self._judge(result)
         return result
-
-    def _default_networks(self) -> tuple[str, ...]:
-        return tuple(n for n in self.topology.services[CLIENT].addresses if n in self.topology.gateways)
 
     def _play(self, run_id: str, run_dir: Path, streams: LineQueue, result: RunResult) -> None:
         scenario = self.scenario

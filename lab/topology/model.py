@@ -60,6 +60,11 @@ class Topology:
         return list(self.gateways)
 
     @property
+    def client_start_networks(self) -> tuple[str, ...]:
+        """The client networks the client is attached to in compose.yaml (where a run starts by default)."""
+        return tuple(n for n in self.services[CLIENT].addresses if n in self.gateways)
+
+    @property
     def routers(self) -> list[str]:
         return [g.router for g in self.gateways.values()]
 
