@@ -72,11 +72,6 @@ def set_default_route(gateway: str | None) -> None:
         run("ip", "route", "replace", "default", "via", gateway)
 
 
-def default_route() -> str | None:
-    for route in json.loads(run("ip", "-j", "route", "show", "default") or "[]"):
-        return route.get("gateway")
-    return None
-
 
 # --- the client's routing (policy routing, so that Docker's own default route is never used) ---
 

@@ -33,7 +33,7 @@ def main(argv: list[str]) -> int:
     READY.write_text(role + "\n")
     print(f"{role}: ready, interfaces "
           + ", ".join(f"{i.name}={i.address}/{i.prefix}" for i in netconf.interfaces())
-          + f", default route via {netconf.default_route()}", flush=True)
+          + f", lab default route via {gateway}", flush=True)
     if command:
         os.execvp(command[0], command)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
