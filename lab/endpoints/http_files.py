@@ -28,6 +28,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamDataReceived, StreamReset
 from aioquic.quic.logger import QuicFileLogger
 
+from lab.endpoints import aioquic_seam as seam
 from lab.events import normalise_address
 
 HQ_ALPN = "hq-interop"
@@ -58,7 +59,7 @@ class HttpFileHandler:
         self.protocol = protocol
         self.alpn = alpn
         self.www = Path(www)
-        self.quic = protocol._quic
+        self.quic = seam.protocol_connection(protocol)
         self.http = H3Connection(self.quic) if alpn == H3 else None
         self._requests: dict[int, bytearray] = {}  # hq-interop: request bytes per stream until the line ends
         self._answered: set[int] = set()
@@ -142,8 +143,9 @@ class FileClientProtocol(QuicConnectionProtocol):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.alpn = self._quic.configuration.alpn_protocols[0]
-        self.http = H3Connection(self._quic) if self.alpn == H3 else None
+        self.quic = seam.protocol_connection(self)
+        self.alpn = self.quic.configuration.alpn_protocols[0]
+        self.http = H3Connection(self.quic) if self.alpn == H3 else None
         self._bodies: dict[int, bytearray] = {}
         self._status: dict[int, int] = {}
         self._waiters: dict[int, asyncio.Future[bytes]] = {}
@@ -151,10 +153,10 @@ class FileClientProtocol(QuicConnectionProtocol):
     @property
     def server_address(self) -> str:
         """The server address the connection uses now: it changes when the client follows preferred_address."""
-        return normalise_address(self._quic._network_paths[0].addr)
+        return normalise_address(seam.network_paths(self.quic)[0].addr)
 
     async def get(self, authority: str, path: str) -> bytes:
-        stream_id = self._quic.get_next_available_stream_id()
+        stream_id = self.quic.get_next_available_stream_id()
         if self.http is not None:
             self.http.send_headers(stream_id, [
                 (b":method", b"GET"), (b":scheme", b"https"),
@@ -162,7 +164,7 @@ class FileClientProtocol(QuicConnectionProtocol):
                 (b"user-agent", b"quic-migration-lab"),
             ], end_stream=True)
         else:
-            self._quic.send_stream_data(stream_id, f"GET {path}\r\n".encode(), end_stream=True)
+            self.quic.send_stream_data(stream_id, f"GET {path}\r\n".encode(), end_stream=True)
         waiter = asyncio.get_running_loop().create_future()
         self._waiters[stream_id] = waiter
         self._bodies[stream_id] = bytearray()

@@ -25,6 +25,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from lab.endpoints import aioquic_seam as seam
 from lab.events import normalise_address
 
 SIOCGIFADDR = 0x8915
@@ -64,18 +65,19 @@ def socket_local(transport: Any) -> str:
 async def swap_socket(protocol: Any, local: str | None, port: int = 0) -> tuple[str, str]:
     """Move ``protocol`` (a QuicConnectionProtocol) to a new socket; returns (old, new) local."""
     loop = asyncio.get_running_loop()
-    old_transport = protocol._transport
+    old_transport = seam.protocol_transport(protocol)
     old_local = socket_local(old_transport)
     sock = bind_client_socket(local, port)
     await loop.create_datagram_endpoint(lambda: protocol, sock=sock)
-    if old_transport is not None and old_transport is not protocol._transport:
+    new_transport = seam.protocol_transport(protocol)
+    if old_transport is not None and old_transport is not new_transport:
         old_transport.close()
-    return old_local, socket_local(protocol._transport)
+    return old_local, socket_local(new_transport)
 
 
 def send_non_probing(protocol: Any) -> None:
     """Queue a PING (a non-probing, ack-eliciting frame) and transmit it now."""
-    protocol._quic.send_ping(0)
+    seam.protocol_connection(protocol).send_ping(0)
     protocol.transmit()
 
 

@@ -6,11 +6,13 @@ field for it. ``advertise_preferred_address`` adds it to one connection, before 
 connection answers its first datagram:
 
 - the transport parameter, by re-encoding what ``_serialize_transport_parameters`` returns;
-- the connection ID it carries, with sequence number 1, appended to ``_host_cids`` (marked as
-  sent, as it travels in the handshake rather than in a NEW_CONNECTION_ID frame), with
-  ``_host_cid_seq`` moved to 2 so that the CIDs issued later continue at 2;
+- the connection ID it carries, with sequence number 1, added to the host CIDs (marked as
+  sent, as it travels in the handshake rather than in a NEW_CONNECTION_ID frame), so that the
+  CIDs issued later continue at 2;
 - that CID registered in the server's routing table (``QuicServer._protocols``), which
   otherwise only learns CIDs from ConnectionIdIssued events.
+
+The aioquic internals involved are reached through ``lab.endpoints.aioquic_seam``.
 
 The other half -- a socket listening on the preferred address and replies sent from the socket
 the client moved to -- lives in ``lab.endpoints.quic_server``, because aioquic connections
@@ -30,6 +32,8 @@ from aioquic.quic.packet import (
     pull_quic_transport_parameters,
     push_quic_transport_parameters,
 )
+
+from lab.endpoints import aioquic_seam as seam
 
 
 def parse_host_port(text: str, default_port: int | None = None) -> tuple[str, int]:
@@ -68,24 +72,22 @@ def advertise_preferred_address(quic: QuicConnection, host: str, port: int,
     """
     if quic.configuration.is_client:
         raise ValueError("only a server advertises a preferred address")
-    if quic._host_cid_seq != 1:
+    if seam.next_host_cid_sequence(quic) != 1:
         raise RuntimeError("the connection already issued connection IDs")
     cid = QuicConnectionId(cid=os.urandom(quic.configuration.connection_id_length), sequence_number=1,
                            stateless_reset_token=os.urandom(16), was_sent=True)
-    quic._host_cids.append(cid)
-    quic._host_cid_seq = 2
+    seam.add_host_cid(quic, cid)
     register_cid(cid.cid)
     preferred = make_preferred_address(host, port, cid.cid, cid.stateless_reset_token)
 
-    serialize = quic._serialize_transport_parameters
-
-    def serialize_with_preferred_address() -> bytes:
-        params = pull_quic_transport_parameters(Buffer(data=serialize()))
+    def with_preferred_address(encoded: bytes) -> bytes:
+        params = pull_quic_transport_parameters(Buffer(data=encoded))
         params.preferred_address = preferred
-        buf = Buffer(capacity=3 * quic._max_datagram_size)
+        buf = Buffer(capacity=3 * seam.max_datagram_size(quic))
         push_quic_transport_parameters(buf, params)
-        if quic._quic_logger is not None:
-            quic._quic_logger.log_event(category="transport", event="parameters_set", data={
+        trace = seam.qlog_trace(quic)
+        if trace is not None:
+            trace.log_event(category="transport", event="parameters_set", data={
                 "owner": "local",
                 "preferred_address": {
                     "ip_v4": preferred.ipv4_address[0] if preferred.ipv4_address else None,
@@ -98,5 +100,5 @@ def advertise_preferred_address(quic: QuicConnection, host: str, port: int,
             })
         return buf.data
 
-    quic._serialize_transport_parameters = serialize_with_preferred_address  # type: ignore[method-assign]
+    seam.rewrite_transport_parameters(quic, with_preferred_address)
     return cid.cid

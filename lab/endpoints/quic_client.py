@@ -37,6 +37,7 @@ from aioquic.quic import events as quic_events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import NetworkAddress, QuicConnection
 
+from lab.endpoints import aioquic_seam as seam
 from lab.endpoints.control import ControlServer
 from lab.endpoints.migrate import (
     bind_client_socket,
@@ -120,6 +121,8 @@ class DataMeter:
 class LabClientProtocol(QuicConnectionProtocol):
     def __init__(self, quic: QuicConnection, emitter: Emitter, options: ClientOptions) -> None:
         super().__init__(quic)
+        self.quic = quic
+        self.loop = asyncio.get_running_loop()
         self.emitter = emitter
         self.options = options
         self.telemetry = ConnectionTelemetry(quic, emitter, cc_reset=options.cc_reset)
@@ -193,7 +196,7 @@ class LabClientProtocol(QuicConnectionProtocol):
                 local = address_host(old_local) if old_local else None
                 if local in ("::", "0.0.0.0"):
                     local = None
-            available = len(self._quic._peer_cid_available)
+            available = seam.spare_peer_cid_count(self.quic)
             if rotate_cid and not available:
                 self.emit(Error, message="no spare peer connection ID: migrating without rotating it")
                 rotate_cid = False
@@ -205,8 +208,8 @@ class LabClientProtocol(QuicConnectionProtocol):
                 self.local = self.telemetry.local = new
                 self.pending_migration = {"mode": mode, "start": start}
                 if rotate_cid:
-                    self._quic.change_connection_id()
-                peer = self._quic.get_peer_address()
+                    self.quic.change_connection_id()
+                peer = self.quic.get_peer_address()
                 if old and self.options.cc_reset and not same_ip(old, new) and peer is not None:
                     self.telemetry.reset_congestion(peer)
             finally:
@@ -222,7 +225,7 @@ class LabClientProtocol(QuicConnectionProtocol):
         if cmd == "rebind":
             return await self.migrate(None, rotate_cid=bool(command.get("rotate_cid", False)), mode="rebind")
         if cmd == "status":
-            peer = self._quic.get_peer_address()
+            peer = self.quic.get_peer_address()
             return {"ok": True, "local": self.local, "peer": normalise_address(peer) if peer else None,
                     "observed_peer": self.observed_peer, "paths": self.telemetry.path_counters()}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
@@ -253,16 +256,16 @@ class LabClientProtocol(QuicConnectionProtocol):
 
     async def download(self, size: int, rate: int, seed: int = 1) -> bool:
         meter = DataMeter(self, size)
-        done: asyncio.Future[bool] = self._loop.create_future()
+        done: asyncio.Future[bool] = self.loop.create_future()
 
         def on_data(data: bytes, end_stream: bool | None) -> None:
             meter.feed(data)
             _settle(done, end_stream)
 
-        stream_id = self._quic.get_next_available_stream_id()
+        stream_id = self.quic.get_next_available_stream_id()
         self.stream_handlers[stream_id] = on_data
         start = time.monotonic()
-        self._quic.send_stream_data(stream_id, Request(op="download", size=size, seed=seed, rate=rate).encode(),
+        self.quic.send_stream_data(stream_id, Request(op="download", size=size, seed=seed, rate=rate).encode(),
                                     end_stream=True)
         self.transmit()
         finished = await self._with_progress(meter, done)
@@ -278,7 +281,7 @@ class LabClientProtocol(QuicConnectionProtocol):
         sent = hashlib.sha256()
         sent_bytes = 0
         pending = bytearray()
-        done: asyncio.Future[bool] = self._loop.create_future()
+        done: asyncio.Future[bool] = self.loop.create_future()
 
         def on_data(data: bytes, end_stream: bool | None) -> None:
             meter.feed(data)
@@ -290,10 +293,10 @@ class LabClientProtocol(QuicConnectionProtocol):
                 self.emit(EchoRtt, seq=seq, rtt_ms=round((now - sent_ns) / 1e6, 3))
             _settle(done, end_stream)
 
-        stream_id = self._quic.get_next_available_stream_id()
+        stream_id = self.quic.get_next_available_stream_id()
         self.stream_handlers[stream_id] = on_data
         start = time.monotonic()
-        self._quic.send_stream_data(stream_id, Request(op="echo").encode())
+        self.quic.send_stream_data(stream_id, Request(op="echo").encode())
         self.transmit()
 
         async def sender() -> None:
@@ -304,15 +307,15 @@ class LabClientProtocol(QuicConnectionProtocol):
                 frame = ECHO_FRAME.pack(seq, time.monotonic_ns())
                 sent.update(frame)
                 sent_bytes += len(frame)
-                self._quic.send_stream_data(stream_id, frame)
+                self.quic.send_stream_data(stream_id, frame)
                 self.transmit()
                 seq += 1
                 await asyncio.sleep(interval_ms / 1000)
             if not done.done():
-                self._quic.send_stream_data(stream_id, b"", end_stream=True)
+                self.quic.send_stream_data(stream_id, b"", end_stream=True)
                 self.transmit()
 
-        task = self._loop.create_task(sender())
+        task = self.loop.create_task(sender())
         finished = await self._with_progress(meter, done)
         task.cancel()
         digest, expected = meter.digest.hexdigest(), sent.hexdigest()
@@ -334,7 +337,7 @@ class LabClientProtocol(QuicConnectionProtocol):
         if meter.last_mono is None or now - meter.last_mono < KEEPALIVE or now - self.last_keepalive < KEEPALIVE:
             return
         self.last_keepalive = now
-        self._quic.send_ping(0)
+        self.quic.send_ping(0)
         self.transmit()
 
     async def _with_progress(self, meter: DataMeter, done: asyncio.Future[bool]) -> bool:
@@ -418,7 +421,7 @@ async def run_quic_client(options: ClientOptions, emitter: Emitter) -> int:
         if not protocol.telemetry.closed:
             protocol.telemetry.quic_event(quic_events.ConnectionTerminated(
                 error_code=0, frame_type=None, reason_phrase="closed by client"))
-        protocol._transport.close()
+        seam.protocol_transport(protocol).close()
         transport.close()
         if quic_logger is not None:
             quic_logger.stop()

@@ -16,8 +16,7 @@ of scenario. Each connection has a ``ConnectionTelemetry`` (events, §9.4 conges
 ALPN ``quic-lab`` serves the lab's workloads (``lab.endpoints.workload``): the first line of a
 bidirectional stream is a Request; a download is answered with ``stream_bytes`` (paced at
 ``rate`` bytes/s when rate > 0) then FIN; an echo sends back every byte that follows the
-request line. ``h3`` and ``hq-interop`` are delegated to ``lab.endpoints.http_files`` when that
-module exists.
+request line. ``h3`` and ``hq-interop`` are delegated to ``lab.endpoints.http_files``.
 """
 
 from __future__ import annotations
@@ -31,8 +30,9 @@ from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import QuicServer
 from aioquic.quic import events as quic_events
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import END_STATES, NetworkAddress, QuicConnection
+from aioquic.quic.connection import NetworkAddress, QuicConnection
 
+from lab.endpoints import aioquic_seam as seam
 from lab.endpoints.http_files import HttpFileHandler
 from lab.endpoints.migrate import bind_udp
 from lab.endpoints.preferred import advertise_preferred_address
@@ -106,6 +106,8 @@ class LabServerProtocol(QuicConnectionProtocol):
 
     def __init__(self, quic: QuicConnection, *, server: LabQuicServer, sock: ServerSocket) -> None:
         super().__init__(quic)
+        self.quic = quic
+        self.loop = asyncio.get_running_loop()
         self.server = server
         self.default_socket = sock
         self.sockets_by_peer: dict[NetworkAddress, ServerSocket] = {}
@@ -121,7 +123,7 @@ class LabServerProtocol(QuicConnectionProtocol):
     # --- sockets ------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = PathSender(self)  # type: ignore[assignment]
+        seam.set_protocol_transport(self, PathSender(self))
 
     def socket_for(self, addr: NetworkAddress) -> ServerSocket:
         if self.reply_socket is not None and addr == self.reply_addr:
@@ -129,17 +131,17 @@ class LabServerProtocol(QuicConnectionProtocol):
         return self.sockets_by_peer.get(addr, self.default_socket)
 
     def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
-        """Called by QuicServer's dispatch, while ``server._rx_socket`` is the receiving socket."""
-        self.datagram_received_on(self.server._rx_socket or self.default_socket, data, addr)  # type: ignore[arg-type]
+        """Called by QuicServer's dispatch, while ``server.rx_socket`` is the receiving socket."""
+        self.datagram_received_on(self.server.rx_socket or self.default_socket, data, addr)  # type: ignore[arg-type]
 
     def datagram_received_on(self, sock: ServerSocket, data: bytes, addr: NetworkAddress) -> None:
         self.reply_socket, self.reply_addr = sock, addr
         self.telemetry.local = sock.local
         try:
-            self._quic.receive_datagram(data, addr, now=self._loop.time())
+            self.quic.receive_datagram(data, addr, now=self.loop.time())
             if self.telemetry.rx_nonprobing:
                 self.sockets_by_peer[addr] = sock
-                if addr == self._quic.get_peer_address() and sock is not self.default_socket:
+                if addr == self.quic.get_peer_address() and sock is not self.default_socket:
                     # The client moved to another server address (preferred address): same peer,
                     # new local address -- reported as an active path change seen from here.
                     self.default_socket = sock
@@ -147,11 +149,11 @@ class LabServerProtocol(QuicConnectionProtocol):
                         self.server.emitter.emit(ActivePathChanged, conn=self.telemetry.conn,
                                                  old_peer=normalise_address(addr), new_peer=normalise_address(addr),
                                                  local=sock.local, address_changed=False)
-            self._process_events()
+            seam.process_events(self)
             self.transmit()
         finally:
             self.reply_socket = self.reply_addr = None
-            self.telemetry.local = self.socket_for(self._quic.get_peer_address() or addr).local
+            self.telemetry.local = self.socket_for(self.quic.get_peer_address() or addr).local
 
     # --- events -------------------------------------------------------------------------------
 
@@ -173,14 +175,14 @@ class LabServerProtocol(QuicConnectionProtocol):
     def _stream_data(self, event: quic_events.StreamDataReceived) -> None:
         stream_id = event.stream_id
         if stream_id in self._echo_streams:
-            self._quic.send_stream_data(stream_id, event.data, end_stream=event.end_stream)
+            self.quic.send_stream_data(stream_id, event.data, end_stream=event.end_stream)
             return
         buffer = self._requests.setdefault(stream_id, bytearray())
         buffer += event.data
         if b"\n" not in buffer:
             if len(buffer) > MAX_REQUEST_LINE or event.end_stream:
                 self._requests.pop(stream_id, None)
-                self._quic.reset_stream(stream_id, 1)
+                self.quic.reset_stream(stream_id, 1)
             return
         line, _, rest = bytes(buffer).partition(b"\n")
         del self._requests[stream_id]
@@ -188,26 +190,20 @@ class LabServerProtocol(QuicConnectionProtocol):
             request = Request.decode(line)
         except (ValueError, TypeError) as exc:
             self.server.emitter.emit(Error, conn=self.telemetry.conn, message=f"bad request: {exc}")
-            self._quic.reset_stream(stream_id, 1)
+            self.quic.reset_stream(stream_id, 1)
             return
         if request.op == "echo":
             self._echo_streams.add(stream_id)
             if rest or event.end_stream:
-                self._quic.send_stream_data(stream_id, rest, end_stream=event.end_stream)
+                self.quic.send_stream_data(stream_id, rest, end_stream=event.end_stream)
         else:
-            task = self._loop.create_task(self._download(stream_id, request))
+            task = self.loop.create_task(self._download(stream_id, request))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _unacked(self, stream_id: int) -> int:
-        stream = self._quic._streams.get(stream_id)
-        if stream is None:
-            return 0
-        return stream.sender._buffer_stop - stream.sender._buffer_start
-
     async def _download(self, stream_id: int, request: Request) -> None:
         """Send the deterministic stream; pace it when asked, never buffer more than HIGH_WATER."""
-        start = self._loop.time()
+        start = self.loop.time()
         sent = 0
         try:
             for chunk in stream_bytes(request.size, request.offset, request.seed):
@@ -215,17 +211,17 @@ class LabServerProtocol(QuicConnectionProtocol):
                     if request.rate > 0 else [chunk]
                 for piece in pieces:
                     if request.rate > 0:
-                        delay = start + sent / request.rate - self._loop.time()
+                        delay = start + sent / request.rate - self.loop.time()
                         if delay > 0:
                             await asyncio.sleep(delay)
-                    while self._unacked(stream_id) > HIGH_WATER:
+                    while seam.stream_unacked_bytes(self.quic, stream_id) > HIGH_WATER:
                         await asyncio.sleep(0.002)
-                    if self._quic._state in END_STATES:
+                    if seam.is_terminated(self.quic):
                         return
-                    self._quic.send_stream_data(stream_id, piece)
+                    self.quic.send_stream_data(stream_id, piece)
                     self.transmit()
                     sent += len(piece)
-            self._quic.send_stream_data(stream_id, b"", end_stream=True)
+            self.quic.send_stream_data(stream_id, b"", end_stream=True)
             self.transmit()
         except asyncio.CancelledError:
             raise
@@ -256,25 +252,26 @@ class LabQuicServer(QuicServer):
         self.options = options
         self.emitter = emitter
         self.http_handler_factory = http_handler_factory
+        self.configuration = configuration
         self.sockets: list[ServerSocket] = []
-        self._rx_socket: ServerSocket | None = None
+        self.rx_socket: ServerSocket | None = None  # the socket whose datagram is being dispatched
 
     def datagram_received_on(self, sock: ServerSocket, data: bytes, addr: NetworkAddress) -> None:
-        self._rx_socket = sock
-        self._transport = sock.transport
+        self.rx_socket = sock
+        seam.set_server_transport(self, sock.transport)
         try:
             QuicServer.datagram_received(self, data, addr)
         finally:
-            self._rx_socket = None
+            self.rx_socket = None
 
     def _new_protocol(self, connection: QuicConnection, stream_handler: Any = None) -> LabServerProtocol:
-        sock = self._rx_socket
+        sock = self.rx_socket
         assert sock is not None
         protocol = LabServerProtocol(connection, server=self, sock=sock)
         if sock.kind == "preferred-port" and self.options.preferred_address is not None:
             host, port = self.options.preferred_address
             advertise_preferred_address(connection, host, port,
-                                        register_cid=lambda cid: self._protocols.__setitem__(cid, protocol))
+                                        register_cid=lambda cid: seam.register_server_cid(self, cid, protocol))
         return protocol
 
     def close_connections(self) -> int:
@@ -283,10 +280,11 @@ class LabQuicServer(QuicServer):
         A connection whose client vanished (a killed run) would otherwise keep sending PTO probes
         to its last address until its idle timeout, into the next run's captures.
         """
-        protocols = set(self._protocols.values())
+        routes = seam.server_protocols(self)
+        protocols = set(routes.values())
         for protocol in protocols:
             protocol.close()
-        self._protocols.clear()
+        routes.clear()
         return len(protocols)
 
     def close(self) -> None:

@@ -78,7 +78,7 @@ async def main_async(args: argparse.Namespace) -> int:
     if tcp is not None:
         tcp.close()
     await asyncio.sleep(0.05)  # let CONNECTION_CLOSE frames leave
-    qlog = server._configuration.quic_logger
+    qlog = server.configuration.quic_logger
     if qlog is not None:
         qlog.stop()  # type: ignore[attr-defined]
     return 0

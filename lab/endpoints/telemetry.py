@@ -1,11 +1,11 @@
 """Lab events and incremental qlog from an aioquic ``QuicConnection``, by diffing its state.
 
 aioquic reports migration only through debug log text, and its qlog has no path events and is
-written when the connection ends. ``ConnectionTelemetry`` wraps ``receive_datagram`` and
+written when the connection ends. ``ConnectionTelemetry`` hooks ``receive_datagram`` and
 ``datagrams_to_send`` of one connection (plus the PATH_CHALLENGE/PATH_RESPONSE frame handlers)
-and compares the state before and after each call: ``_network_paths`` and their
-``is_validated``/``local_challenges``, ``get_peer_address()``, ``_host_cids`` and
-``_peer_cid``. Each difference becomes one lab event (``lab.events``) and, when the connection
+and compares the state before and after each call: the network paths and their
+``is_validated``/``local_challenges``, ``get_peer_address()``, the host CIDs and the peer
+CID. Each difference becomes one lab event (``lab.events``) and, when the connection
 has a qlog trace, one custom qlog event (``connectivity:path_updated`` ...).
 
 It also applies RFC 9000 §9.4, which aioquic does not: when the active path changes to a peer
@@ -17,7 +17,7 @@ to their initial values (a port-only change, i.e. NAT rebinding, keeps them). Di
 (tmp + rename) every 250 ms while a connection is open, so that an open connection's trace can
 be read live.
 
-Both modules rely on private attributes of aioquic 1.7.2 (pinned exactly in pyproject.toml).
+Both read aioquic's internals only through ``lab.endpoints.aioquic_seam``.
 """
 
 from __future__ import annotations
@@ -34,11 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from aioquic.quic import events as quic_events
-from aioquic.quic.congestion.base import create_congestion_control
 from aioquic.quic.connection import NetworkAddress, QuicConnection
 from aioquic.quic.logger import QLOG_VERSION, QuicLogger, QuicLoggerTrace
-from aioquic.quic.recovery import QuicPacketPacer
 
+from lab.endpoints import aioquic_seam as seam
 from lab.events import (
     ActivePathChanged,
     AmplificationLimited,
@@ -56,8 +55,6 @@ from lab.events import (
     normalise_address,
 )
 
-PATH_CHALLENGE = 0x1A
-PATH_RESPONSE = 0x1B
 QLOG_FLUSH_INTERVAL = 0.25
 
 
@@ -109,60 +106,45 @@ class ConnectionTelemetry:
 
         self._paths: dict[int, _PathState] = {}
         self._peer_addr: NetworkAddress | None = None
-        self._peer_cid: bytes = quic._peer_cid.cid
-        self._host_cids: set[bytes] = {c.cid for c in quic._host_cids}
+        self._peer_cid: bytes = seam.peer_cid(quic)
+        self._host_cids: set[bytes] = seam.host_cids(quic)
         self._install()
 
     # --- wrapping -----------------------------------------------------------------------------
 
     def _install(self) -> None:
         quic = self.quic
-        receive_datagram = quic.receive_datagram
-        datagrams_to_send = quic.datagrams_to_send
-        payload_received = quic._payload_received
-        handlers = quic._QuicConnection__frame_handlers  # type: ignore[attr-defined]
-        challenge_handler, challenge_epochs = handlers[PATH_CHALLENGE]
-        response_handler, response_epochs = handlers[PATH_RESPONSE]
 
-        def wrapped_receive(data: bytes, addr: NetworkAddress, now: float) -> None:
+        def before_receive(addr: NetworkAddress) -> None:
             self.rx_nonprobing = self.rx_path_challenge = False
             self.last_rx_addr = addr
-            receive_datagram(data, addr, now)
-            self._diff()
 
-        def wrapped_send(now: float) -> list[tuple[bytes, NetworkAddress]]:
-            datagrams = datagrams_to_send(now)
+        def after_send() -> None:
             self._diff()
             self._check_amplification()
-            return datagrams
 
-        def wrapped_payload(context: Any, plain: bytes, crypto_frame_required: bool = False) -> tuple[bool, bool]:
-            is_ack_eliciting, is_probing = payload_received(context, plain, crypto_frame_required)
+        def on_payload(is_probing: bool) -> None:
             if not is_probing:
                 self.rx_nonprobing = True
-            return is_ack_eliciting, is_probing
 
-        def on_challenge(context: Any, frame_type: int, buf: Any) -> None:
+        def on_challenge() -> None:
             self.rx_path_challenge = True
-            challenge_handler(context, frame_type, buf)
 
-        def on_response(context: Any, frame_type: int, buf: Any) -> None:
-            data = buf.data_slice(buf.tell(), buf.tell() + 8)
-            response_handler(context, frame_type, buf)
-            self._emit(PathResponseReceived, peer=normalise_address(context.network_path.addr), data=data.hex())
+        def on_response(peer: NetworkAddress, data: bytes) -> None:
+            self._emit(PathResponseReceived, peer=normalise_address(peer), data=data.hex())
             self._diff()
 
-        quic.receive_datagram = wrapped_receive  # type: ignore[method-assign]
-        quic.datagrams_to_send = wrapped_send  # type: ignore[method-assign]
-        quic._payload_received = wrapped_payload  # type: ignore[method-assign]
-        handlers[PATH_CHALLENGE] = (on_challenge, challenge_epochs)
-        handlers[PATH_RESPONSE] = (on_response, response_epochs)
+        seam.on_receive_datagram(quic, before_receive, self._diff)
+        seam.on_datagrams_to_send(quic, after_send)
+        seam.on_packet_payload(quic, on_payload)
+        seam.on_path_challenge(quic, on_challenge)
+        seam.on_path_response(quic, on_response)
 
     # --- emission -----------------------------------------------------------------------------
 
     def _emit(self, cls: type, **fields: Any) -> Any:
         event = self.emitter.emit(cls, conn=self.conn, **fields)
-        trace: QuicLoggerTrace | None = self.quic._quic_logger
+        trace: QuicLoggerTrace | None = seam.qlog_trace(self.quic)
         if trace is not None:
             data = {k: v for k, v in event.to_dict().items() if k not in ("ts", "mono", "role", "conn", "type")}
             category, name = _QLOG_NAMES.get(cls.TYPE, ("lab", cls.TYPE))
@@ -193,7 +175,7 @@ class ConnectionTelemetry:
     def _diff(self) -> None:
         quic = self.quic
         now = time.monotonic()
-        current = {id(p): p for p in quic._network_paths}
+        current = {id(p): p for p in seam.network_paths(quic)}
 
         for key, path in current.items():
             state = self._paths.get(key)
@@ -233,12 +215,12 @@ class ConnectionTelemetry:
                 else:
                     self.release_old_path_flight()
 
-        if quic._peer_cid.cid != self._peer_cid:
-            old_cid, self._peer_cid = self._peer_cid, quic._peer_cid.cid
+        if seam.peer_cid(quic) != self._peer_cid:
+            old_cid, self._peer_cid = self._peer_cid, seam.peer_cid(quic)
             if self.handshake_done:  # during the handshake, the peer's CID is only being learnt
                 self._emit(PeerCidChanged, old_cid=old_cid.hex(), new_cid=self._peer_cid.hex())
 
-        host_cids = {c.cid for c in quic._host_cids}
+        host_cids = seam.host_cids(quic)
         for cid in self._host_cids - host_cids:
             self._emit(HostCidRetired, cid=cid.hex())
         self._host_cids = host_cids
@@ -251,8 +233,8 @@ class ConnectionTelemetry:
         """
         if self.quic.configuration.is_client:
             return  # the limit binds servers only (RFC 9000 §8.1)
-        limit = self.quic._max_datagram_size
-        for path in self.quic._network_paths:
+        limit = seam.max_datagram_size(self.quic)
+        for path in seam.network_paths(self.quic):
             if path.is_validated or not path.bytes_sent:
                 continue
             state = self._paths.get(id(path))
@@ -275,26 +257,11 @@ class ConnectionTelemetry:
         of them and the PATH_CHALLENGE itself would wait for the old path's data to drain.
         Their loss detection and retransmission are unchanged.
         """
-        loss = self.quic._loss
-        old_cc = loss._cc
-        cwnd_before = old_cc.congestion_window
-        srtt_before = loss._rtt_smoothed if loss._rtt_initialized else None
-        cc = create_congestion_control(self.quic.configuration.congestion_control_algorithm,
-                                       max_datagram_size=self.quic._max_datagram_size)
-        for space in loss.spaces:
-            for packet in space.sent_packets.values():
-                packet.in_flight = False
-        loss._cc = cc
-        loss._pacer = QuicPacketPacer(max_datagram_size=self.quic._max_datagram_size)
-        loss._rtt_initialized = False
-        loss._rtt_latest = 0.0
-        loss._rtt_min = float("inf")
-        loss._rtt_smoothed = 0.0
-        loss._rtt_variance = 0.0
-        loss._rtt_first_sample_time = 0.0
-        loss._pto_count = 0
+        cwnd_before = seam.congestion_window(self.quic)
+        srtt_before = seam.smoothed_rtt(self.quic)
+        seam.reset_recovery(self.quic)
         self._emit(CongestionReset, peer=normalise_address(peer), cwnd_before=cwnd_before,
-                   cwnd_after=cc.congestion_window,
+                   cwnd_after=seam.congestion_window(self.quic),
                    srtt_before_ms=round(srtt_before * 1000, 3) if srtt_before is not None else None)
 
     def release_old_path_flight(self) -> None:
@@ -305,17 +272,12 @@ class ConnectionTelemetry:
         window, aioquic sends only ACKs on the new path and the PATH_CHALLENGE waits for loss
         detection (measured: 80 ms). Their loss detection and retransmission are unchanged.
         """
-        loss = self.quic._loss
-        for space in loss.spaces:
-            for packet in space.sent_packets.values():
-                if packet.in_flight:
-                    packet.in_flight = False
-                    loss._cc.bytes_in_flight = max(0, loss._cc.bytes_in_flight - packet.sent_bytes)
+        seam.release_packets_in_flight(self.quic)
 
     def path_counters(self) -> list[dict[str, Any]]:
         """Per-path byte counters, for status replies and tests."""
         return [{"peer": normalise_address(p.addr), "validated": p.is_validated, "bytes_sent": p.bytes_sent,
-                 "bytes_received": p.bytes_received} for p in self.quic._network_paths]
+                 "bytes_received": p.bytes_received} for p in seam.network_paths(self.quic)]
 
 
 _QLOG_NAMES = {
@@ -368,8 +330,8 @@ class IncrementalQlog(QuicLogger):
         return self.directory / f"{odcid.hex()}_{self.role}.qlog"
 
     def flush(self) -> None:
-        for trace in list(self._traces):
-            if len(self._serialised.get(id(trace), ())) != len(trace._events):
+        for trace in seam.logger_traces(self):
+            if len(self._serialised.get(id(trace), ())) != len(seam.trace_events(trace)):
                 self._write(trace)
 
     def _write(self, trace: QuicLoggerTrace) -> None:
@@ -379,11 +341,12 @@ class IncrementalQlog(QuicLogger):
         milliseconds -- visible as data gaps -- so each event is encoded once and cached.
         """
         cache = self._serialised.setdefault(id(trace), [])
-        cache.extend(json.dumps(event) for event in itertools.islice(trace._events, len(cache), None))
-        head = trace.to_dict() if not trace._events else {**trace.to_dict(), "events": []}
+        events = seam.trace_events(trace)
+        cache.extend(json.dumps(event) for event in itertools.islice(events, len(cache), None))
+        head = trace.to_dict() if not events else {**trace.to_dict(), "events": []}
         head_text = json.dumps({"qlog_format": "JSON", "qlog_version": QLOG_VERSION, "traces": [head]})
         prefix, _, suffix = head_text.partition('"events": []')
-        target = self.path_for(trace._odcid)
+        target = self.path_for(seam.trace_odcid(trace))
         tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
         try:
             with open(tmp, "w") as out:
@@ -399,4 +362,4 @@ class IncrementalQlog(QuicLogger):
         super().end_trace(trace)
         self._write(trace)
         self._serialised.pop(id(trace), None)
-        self._traces.remove(trace)
+        seam.forget_trace(self, trace)
