@@ -2,6 +2,7 @@
 
 Private keys stay in ``certs/`` (git-ignored) and are never committed. The client verifies the
 server against ``ca.crt``; the interop runner's names (``cert.pem``, ``priv.key``) are written too.
+The CA's private key is used once, to sign the server certificate, and is never written.
 """
 
 from __future__ import annotations
@@ -34,26 +35,33 @@ class CertPaths:
         return self.directory / "server.key"
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+@dataclass(frozen=True)
+class Certificates:
+    """A CA certificate and a server certificate with its private key, in memory."""
+
+    ca: x509.Certificate
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    @property
+    def ca_pem(self) -> bytes:
+        return self.ca.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def chain_pem(self) -> bytes:
+        """The server certificate followed by the CA's, as a TLS server presents them."""
+        return self.cert.public_bytes(serialization.Encoding.PEM) + self.ca_pem
+
+    @property
+    def key_pem(self) -> bytes:
+        return self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
 
 
-def ensure_certificates(directory: Path, dns_names: tuple[str, ...] = ("server", "localhost"),
-                        ip_addresses: tuple[str, ...] = ("127.0.0.1", "::1")) -> tuple[CertPaths, bool]:
-    """Create the CA and server certificate unless they exist with the same names.
-
-    Returns the paths and whether anything was (re)generated.
-    """
-    paths = CertPaths(Path(directory))
-    names_file = paths.directory / "names.txt"
-    wanted = "\n".join(sorted(dns_names) + sorted(ip_addresses))
-    if paths.cert.exists() and paths.key.exists() and paths.ca.exists() and names_file.exists() \
-            and names_file.read_text() == wanted:
-        return paths, False
-    paths.directory.mkdir(parents=True, exist_ok=True)
+def make_certificates(dns_names: tuple[str, ...] = ("server", "localhost"),
+                      ip_addresses: tuple[str, ...] = ("127.0.0.1", "::1")) -> Certificates:
+    """A new CA and a server certificate for ``dns_names`` and ``ip_addresses`` (no file is written)."""
     now = datetime.datetime.now(datetime.UTC)
-
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "quic-migration-lab CA")])
     ca_cert = (
@@ -80,16 +88,32 @@ def ensure_certificates(directory: Path, dns_names: tuple[str, ...] = ("server",
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
+    return Certificates(ca=ca_cert, cert=cert, key=key)
 
-    pem = serialization.Encoding.PEM
-    paths.ca.write_bytes(ca_cert.public_bytes(pem))
-    (paths.directory / "ca.key").write_bytes(_key_pem(ca_key))
-    paths.cert.write_bytes(cert.public_bytes(pem) + ca_cert.public_bytes(pem))
-    paths.key.write_bytes(_key_pem(key))
+
+def ensure_certificates(directory: Path, dns_names: tuple[str, ...] = ("server", "localhost"),
+                        ip_addresses: tuple[str, ...] = ("127.0.0.1", "::1")) -> tuple[CertPaths, bool]:
+    """Create the CA and server certificate unless they exist with the same names.
+
+    Returns the paths and whether anything was (re)generated. A ``ca.key`` left by an earlier
+    version of the lab is deleted: nothing reads it.
+    """
+    paths = CertPaths(Path(directory))
+    names_file = paths.directory / "names.txt"
+    wanted = "\n".join(sorted(dns_names) + sorted(ip_addresses))
+    (paths.directory / "ca.key").unlink(missing_ok=True)
+    if paths.cert.exists() and paths.key.exists() and paths.ca.exists() and names_file.exists() \
+            and names_file.read_text() == wanted:
+        return paths, False
+    paths.directory.mkdir(parents=True, exist_ok=True)
+    made = make_certificates(dns_names, ip_addresses)
+    paths.ca.write_bytes(made.ca_pem)
+    paths.cert.write_bytes(made.chain_pem)
+    paths.key.write_bytes(made.key_pem)
     # The quic-interop-runner's file names, so that the lab's images work in the runner.
-    (paths.directory / "cert.pem").write_bytes(cert.public_bytes(pem) + ca_cert.public_bytes(pem))
-    (paths.directory / "priv.key").write_bytes(_key_pem(key))
-    for private in ("ca.key", "server.key", "priv.key"):
+    (paths.directory / "cert.pem").write_bytes(made.chain_pem)
+    (paths.directory / "priv.key").write_bytes(made.key_pem)
+    for private in ("server.key", "priv.key"):
         (paths.directory / private).chmod(0o644)  # read by the container's user; never committed
     names_file.write_text(wanted)
     return paths, True
