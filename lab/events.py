@@ -291,8 +291,10 @@ def parse_line(line: str) -> Event | None:
         return None
     try:
         data = json.loads(line)
-    except json.JSONDecodeError:
-        return None
+    except json.JSONDecodeError as exc:
+        # An endpoint's event cut off mid-line is lost evidence, not log text: the runner records it
+        # as an error event, so checks that look for an absence cannot pass on a truncated stream.
+        raise SchemaError(f"a JSON event line that does not parse ({exc}): {line[:80]!r}") from None
     if not isinstance(data, dict) or "type" not in data:
         return None
     return from_dict(data)

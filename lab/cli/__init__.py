@@ -10,11 +10,14 @@ import argparse
 import importlib
 import sys
 
+from lab.errors import LabError
+
+__all__ = ["LabError", "VERBS", "build_parser", "main"]
+
 VERBS = {
     "up": "lab.cli.up",
     "down": "lab.cli.down",
     "status": "lab.cli.status",
-    "logs": "lab.cli.logs",
     "certs": "lab.cli.certs",
     "scenario": "lab.cli.scenario",
     "demo": "lab.cli.demo",
@@ -22,23 +25,17 @@ VERBS = {
     "bench": "lab.cli.bench",
     "explain": "lab.cli.explain",
     "walkthrough": "lab.cli.walkthrough",
+    "verify": "lab.cli.verify",
 }
 
 
-class LabError(Exception):
-    """A user-facing failure: printed as one line, exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lab", description="QUIC connection-migration lab")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for verb, module_name in VERBS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue  # verb not built yet
-            raise
+        module = importlib.import_module(module_name)
         verb_parser = sub.add_parser(verb, help=module.HELP, description=module.HELP)
         module.add_arguments(verb_parser)
         verb_parser.set_defaults(_run=module.run)

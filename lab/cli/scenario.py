@@ -12,13 +12,16 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from lab.cli import LabError
 from lab.control.actions import ActionError
 from lab.control.docker_api import DockerUnavailable
+from lab.errors import LabError
 from lab.observe.live import make_view
-from lab.report.analysis import finish_run
+from lab.report.render import write_reports
+from lab.scenario.names import topology_names
 from lab.scenario.schema import Scenario, ScenarioError, load_catalogue, load_scenario
 from lab.topology.load import ROOT, ComposeMissing, load_topology
+from lab.verify.judge import judge_run
+from lab.verify.result import FAILED, NOT_VERIFIED, PASSED
 
 HELP = "run, list or validate scenarios (YAML files in scenarios/)"
 SCENARIOS = ROOT / "scenarios"
@@ -37,8 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _names():
-    from lab.scenario.runner import topology_names
-
     return topology_names(load_topology())
 
 
@@ -102,7 +103,8 @@ def run_many(scenarios: list[Scenario], json_output: bool = False, capture: bool
     for scenario in scenarios:
         runner = ScenarioRunner(scenario, topology, make_view(json_output), capture=capture)
         result = runner.run()
-        finish_run(runner, result)
+        result.verdict = judge_run(result.run_dir)
+        write_reports(result.verdict)
         results.append((scenario, result))
         if not json_output:
             _print_checks(result)
@@ -111,6 +113,9 @@ def run_many(scenarios: list[Scenario], json_output: bool = False, capture: bool
     if any(r.error for _, r in results):
         return 2 if all(r.error for _, r in results) else 1
     return 0 if all(r.passed for _, r in results) else 1
+
+
+MARKS = {PASSED: "[green]✓[/]", NOT_VERIFIED: "[yellow]not verified[/]", FAILED: "[red]✗[/]"}
 
 
 def _short(value: object, limit: int = 60) -> str:
@@ -124,9 +129,16 @@ def _print_checks(result) -> None:
     for column in ("check", "transport", "", "observed", "expected"):
         table.add_column(column)
     for check in result.checks:
-        mark = "[green]✓[/]" if check.passed else "[red]✗[/]"
-        table.add_row(check.name, check.transport or "", mark, _short(check.observed), _short(check.expected))
+        table.add_row(check.name, check.transport or "", MARKS[check.status], _short(check.observed),
+                      _short(check.expected))
     console.print(table)
+    verdict = result.verdict
+    if verdict is not None:
+        tally = ", ".join(f"{n} {status}" for status, n in sorted(verdict.tally().items()))
+        optional = f" (optional evidence: {', '.join(sorted(verdict.optional))})" if verdict.optional else ""
+        console.print(f"  checks: {tally}{optional}")
+        for figure in verdict.figures:
+            console.print(f"  observed, not a check: {figure.name}: {_short(figure.value, 100)}")
     for transport, metrics in result.metrics.items():
         disruption = metrics.get("disruption_ms")
         validation = metrics.get("validation_ms")

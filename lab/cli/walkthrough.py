@@ -55,10 +55,11 @@ def _live(name: str, pause, packets: bool) -> int:
     from lab.cli.scenario import resolve
     from lab.control.actions import ActionError
     from lab.control.docker_api import DockerUnavailable
-    from lab.report.analysis import finish_run
+    from lab.report.render import write_reports
     from lab.scenario.runner import ScenarioRunner
     from lab.scenario.schema import ScenarioError
     from lab.topology.load import ROOT, ComposeMissing, load_topology
+    from lab.verify.judge import judge_run
 
     try:
         scenario = resolve(name)
@@ -70,14 +71,15 @@ def _live(name: str, pause, packets: bool) -> int:
         raise LabError(str(exc).splitlines()[0]) from None
     except (DockerUnavailable, ComposeMissing, ActionError) as exc:
         raise LabError(str(exc)) from None
-    finish_run(runner, result)
+    result.verdict = judge_run(result.run_dir)
+    write_reports(result.verdict)
     if packets:
         pause("packet view")
         packet_view(result.run_dir, runner.events, _write)
     _write("")
     _write(f"== checks ({'PASSED' if result.passed else 'FAILED'}), judged from the same events and capture")
     for check in result.checks:
-        mark = "ok  " if check.passed else "FAIL"
+        mark = {"passed": "ok  ", "not verified": "n/v "}.get(check.status, "FAIL")
         transport = f"{check.transport}:" if check.transport else ""
         _write(f"   {mark} {transport}{check.name}: {check.observed}")
     _write(f"   artifacts: {result.run_dir.relative_to(ROOT)}/  (replay: python -m lab walkthrough "

@@ -344,7 +344,7 @@ def packet_view(run_dir: Path, events: list[ev.Event], write: Write, per_path: i
 
     Returns False when there is no capture or tshark cannot read it (the reason is written).
     """
-    from lab.verify.pcap import TsharkError, TsharkNotFound, read_quic_packets
+    from lab.verify.pcap import TsharkError, read_quic_packets
 
     capture = run_dir / "captures" / "server-side.pcapng"
     write("")
@@ -359,7 +359,7 @@ def packet_view(run_dir: Path, events: list[ev.Event], write: Write, per_path: i
     ports = {int(a.rsplit(":", 1)[1]) for a in servers}
     try:
         packets = read_quic_packets(capture, None, ports)
-    except (TsharkNotFound, TsharkError, FileNotFoundError) as exc:
+    except (TsharkError, FileNotFoundError) as exc:
         write(f"   packet view skipped: {str(exc).splitlines()[0]}")
         return False
     write(f"   $ tshark -n -r {capture} " + " ".join(f"-d udp.port=={p},quic" for p in sorted(ports)))

@@ -208,12 +208,18 @@ class Timeline:
         for before, after in zip(echoes, echoes[1:], strict=False):
             if since is None or after.ts >= since:
                 found.append(Gap(before.ts, after.ts, (after.ts - before.ts) * 1000.0, "echo"))
-        progress = self.of(Progress, role="client")
-        if progress and self.first(TransferComplete, role="client") is None and self.end is not None:
-            last = progress[-1].ts
+        # Data that stops before the run ends is a disruption still going on: measured up to the
+        # end of the timeline (the runner's run_end event), a lower bound of the real stall.
+        data = [e for e in self.events if e.role == "client" and isinstance(e, Progress | EchoRtt)]
+        if data and self.first(TransferComplete, role="client") is None and self.end is not None:
+            last = data[-1].ts
             if self.end > last and (since is None or self.end >= since):
                 found.append(Gap(last, self.end, (self.end - last) * 1000.0, "stall", ongoing=True))
         return found
+
+    def data_samples(self) -> int:
+        """How many observations of application data the client made (progress, gaps, echo replies)."""
+        return sum(1 for e in self.events if e.role == "client" and isinstance(e, Progress | DataGap | EchoRtt))
 
     def largest_gap(self, since: float | None = None) -> Gap | None:
         gaps = self.gaps(since)

@@ -1,28 +1,42 @@
-"""Reports of a run: report.json for machines, report.md for people (pure functions + writers)."""
+"""Reports of a judged run: report.json for machines, report.md for people, goodput.svg to look at.
+
+Pure functions from a :class:`~lab.verify.judge.Verdict` to text, plus one writer.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lab.verify.checks import CheckResult
+from lab.report.metrics import goodput_series, network_events
+from lab.report.plot import goodput_svg
+from lab.verify.result import NOT_VERIFIED, PASSED
+
+if TYPE_CHECKING:
+    from lab.verify.judge import Verdict
+
+PLOT = "goodput.svg"
+MARKS = {PASSED: "yes", NOT_VERIFIED: "**not verified**"}
 
 
-def report_dict(scenario: str, run_id: str, passed: bool, checks: list[CheckResult], metrics: dict[str, Any],
-                error: str | None, duration_s: float, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def report_dict(verdict: Verdict) -> dict[str, Any]:
     """The report's JSON: `metrics` holds the first transport's figures at top level (disruption_ms,
     validation_ms, handshakes, paths_seen) and every transport's under `by_transport`."""
-    first = next(iter(metrics.values()), {})
+    first = next(iter(verdict.metrics.values()), {})
     return {
-        "scenario": scenario,
-        "run_id": run_id,
-        "passed": passed,
-        "error": error,
-        "duration_s": round(duration_s, 3),
-        "checks": [c.to_dict() for c in checks],
-        "metrics": {**first, "by_transport": metrics},
-        **(extra or {}),
+        "scenario": verdict.scenario,
+        "run_id": verdict.run_id,
+        "passed": verdict.passed,
+        "error": verdict.error,
+        "duration_s": round(verdict.duration_s, 3),
+        "tally": verdict.tally(),
+        "optional_evidence": sorted(verdict.optional),
+        "checks": [c.to_dict() for c in verdict.checks],
+        "figures": [f.to_dict() for f in verdict.figures],
+        "metrics": {**first, "by_transport": verdict.metrics},
+        "captures": {"tool": "tshark (lab image)", "packets": verdict.packets,
+                     "files": sorted(p.name for p in (verdict.run_dir / "captures").glob("*.pcapng"))},
     }
 
 
@@ -36,38 +50,63 @@ def _fmt(value: Any) -> str:
 
 def report_markdown(report: dict[str, Any], description: str = "", plot: str | None = None) -> str:
     verdict = "PASSED" if report["passed"] else "FAILED"
-    lines = [f"# {report['scenario']}: {verdict}", "", f"Run `{report['run_id']}`, {report['duration_s']:.1f} s.", ""]
+    tally = ", ".join(f"{n} {status}" for status, n in sorted(report.get("tally", {}).items()))
+    lines = [f"# {report['scenario']}: {verdict}", "", f"Run `{report['run_id']}`, {report['duration_s']:.1f} s; "
+             f"checks: {tally}.", ""]
     if description:
         lines += ["> " + line for line in description.strip().splitlines()] + [""]
     if report.get("error"):
         lines += [f"**Error:** {report['error']}", ""]
-    lines += ["## Checks", "", "| check | transport | passed | observed | expected |", "|---|---|---|---|---|"]
+    if report.get("optional_evidence"):
+        lines += [f"Optional evidence (may be not verified without failing): {', '.join(report['optional_evidence'])}",
+                  ""]
+    lines += ["## Checks", "", "| check | transport | source | verdict | evidence | observed | expected |",
+              "|---|---|---|---|---|---|---|"]
     for check in report["checks"]:
-        mark = "yes" if check["passed"] else "**NO**"
-        lines.append(f"| {check['name']} | {check.get('transport') or ''} | {mark} | {check['observed']} | "
-                     f"{check['expected']} |")
+        mark = MARKS.get(check.get("status", ""), "**NO**")
+        evidence = "" if check.get("evidence") is None else check["evidence"]
+        lines.append(f"| {check['name']} | {check.get('transport') or ''} | {check.get('source', '')} | {mark} | "
+                     f"{evidence} | {check['observed']} | {check['expected']} |")
+    if report.get("figures"):
+        lines += ["", "## Observed (report only, not checks)", "", "| figure | source | value |", "|---|---|---|"]
+        for figure in report["figures"]:
+            lines.append(f"| {figure['name']} | {figure['source']} | {figure['value']} |")
     by_transport = report["metrics"].get("by_transport", {})
     if by_transport:
         names = list(by_transport)
-        keys = ["disruption_ms", "recovery_ms", "validation_ms", "handshakes", "paths_seen", "ips_seen",
-                "paths_validated", "cid_changes", "migrations", "reconnects", "bytes", "goodput_mbps", "duration_s"]
+        keys = ["disruption_ms", "disruption_ongoing", "recovery_ms", "validation_ms", "handshakes", "paths_seen",
+                "ips_seen", "paths_validated", "cid_changes", "migrations", "reconnects", "bytes", "goodput_mbps",
+                "duration_s"]
         lines += ["", "## Metrics", "", "| metric | " + " | ".join(names) + " |",
                   "|---|" + "---|" * len(names)]
         for key in keys:
             lines.append(f"| {key} | " + " | ".join(_fmt(by_transport[n].get(key)) for n in names) + " |")
     if plot:
         lines += ["", "## Goodput", "", f"![goodput over time with the network events]({plot})"]
-    captures = report.get("captures")
-    if captures:
-        lines += ["", "## Capture checks (tshark)", "", "| check | passed | observed | expected |", "|---|---|---|---|"]
-        for check in captures.get("checks", []):
-            lines.append(f"| {check['name']} | {'yes' if check['passed'] else '**NO**'} | {check['observed']} | "
-                         f"{check['expected']} |")
     lines += ["", "Artifacts: `events.jsonl` (the merged timeline), `logs/`, `client/` (qlog, key logs), "
-              "`server/qlog/`, `captures/` (pcapng with the key log injected).", ""]
+              "`server/qlog/`, `captures/` (pcapng with the key log injected). Re-judge with "
+              "`python -m lab verify <this directory>`.", ""]
     return "\n".join(lines)
 
 
-def write_reports(run_dir: Path, report: dict[str, Any], description: str = "", plot: str | None = None) -> None:
+def goodput_chart(verdict: Verdict) -> str:
+    timeline = verdict.timeline
+    # The time axis starts with the workload, not with the reset and impairment set-up before it.
+    client_times = [e.ts for e in timeline if e.role == "client"]
+    t0 = min(client_times) - 0.2 if client_times else timeline.start
+    series = {t: goodput_series(timeline, 100, t0, t) for t in verdict.metrics}
+    markers = [m for m in network_events(timeline, t0) if m.t >= 0]
+    return goodput_svg(series, markers, f"{verdict.scenario}: goodput (0 s = the client starts)")
+
+
+def write_reports(verdict: Verdict) -> dict[str, Any]:
+    """report.json, report.md and goodput.svg in the run directory; returns the report's dict."""
+    run_dir: Path = verdict.run_dir
+    report = report_dict(verdict)
+    plot = None
+    if len(verdict.timeline):
+        (run_dir / PLOT).write_text(goodput_chart(verdict))
+        plot = PLOT
     (run_dir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    (run_dir / "report.md").write_text(report_markdown(report, description, plot))
+    (run_dir / "report.md").write_text(report_markdown(report, verdict.description, plot))
+    return report

@@ -8,6 +8,7 @@ the edge that drives Docker and collects what happened.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import time
 import uuid
@@ -17,42 +18,50 @@ from typing import Any
 
 from lab import events as ev
 from lab.control.actions import ActionError, ActionResult, Lab
-from lab.control.impair import PROFILES
+from lab.control.preflight import DeathWatch, RunLock, check_lab
 from lab.observe.live import PlainView
 from lab.observe.stream import ExecStream, LineQueue
 from lab.observe.timeline import Timeline, write_jsonl
-from lab.report.metrics import compute_metrics
-from lab.scenario.schema import Scenario, Step, TopologyNames
+from lab.scenario.names import topology_names
+from lab.scenario.schema import Scenario, Step
 from lab.topology.load import ROOT
 from lab.topology.model import CLIENT, SERVER, Topology
-from lab.verify.checks import CheckResult, evaluate
+from lab.verify.judge import RECORD, RUN_END, TOPOLOGY_COPY, Verdict, scenario_copy
+from lab.verify.pcap import TsharkError, prepare_captures
+from lab.verify.result import CheckResult
 
 ARTIFACTS = ROOT / "artifacts"
 RUNTIME = ARTIFACTS / ".runtime"
+LOCK = RUNTIME / "run.lock"
 CONTROL_SOCKET = "/run/lab/client.sock"
 
-
-def topology_names(topology: Topology) -> TopologyNames:
-    initial = topology.client_start_networks
-    return TopologyNames(
-        networks=frozenset(topology.networks), client_networks=frozenset(topology.gateways),
-        routers=frozenset(topology.routers), default_network=initial[0] if initial else None,
-        port=topology.server_port, preferred_port=topology.server_preferred_port,
-        profiles=frozenset(PROFILES),
-    )
+__all__ = ["ARTIFACTS", "RunResult", "ScenarioRunner", "client_command", "topology_names"]
 
 
 @dataclass
 class RunResult:
+    """What a run left: its directory, and once judged (:func:`lab.verify.judge.judge_run`) its verdict."""
+
     scenario: str
     run_id: str
     run_dir: Path
-    passed: bool
-    checks: list[CheckResult] = field(default_factory=list)
-    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     error: str | None = None
     duration_s: float = 0.0
     client_exit: dict[str, int | None] = field(default_factory=dict)
+    steps_played: int = 0
+    verdict: Verdict | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict is not None and self.verdict.passed
+
+    @property
+    def checks(self) -> list[CheckResult]:
+        return self.verdict.checks if self.verdict else []
+
+    @property
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        return self.verdict.metrics if self.verdict else {}
 
 
 def client_command(scenario: Scenario, topology: Topology, transport: str, run_id: str) -> list[str]:
@@ -167,13 +176,28 @@ class ScenarioRunner:
         try:
             event = ev.parse_line(text)
         except (ev.SchemaError, TypeError) as exc:
-            event = ev.Error(ts=received, mono=0.0, role=line_source, message=f"unparsable event: {exc}")
+            role, _, transport = line_source.partition("/")
+            event = ev.Error(ts=received, mono=0.0, role="router" if role in self.topology.routers else role,
+                             transport=transport, message=f"{line_source}: unparsable event: {exc}")
         if event is not None:
             self._record(event, line_source if event.role == "router" else line_source.split("/")[0])
 
     # --- the run ----------------------------------------------------------------------------
 
     def run(self) -> RunResult:
+        """Play the scenario and leave every artifact in its run directory; judge it with judge_run.
+
+        Raises PreflightError (nothing touched) when the lab is not ready or another run holds it.
+        """
+        scenario = self.scenario
+        lock = RunLock(LOCK).acquire(scenario.name)
+        try:
+            check_lab(self.topology)
+            return self._run()
+        finally:
+            lock.release()
+
+    def _run(self) -> RunResult:
         scenario = self.scenario
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
         run_dir = ARTIFACTS / scenario.name / run_id
@@ -182,24 +206,44 @@ class ScenarioRunner:
         with contextlib.suppress(FileNotFoundError):
             latest.unlink()
         latest.symlink_to(run_id)
-        result = RunResult(scenario.name, run_id, run_dir, passed=False)
+        result = RunResult(scenario.name, run_id, run_dir)
         started = time.time()
+        self._write_record(run_dir, run_id, started)
         self.view.start(scenario.name, scenario.description)
         streams = LineQueue()
+        deaths = DeathWatch(self.topology)
         try:
-            self._play(run_id, run_dir, streams, result)
+            self._play(run_id, run_dir, streams, result, deaths)
         except (ActionError, RuntimeError) as exc:  # a failed action or container command ends the run
-            result.error = str(exc)
+            result.error = result.error or str(exc)
         finally:
+            deaths.close()
             self.view.stop()
+            result.duration_s = time.time() - started
+            self._record(ev.Action(ts=time.time(), mono=time.monotonic(), role="controller", conn=None, transport="",
+                                   action=RUN_END, target=scenario.name, ok=result.error is None,
+                                   detail={"error": result.error, "exit_codes": result.client_exit,
+                                           "steps_played": result.steps_played,
+                                           "steps_planned": len(scenario.plan()),
+                                           "duration_s": round(result.duration_s, 3)}), "controller")
             self._collect(run_id, run_dir)
             with contextlib.suppress(Exception):
                 self.lab.reset(self.topology.client_start_networks)
-        result.duration_s = time.time() - started
-        self._judge(result)
         return result
 
-    def _play(self, run_id: str, run_dir: Path, streams: LineQueue, result: RunResult) -> None:
+    def _write_record(self, run_dir: Path, run_id: str, started: float) -> None:
+        """What judging the run again needs besides its observations: scenario, topology, options."""
+        config = self.topology.extra.get("config")
+        if config is None:
+            raise ActionError("the topology was not read from compose.yaml: cannot record the run")
+        source = Path(self.scenario.file)
+        (run_dir / scenario_copy(self.scenario.name)).write_text(source.read_text())
+        (run_dir / TOPOLOGY_COPY).write_text(json.dumps(config, indent=1) + "\n")
+        (run_dir / RECORD).write_text(json.dumps({
+            "run_id": run_id, "scenario": self.scenario.name, "file": str(source), "started": started,
+            "capture": self.capture}, indent=1) + "\n")
+
+    def _play(self, run_id: str, run_dir: Path, streams: LineQueue, result: RunResult, deaths: DeathWatch) -> None:
         scenario = self.scenario
         t = time.time()
         reset = self.lab.reset(scenario.initial.networks)
@@ -250,7 +294,12 @@ class ScenarioRunner:
                     self._record(self._action_event(outcome, t, step), "controller")
                     previous_done = time.time() + (step.duration or 0.0 if step.action == "wait" else 0.0)
                     step_index += 1
+                    result.steps_played = step_index
                     continue
+            died = deaths.death()
+            if died is not None:
+                result.error = died
+                break
             if finished_at is None and not (client_sources & streams.open_sources):
                 finished_at = now
             if finished_at is not None and now - finished_at > 0.8:
@@ -262,13 +311,16 @@ class ScenarioRunner:
         for line in streams.drain():
             self._ingest(line.source, line.text, line.received)
         result.client_exit = {t: s.exit_code() for t, s in clients.items()}
+        died = deaths.death()
+        if died is not None and result.error is None:
+            result.error = died
         if step_index < len(plan):
             missing = plan[step_index]
             result.error = result.error or (
                 f"step {step_index + 1} ({missing.action}, line {missing.line}) never triggered")
 
     def _collect(self, run_id: str, run_dir: Path) -> None:
-        """Every artifact of the run: events, logs, qlog, key logs, captures."""
+        """Every artifact of the run: events, logs, qlog, key logs, captures (keys injected)."""
         timeline = Timeline.from_streams(self.events)
         write_jsonl(run_dir / "events.jsonl", timeline)
         logs = run_dir / "logs"
@@ -288,17 +340,8 @@ class ScenarioRunner:
             for path in server_qlog.glob(f"{conn}*.qlog"):
                 (run_dir / "server" / "qlog").mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, run_dir / "server" / "qlog" / path.name)
-
-    def _judge(self, result: RunResult) -> None:
-        timeline = Timeline.from_streams(self.events)
-        checks: list[CheckResult] = []
-        for transport in self.scenario.transports:
-            checks.extend(evaluate(timeline, self.scenario.expect, transport))
-            result.metrics[transport] = compute_metrics(timeline, transport).to_dict()
-        if result.error:
-            checks.append(CheckResult("run_completed", False, result.error, "every step played, no error"))
-        else:
-            checks.append(CheckResult("run_completed", True, f"{len(self.scenario.plan())} steps played",
-                                      "every step played, no error"))
-        result.checks = checks
-        result.passed = all(c.passed for c in checks)
+        if self.capture:
+            try:
+                prepare_captures(run_dir)
+            except TsharkError as exc:  # the judge then reports the missing server-side capture
+                (logs / "captures.log").write_text(f"{exc}\n")

@@ -34,6 +34,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from lab.events import EVENT_TYPES
 from lab.verify.checks import CHECKS
+from lab.verify.result import SOURCES as EVIDENCE_SOURCES
 
 ROLES = ("server", "client", "router", "controller")
 TRANSPORTS = ("quic", "tcp", "both")
@@ -213,6 +214,8 @@ class Scenario:
     timeout: float = DEFAULT_TIMEOUT
     tags: tuple[str, ...] = ()
     file: str = ""
+    # Sources of evidence whose checks may end "not verified" without failing the run.
+    optional_evidence: tuple[str, ...] = ()
 
     @property
     def transports(self) -> tuple[str, ...]:
@@ -494,7 +497,8 @@ class _Validator:
 
     def scenario(self, root: Node) -> Scenario | None:
         top = self.mapping(root, "", ("name", "description", "timeout", "tags", "initial", "workload", "steps",
-                                      "expect"), required=("name", "description", "workload", "expect"))
+                                      "expect", "optional_evidence"), required=("name", "description", "workload",
+                                                                                "expect"))
         if top is None:
             return None
         name = self._name(top)
@@ -516,10 +520,18 @@ class _Validator:
         expect: tuple[Expectation, ...] = ()
         if "expect" in top:
             expect = self.expectations(top["expect"][1], workload)
+        optional: list[str] = []
+        if "optional_evidence" in top:
+            items = self.sequence(top["optional_evidence"][1], "optional_evidence") or []
+            for i, node in enumerate(items):
+                source = self.choice(node, f"optional_evidence[{i}]", EVIDENCE_SOURCES)
+                if source is not None:
+                    optional.append(source)
         if self.errors or name is None or description is None or workload is None or initial is None:
             return None
         return Scenario(name=name, description=description.strip(), workload=workload, initial=initial, steps=steps,
-                        expect=expect, timeout=timeout, tags=tags, file=self.file)
+                        expect=expect, timeout=timeout, tags=tags, file=self.file,
+                        optional_evidence=tuple(optional))
 
     def _name(self, top: dict[str, tuple[Node, Node]]) -> str | None:
         if "name" not in top:

@@ -116,6 +116,7 @@ def topology_from_config(config: dict[str, Any]) -> Topology:
             client_addresses=dict(lab["client_addresses"]),
             server_address=server["address"], server_preferred_address=server["preferred_address"],
             server_port=int(server["port"]), server_preferred_port=int(server["preferred_port"]),
+            extra={"config": config},
         )
     except (KeyError, IndexError, TypeError) as exc:
         raise TopologyError(f"compose.yaml: missing or malformed field {exc}") from None

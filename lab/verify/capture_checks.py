@@ -18,10 +18,10 @@ the PR #426 challenge rule, response_on_challenged_path, amplification, cid_link
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lab.verify.pcap import PATH_CHALLENGE, PROBING_FRAMES, QuicPacket
+from lab.verify.result import CheckResult
 
 Path4 = tuple[str, int, str, int]  # (client_ip, client_port, server_ip, server_port)
 ChallengeRule = Literal["pr426", "strict"]
@@ -29,13 +29,13 @@ DEFAULT_CHALLENGE_RULE: ChallengeRule = "pr426"
 QUIC_V1 = 0x00000001
 
 
-@dataclass(frozen=True)
-class CaptureCheck:
-    name: str
-    passed: bool
-    observed: str
-    expected: str
-    details: Mapping[str, Any] = field(default_factory=dict, compare=False)
+# Capture checks return the lab's one result type, marked as judged from captures.
+CaptureCheck = CheckResult
+
+
+def _check(name: str, passed: bool, observed: str, expected: str, details: Mapping[str, Any] | None = None,
+           evidence: int | None = None, verified: bool = True) -> CheckResult:
+    return CheckResult(name, passed, observed, expected, "quic", evidence, "captures", verified, details or {})
 
 
 # --- direction helpers -------------------------------------------------------------------------------
@@ -135,7 +135,9 @@ def handshakes(packets: list[QuicPacket], server_addresses: Iterable[str], expec
     roles = _Roles(server_addresses)
     scids = sorted({p.scid for p in packets if p.packet_type == "initial" and roles.from_server(p)})
     observed = f"{len(scids)} handshake(s) (server Initial SCIDs {scids})"
-    return CaptureCheck("handshakes", len(scids) == expected, observed, f"exactly {expected}", {"scids": scids})
+    initials = sum(1 for p in packets if p.packet_type == "initial")
+    return _check("handshakes", len(scids) == expected, observed, f"exactly {expected}", {"scids": scids},
+                  initials, verified=bool(initials))
 
 
 def versions(packets: list[QuicPacket], allowed: Iterable[int] = (QUIC_V1,)) -> CaptureCheck:
@@ -145,8 +147,9 @@ def versions(packets: list[QuicPacket], allowed: Iterable[int] = (QUIC_V1,)) -> 
     vn = sum(1 for p in packets if p.packet_type == "vn")
     ok = bool(seen) and set(seen) <= allowed_set
     observed = f"versions {[hex(v) for v in seen]}" + (f", {vn} Version Negotiation packet(s)" if vn else "")
-    return CaptureCheck("versions", ok, observed, f"only {[hex(v) for v in sorted(allowed_set)]}",
-                        {"versions": seen, "version_negotiation_packets": vn})
+    long_headers = sum(1 for p in packets if p.long_header)
+    return _check("versions", ok, observed, f"only {[hex(v) for v in sorted(allowed_set)]}",
+                  {"versions": seen, "version_negotiation_packets": vn}, long_headers, verified=bool(long_headers))
 
 
 def paths(packets: list[QuicPacket], server_addresses: Iterable[str], minimum: int = 2) -> CaptureCheck:
@@ -166,8 +169,9 @@ def paths(packets: list[QuicPacket], server_addresses: Iterable[str], minimum: i
         observed += f" (+ new-connection paths {other}, not counted)"
     if not ok:
         observed += " (test broken?)"
-    return CaptureCheck("paths", ok, observed, f">= {minimum} distinct 4-tuples",
-                        {"paths": order, "migrated_paths": migrated, "new_connection_paths": other})
+    return _check("paths", ok, observed, f">= {minimum} distinct 4-tuples",
+                  {"paths": order, "migrated_paths": migrated, "new_connection_paths": other}, len(order),
+                  verified=bool(packets))
 
 
 def path_challenge_on_new_path(packets: list[QuicPacket], server_addresses: Iterable[str],
@@ -228,9 +232,10 @@ def path_challenge_on_new_path(packets: list[QuicPacket], server_addresses: Iter
         observed += f"; server never sent on {silent}"
     expected = {"strict": "first server datagram on each new path carries PATH_CHALLENGE",
                 "pr426": "PATH_CHALLENGE before or with the first non-probing server packet on each new path"}[rule]
-    return CaptureCheck(f"path_challenge_on_new_path[{rule}]", not failures and bool(verdict), observed, expected,
-                        {"rule": rule, "failed_paths": failures, "silent_paths": silent,
-                         "verdicts": {fmt_path(p): v for p, v in verdict.items()}})
+    return _check(f"path_challenge_on_new_path[{rule}]", not failures and bool(verdict), observed, expected,
+                  {"rule": rule, "failed_paths": failures, "silent_paths": silent,
+                   "verdicts": {fmt_path(p): v for p, v in verdict.items()}}, len(new_paths),
+                  verified=bool(new_paths))
 
 
 def challenges_answered(packets: list[QuicPacket], server_addresses: Iterable[str],
@@ -257,8 +262,9 @@ def challenges_answered(packets: list[QuicPacket], server_addresses: Iterable[st
         expected = ">= 1 answered challenge on each challenged path (lossy link: lost challenges are re-sent)"
     else:
         ok = bool(challenges) and not missing
-    return CaptureCheck("challenges_answered", ok, observed, expected,
-                        {"challenges": sorted(set(challenges)), "responses": sorted(responses), "unanswered": missing})
+    return _check("challenges_answered", ok, observed, expected,
+                  {"challenges": sorted(set(challenges)), "responses": sorted(responses), "unanswered": missing},
+                  len(set(challenges)), verified=bool(challenges))
 
 
 def response_on_challenged_path(packets: list[QuicPacket], server_addresses: Iterable[str]) -> CaptureCheck:
@@ -270,13 +276,18 @@ def response_on_challenged_path(packets: list[QuicPacket], server_addresses: Ite
             for d in p.path_challenge:
                 challenge_path.setdefault(d, set()).add(roles.path(p))
     wrong = []
+    judged = 0
     for p in packets:
         if roles.to_server(p):
             for d in p.path_response:
-                if d in challenge_path and roles.path(p) not in challenge_path[d]:
-                    wrong.append(f"frame {p.frame}: {d} on {fmt_path(roles.path(p))}")
-    return CaptureCheck("response_on_challenged_path", not wrong, f"{len(wrong)} response(s) on another path {wrong}",
-                        "PATH_RESPONSE on the challenged path", {"wrong": wrong})
+                if d in challenge_path:
+                    judged += 1
+                    if roles.path(p) not in challenge_path[d]:
+                        wrong.append(f"frame {p.frame}: {d} on {fmt_path(roles.path(p))}")
+    observed = (f"{len(wrong)} of {judged} response(s) on another path {wrong}" if judged
+                else "no client PATH_RESPONSE to a captured challenge")
+    return _check("response_on_challenged_path", not wrong, observed, "PATH_RESPONSE on the challenged path",
+                  {"wrong": wrong}, judged, verified=bool(judged))
 
 
 def new_dcid_on_new_path(packets: list[QuicPacket], server_addresses: Iterable[str]) -> CaptureCheck:
@@ -305,9 +316,8 @@ def new_dcid_on_new_path(packets: list[QuicPacket], server_addresses: Iterable[s
         used.add(p.dcid)
     ok = bool(results) and not failures
     observed = "; ".join(f"{k}: {v}" for k, v in results.items()) or "no new client path"
-    return CaptureCheck("new_dcid_on_new_path", ok, observed,
-                        "first client packet on each new path uses an unused DCID",
-                        {"first_dcids": results, "failed_paths": failures})
+    return _check("new_dcid_on_new_path", ok, observed, "first client packet on each new path uses an unused DCID",
+                  {"first_dcids": results, "failed_paths": failures}, len(results), verified=bool(results))
 
 
 def amplification(packets: list[QuicPacket], server_addresses: Iterable[str], factor: int = 3) -> CaptureCheck:
@@ -366,9 +376,9 @@ def amplification(packets: list[QuicPacket], server_addresses: Iterable[str], fa
                          for k, v in per_path.items())
     if violations:
         observed = f"{len(violations)} violation(s), first: {violations[0]}; " + observed
-    return CaptureCheck("amplification", not violations and bool(order), observed,
-                        f"server bytes <= {factor} x client bytes on each path until validated",
-                        {"per_path": per_path, "violations": violations})
+    return _check("amplification", not violations and bool(order), observed or "no path in the capture",
+                  f"server bytes <= {factor} x client bytes on each path until validated",
+                  {"per_path": per_path, "violations": violations}, len(order), verified=bool(order))
 
 
 def _groups(edges: dict[str, set[Path4]], all_paths: list[Path4]) -> list[list[Path4]]:
@@ -424,9 +434,10 @@ def unlinkable_across_addresses(packets: list[QuicPacket], server_addresses: Ite
             ips = {path[0] for path in group}  # server-oriented paths: the client's IP comes first
             if len(ips) > 1:
                 crossing.append(f"{direction}: {[fmt_path(p) for p in group]}")
-    observed = "; ".join(crossing) if crossing else "no DCID shared by paths of different client IPs"
-    return CaptureCheck("unlinkable_across_addresses", not crossing, observed,
-                        "paths of different client IPs share no DCID", {"crossing": crossing})
+    ips = {path[0] for found in groups.values() for group in found for path in group}
+    observed = "; ".join(crossing) if crossing else f"no DCID shared by paths of {len(ips)} client IPs"
+    return _check("unlinkable_across_addresses", not crossing, observed, "paths of different client IPs share no DCID",
+                  {"crossing": crossing}, len(ips), verified=len(ips) > 1)
 
 
 def cid_linkability(packets: list[QuicPacket], server_addresses: Iterable[str],
@@ -451,8 +462,9 @@ def cid_linkability(packets: list[QuicPacket], server_addresses: Iterable[str],
     observed = "; ".join(f"{k}: {[[fmt_path(p) for p in g] for g in v] or 'none'} linked" for k, v in linked.items())
     expected = {None: "(report only)", "linkable": "all paths share a client->server DCID",
                 "unlinkable": "no DCID on more than one path, either direction"}[expect]
-    return CaptureCheck("cid_linkability", ok, observed, expected,
-                        {"groups": {k: [[fmt_path(p) for p in g] for g in v] for k, v in groups.items()}})
+    return _check("cid_linkability", ok, observed, expected,
+                  {"groups": {k: [[fmt_path(p) for p in g] for g in v] for k, v in groups.items()}}, n_paths,
+                  verified=n_paths > 1 or expect is None)
 
 
 def undecrypted(packets: list[QuicPacket], max_fraction: float = 0.0) -> CaptureCheck:
@@ -467,23 +479,26 @@ def undecrypted(packets: list[QuicPacket], max_fraction: float = 0.0) -> Capture
         observed += f", {other_bad} long-header packet(s) undecrypted"
     if bad:
         observed += f", first at frame {bad[0].frame}: frame-based checks unreliable (key log missing or wrong?)"
-    return CaptureCheck("undecrypted", ok, observed, f"<= {max_fraction:.1%} of >= 1 1-RTT packets",
-                        {"fraction": frac, "undecrypted_1rtt": len(bad), "total_1rtt": len(one_rtt),
-                         "undecrypted_long_header": other_bad})
+    return _check("undecrypted", ok, observed, f"<= {max_fraction:.1%} of >= 1 1-RTT packets",
+                  {"fraction": frac, "undecrypted_1rtt": len(bad), "total_1rtt": len(one_rtt),
+                   "undecrypted_long_header": other_bad}, len(one_rtt), verified=bool(one_rtt))
 
 
 def run_all(packets: list[QuicPacket], server_addresses: Iterable[str], *,
-            challenge_rule: ChallengeRule = DEFAULT_CHALLENGE_RULE, active_migration: bool = False,
-            expect_linkable: Literal["linkable", "unlinkable"] | None = None,
-            lossy: bool = False, rotating: bool = False) -> list[CaptureCheck]:
-    """The usual set for a migration scenario. ``active_migration`` adds new_dcid_on_new_path."""
+            challenge_rule: ChallengeRule = DEFAULT_CHALLENGE_RULE, migration: bool = True,
+            active_migration: bool = False, expect_linkable: Literal["linkable", "unlinkable"] | None = None,
+            lossy: bool = False, rotating: bool = False) -> list[CheckResult]:
+    """The checks that apply to a run. Those that presuppose a migration (a second path, a challenge
+    on it, its answer) only with ``migration``; ``active_migration`` adds new_dcid_on_new_path,
+    ``rotating`` unlinkable_across_addresses, ``expect_linkable`` a cid_linkability expectation.
+    """
     addrs = set(server_addresses)
-    checks = [
-        undecrypted(packets), handshakes(packets, addrs), versions(packets), paths(packets, addrs),
-        path_challenge_on_new_path(packets, addrs, challenge_rule), challenges_answered(packets, addrs, lossy),
-        response_on_challenged_path(packets, addrs), amplification(packets, addrs),
-        cid_linkability(packets, addrs, expect_linkable),
-    ]
+    checks = [undecrypted(packets), handshakes(packets, addrs), versions(packets), amplification(packets, addrs)]
+    if migration:
+        checks += [paths(packets, addrs), path_challenge_on_new_path(packets, addrs, challenge_rule),
+                   challenges_answered(packets, addrs, lossy), response_on_challenged_path(packets, addrs)]
+    if expect_linkable is not None:
+        checks.append(cid_linkability(packets, addrs, expect_linkable))
     if active_migration:
         checks.append(new_dcid_on_new_path(packets, addrs))
     if rotating:

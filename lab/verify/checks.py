@@ -32,22 +32,7 @@ from lab.events import (
     TransferComplete,
 )
 from lab.observe.timeline import Timeline, host_of, same_ip
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """The verdict of one check. ``observed`` and ``expected`` are short strings or numbers."""
-
-    name: str
-    passed: bool
-    observed: str | int | float
-    expected: str | int | float
-    transport: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "passed": self.passed, "observed": self.observed,
-                "expected": self.expected, "transport": self.transport}
-
+from lab.verify.result import CheckResult, not_verified
 
 # --- arguments ------------------------------------------------------------------------------
 
@@ -171,10 +156,12 @@ def connection_survived(timeline: Timeline, argument: None = None) -> CheckResul
         problems.append(f"reconnected {reconnects} time(s)")
     if problems:
         return CheckResult(name, False, "; ".join(problems), "one connection, not closed with an error")
-    if not conns and not timeline.of(HandshakeCompleted):
+    handshakes = timeline.of(HandshakeCompleted)
+    if not conns and not handshakes:
         return CheckResult(name, False, "no connection observed", "one connection, not closed with an error")
     observed = f"one connection {conns[0][:8]}" if conns else "one connection"
-    return CheckResult(name, True, observed + ", no error close", "one connection, not closed with an error")
+    return CheckResult(name, True, observed + ", no error close", "one connection, not closed with an error",
+                       evidence=len(handshakes) + len(timeline.of(ConnectionClosed)))
 
 
 def single_handshake(timeline: Timeline, argument: None = None) -> CheckResult:
@@ -182,7 +169,7 @@ def single_handshake(timeline: Timeline, argument: None = None) -> CheckResult:
     client = timeline.count(HandshakeCompleted, "client")
     server = timeline.count(HandshakeCompleted, "server")
     return CheckResult("single_handshake", client == 1 and server == 1,
-                       f"client {client}, server {server}", "client 1, server 1")
+                       f"client {client}, server {server}", "client 1, server 1", evidence=client + server)
 
 
 def transfer_complete(timeline: Timeline, argument: None = None) -> CheckResult:
@@ -194,7 +181,8 @@ def transfer_complete(timeline: Timeline, argument: None = None) -> CheckResult:
     assert isinstance(done, TransferComplete)
     matches = bool(done.sha256) and done.sha256 == done.expected_sha256
     if done.ok and matches:
-        return CheckResult(name, True, f"{done.bytes} bytes, sha256 {done.sha256[:12]} matches", "ok, sha256 matches")
+        return CheckResult(name, True, f"{done.bytes} bytes, sha256 {done.sha256[:12]} matches", "ok, sha256 matches",
+                           evidence=1)
     return CheckResult(name, False, f"{done.bytes} bytes, ok={done.ok}, sha256 {done.sha256[:12] or '-'} vs expected "
                        f"{done.expected_sha256[:12] or '-'}", "ok, sha256 matches")
 
@@ -204,14 +192,15 @@ def paths_validated(timeline: Timeline, argument: Comparison) -> CheckResult:
     found = timeline.of(PathValidated, role="server")
     peers = ", ".join(e.peer for e in found if isinstance(e, PathValidated))
     observed = f"{len(found)}" + (f" ({peers})" if peers else "")
-    return CheckResult("paths_validated", argument.holds(len(found)), observed, str(argument))
+    return CheckResult("paths_validated", argument.holds(len(found)), observed, str(argument),
+                       evidence=len(timeline.by_role("server")))
 
 
 def server_saw_addresses(timeline: Timeline, argument: Comparison) -> CheckResult:
     """Distinct client ip:port the server saw (handshake, discovered paths, active path changes)."""
     peers = _server_peers(timeline)
     return CheckResult("server_saw_addresses", argument.holds(len(peers)),
-                       f"{len(peers)} ({', '.join(peers) or 'none'})", str(argument))
+                       f"{len(peers)} ({', '.join(peers) or 'none'})", str(argument), evidence=len(peers))
 
 
 def server_saw_ips(timeline: Timeline, argument: Comparison) -> CheckResult:
@@ -221,7 +210,7 @@ def server_saw_ips(timeline: Timeline, argument: Comparison) -> CheckResult:
         if host_of(peer) not in ips:
             ips.append(host_of(peer))
     return CheckResult("server_saw_ips", argument.holds(len(ips)), f"{len(ips)} ({', '.join(ips) or 'none'})",
-                       str(argument))
+                       str(argument), evidence=len(ips))
 
 
 def _cid_changes(timeline: Timeline) -> tuple[int, str]:
@@ -240,14 +229,17 @@ def cid_changed(timeline: Timeline, argument: Comparison | None = None) -> Check
     wanted = argument or Comparison(">=", 1)
     count, detail = _cid_changes(timeline)
     return CheckResult("cid_changed", wanted.holds(count), f"{count}" + (f" ({detail})" if detail else ""),
-                       str(wanted))
+                       str(wanted), evidence=len(timeline.by_role("client")))
 
 
 def cid_unchanged(timeline: Timeline, argument: None = None) -> CheckResult:
     """The client kept its connection ID (expected when it does not know it moved)."""
+    name, expected = "cid_unchanged", "0 changes"
+    if timeline.first(HandshakeCompleted, role="client") is None:
+        return not_verified(name, "the client never completed a handshake: no connection to keep a CID on", expected)
     count, detail = _cid_changes(timeline)
-    return CheckResult("cid_unchanged", count == 0, f"{count} change(s)" + (f" ({detail})" if detail else ""),
-                       "0 changes")
+    return CheckResult(name, count == 0, f"{count} change(s)" + (f" ({detail})" if detail else ""),
+                       expected, evidence=len(timeline.by_role("client")))
 
 
 def max_disruption_ms(timeline: Timeline, argument: Comparison) -> CheckResult:
@@ -256,15 +248,20 @@ def max_disruption_ms(timeline: Timeline, argument: Comparison) -> CheckResult:
     Without any network action the whole run counts. A download that never completed counts its
     trailing stall, reported as a lower bound.
     """
+    name = "max_disruption_ms"
+    samples = timeline.data_samples()
+    if not samples:
+        return not_verified(name, "no application data observed at the client", str(argument))
     action = timeline.first_network_action()
     gap = timeline.largest_gap(action.ts if action else None)
     where = f" after {action.action} {action.target}" if action else " (no network action)"
     if gap is None:
-        return CheckResult("max_disruption_ms", argument.holds(0.0), "no gap" + where, str(argument))
+        return CheckResult(name, argument.holds(0.0), f"no gap in {samples} data samples" + where, str(argument),
+                           evidence=samples)
     bound = ">= " if gap.ongoing else ""
     reason = ", data never resumed" if gap.ongoing else f" ({gap.source})"
-    return CheckResult("max_disruption_ms", argument.holds(gap.gap_ms) and not gap.ongoing,
-                       f"{bound}{gap.gap_ms:.0f} ms{reason}{where}", str(argument))
+    return CheckResult(name, argument.holds(gap.gap_ms) and not gap.ongoing,
+                       f"{bound}{gap.gap_ms:.0f} ms{reason}{where}", str(argument), evidence=samples)
 
 
 def validation_ms(timeline: Timeline, argument: Comparison) -> CheckResult:
@@ -275,21 +272,25 @@ def validation_ms(timeline: Timeline, argument: Comparison) -> CheckResult:
     values = [e.validation_ms for e in timeline.of(PathValidated)
               if isinstance(e, PathValidated) and e.validation_ms is not None]
     if not values:
-        return CheckResult("validation_ms", False, "no path validated", str(argument))
+        return not_verified("validation_ms", "no path validated: no validation time to judge", str(argument))
     return CheckResult("validation_ms", argument.holds(max(values)), f"{max(values):.1f} ms (max of {len(values)})",
-                       str(argument))
+                       str(argument), evidence=len(values))
 
 
 def amplification_respected(timeline: Timeline, argument: None = None) -> CheckResult:
     """No unvalidated path got more than 3x the bytes received on it (RFC 9000 §8.1, §9.3)."""
+    name, expected = "amplification_respected", "sent <= 3x received"
     events = [e for e in timeline.of(AmplificationLimited) if isinstance(e, AmplificationLimited)]
+    paths = len(_server_peers(timeline))
+    if not paths and not events:
+        return not_verified(name, "the server reported no client path: nothing to judge", expected)
     over = [e for e in events if e.bytes_sent > 3 * e.bytes_received]
     if over:
         worst = max(over, key=lambda e: e.bytes_sent / max(e.bytes_received, 1))
         observed = f"{len(over)} over the limit, e.g. {worst.bytes_sent} sent for {worst.bytes_received} received"
-        return CheckResult("amplification_respected", False, observed, "sent <= 3x received")
-    return CheckResult("amplification_respected", True,
-                       f"{len(events)} amplification_limited event(s), none over 3x", "sent <= 3x received")
+        return CheckResult(name, False, observed, expected, evidence=len(events))
+    return CheckResult(name, True, f"{len(events)} amplification_limited event(s) on {paths} server path(s), "
+                       "none over 3x", expected, evidence=paths + len(events))
 
 
 def migrated_to_preferred(timeline: Timeline, argument: str | None = None) -> CheckResult:
@@ -311,11 +312,13 @@ def migrated_to_preferred(timeline: Timeline, argument: str | None = None) -> Ch
         else:
             ok = bool(original) and move.new_peer != original
         if ok:
-            return CheckResult(name, True, f"client moved {move.old_peer} -> {move.new_peer}", expected)
+            return CheckResult(name, True, f"client moved {move.old_peer} -> {move.new_peer}", expected,
+                               evidence=len(moves))
     completed = [e for e in timeline.of(MigrationCompleted, role="client")
                  if isinstance(e, MigrationCompleted) and e.mode == "preferred"]
     if completed and argument is None:
-        return CheckResult(name, True, f"client migration_completed (preferred) to {completed[0].peer}", expected)
+        return CheckResult(name, True, f"client migration_completed (preferred) to {completed[0].peer}", expected,
+                           evidence=len(completed))
     seen = ", ".join(m.new_peer for m in moves) or "no client active_path_changed"
     return CheckResult(name, False, f"{seen} (handshake peer {original or '-'})", expected)
 
@@ -329,14 +332,18 @@ def tcp_reconnected(timeline: Timeline, argument: None = None) -> CheckResult:
     durations = [d.duration_ms for d in done if d.duration_ms is not None]
     took = f", took {', '.join(_fmt_ms(d) for d in durations)}" if durations else ""
     return CheckResult("tcp_reconnected", ok, f"{len(started)} reconnect_started, {len(done)} reconnected{took}",
-                       "reconnect_started then reconnected")
+                       "reconnect_started then reconnected", evidence=len(started) + len(done))
 
 
 def reconnects(timeline: Timeline, argument: Comparison) -> CheckResult:
     """How many times the client had to start a new connection (reconnect_started)."""
     count = timeline.count(ReconnectStarted, role="client")
     done = timeline.count(Reconnected, role="client")
-    return CheckResult("reconnects", argument.holds(count), f"{count} (completed {done})", str(argument))
+    if timeline.first(HandshakeCompleted, role="client") is None and not count:
+        return not_verified("reconnects", "the client never connected: no connection to count reconnects of",
+                            str(argument))
+    return CheckResult("reconnects", argument.holds(count), f"{count} (completed {done})", str(argument),
+                       evidence=count + timeline.count(HandshakeCompleted, role="client"))
 
 
 # --- registry -------------------------------------------------------------------------------
@@ -350,6 +357,10 @@ class CheckSpec:
     parse: Callable[[Any], Any]
     transports: frozenset[str]
     argument_help: str = ""
+
+    @staticmethod
+    def parse_help(parsed: Any) -> str:
+        return "as expected" if parsed is None else str(parsed)
 
     @property
     def doc(self) -> str:
@@ -385,8 +396,11 @@ def run_check(timeline: Timeline, name: str, argument: Any = None, transport: st
     spec = CHECKS[name]
     parsed = argument if isinstance(argument, Comparison) else spec.parse(argument)
     view = timeline.for_transport(transport) if transport else timeline
-    result = spec.run(view, parsed)
-    return CheckResult(result.name, result.passed, result.observed, result.expected, transport)
+    if not any(e.role in ("client", "server") for e in view):
+        what = f"no {transport} events" if transport else "no events"
+        return not_verified(name, f"{what} from the client or the server", str(spec.parse_help(parsed)), "events",
+                            transport)
+    return spec.run(view, parsed).with_(transport=transport, source="events")
 
 
 def evaluate(timeline: Timeline, expectations: Iterable[Any], transport: str) -> list[CheckResult]:

@@ -1,5 +1,6 @@
 """Edge of the capture verification: runs ``editcap``/``tshark`` (Wireshark, a program we did not write)
-and turns its output into one :class:`QuicPacket` record per QUIC packet.
+from the lab image (:mod:`lab.verify.tshark`) and turns its output into one :class:`QuicPacket` record
+per QUIC packet.
 
 Pure checks on these records live in :mod:`lab.verify.capture_checks`.
 
@@ -25,13 +26,15 @@ injecting the key log (``tshark -r in.pcapng -Y <filter> -w out.pcapng`` does ke
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
+import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-APT_HINT = "apt-get install -y tshark (Debian/Ubuntu package 'tshark', which also provides editcap)"
+from lab.verify.tshark import ImageTools, TsharkError, common_dir, inside
+
+__all__ = ["ImageTools", "QuicPacket", "TsharkError", "parse_tshark_json", "prepare_captures", "read_quic_packets",
+           "tshark_args"]
 
 # RFC 9000 §19 frame types -> names (STREAM 0x08-0x0f and ACK 0x02-0x03 collapse to one name).
 FRAME_NAMES: dict[int, str] = {
@@ -47,14 +50,6 @@ PADDING, PING, PATH_CHALLENGE, PATH_RESPONSE, NEW_CONNECTION_ID = 0x00, 0x01, 0x
 PROBING_FRAMES = frozenset({PADDING, PATH_CHALLENGE, PATH_RESPONSE, NEW_CONNECTION_ID})
 
 _LONG_TYPES_V1 = {0: "initial", 1: "0rtt", 2: "handshake", 3: "retry"}
-
-
-class TsharkNotFound(RuntimeError):
-    """tshark/editcap is not installed."""
-
-
-class TsharkError(RuntimeError):
-    """tshark/editcap ran but failed."""
 
 
 @dataclass(frozen=True)
@@ -97,36 +92,9 @@ class QuicPacket:
         return self.decrypted and bool(self.frame_types) and all(t in PROBING_FRAMES for t in self.frame_types)
 
 
-def _which(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        raise TsharkNotFound(f"{tool} not found on PATH: {APT_HINT}")
-    return path
-
-
-def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        err = "\n".join(line for line in proc.stderr.splitlines() if "Running as user" not in line).strip()
-        raise TsharkError(f"{Path(cmd[0]).name} failed (rc={proc.returncode}): {err}\n  command: {' '.join(cmd)}")
-    return proc
-
-
-def inject_keylog(pcap: Path, keylog: Path, out: Path) -> Path:
-    """Write ``out`` (pcapng) = ``pcap`` plus the NSS key log as a Decryption Secrets Block.
-
-    ``editcap --inject-secrets tls,<keylog> <pcap> <out>``: the result decrypts on its own in Wireshark.
-    ``pcap`` must not already contain secrets (editcap 4.0.17 cannot rewrite such files).
-    """
-    editcap = _which("editcap")
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    _run([editcap, "--inject-secrets", f"tls,{keylog}", "-F", "pcapng", str(pcap), str(out)])
-    return Path(out)
-
-
-def tshark_command(pcap: Path, keylog: Path | None, quic_ports: Iterable[int]) -> list[str]:
-    """The exact tshark command :func:`read_quic_packets` runs."""
-    cmd = [_which("tshark"), "-n", "-r", str(pcap)]
+def tshark_args(pcap: str, keylog: str | None, quic_ports: Iterable[int]) -> list[str]:
+    """The exact tshark command :func:`read_quic_packets` runs (in the lab image), paths as given."""
+    cmd = ["tshark", "-n", "-r", pcap]
     for port in sorted(set(quic_ports)):
         cmd += ["-d", f"udp.port=={int(port)},quic"]
     if keylog is not None:
@@ -136,16 +104,63 @@ def tshark_command(pcap: Path, keylog: Path | None, quic_ports: Iterable[int]) -
     return cmd
 
 
-def read_quic_packets(pcap: Path, keylog: Path | None, quic_ports: Iterable[int]) -> list[QuicPacket]:
-    """Decode ``pcap`` with tshark and return one record per QUIC packet, in capture order.
+def read_quic_packets(pcap: Path, keylog: Path | None, quic_ports: Iterable[int],
+                      tools: ImageTools | None = None) -> list[QuicPacket]:
+    """Decode ``pcap`` with the lab image's tshark and return one record per QUIC packet, in capture order.
 
     ``keylog``: an NSS key log for ``-o tls.keylog_file:`` when the secrets are not injected (None if
     they are, or to see what an observer without keys sees). ``quic_ports``: UDP ports decoded as QUIC.
     """
-    if not Path(pcap).exists():
+    pcap = Path(pcap)
+    if not pcap.exists():
         raise FileNotFoundError(pcap)
-    proc = _run(tshark_command(pcap, keylog, quic_ports))
-    return parse_tshark_json(proc.stdout)
+    files = [pcap] + ([Path(keylog)] if keylog is not None else [])
+    workdir = common_dir(files)
+    args = tshark_args(inside(pcap, workdir), inside(Path(keylog), workdir) if keylog else None, quic_ports)
+    out = (tools or ImageTools()).run(workdir, shlex.join(args), writable=False)
+    return parse_tshark_json(out)
+
+
+# One container for the whole preparation: editcap and mergecap of the lab image. Raw captures
+# become pcapng with the key log injected (a Decryption Secrets Block: Wireshark opens them
+# decrypted), and the routers' WAN sides merge into server-side.pcapng, the server's view.
+_PREPARE = r"""set -e
+cd captures
+keys=../client/keys-quic.log
+inject() {
+  if [ -s "$keys" ]; then editcap --inject-secrets "tls,$keys" -F pcapng "$1" "$2"; else editcap -F pcapng "$1" "$2"; fi
+}
+wan=""
+for f in *.pcap; do
+  [ -e "$f" ] || continue
+  case "$f" in *-wan.pcap) [ "$(stat -c %s "$f")" -gt 24 ] && wan="$wan $f" ;; esac
+done
+if [ -n "$wan" ]; then mergecap -w server-side.pcap $wan; fi
+for f in *.pcap; do [ -e "$f" ] || continue; inject "$f" "${f%.pcap}.pcapng"; rm -f "$f"; done
+"""
+
+
+def prepare_captures(run_dir: Path, tools: ImageTools | None = None) -> list[Path]:
+    """Turn a run's raw ``captures/*.pcap`` into pcapng with keys injected, plus ``server-side.pcapng``.
+
+    Returns the pcapng files. A run without raw captures is left as it is.
+    """
+    captures = Path(run_dir) / "captures"
+    if not any(captures.glob("*.pcap")):
+        return sorted(captures.glob("*.pcapng"))
+    (tools or ImageTools()).run(Path(run_dir), _PREPARE)
+    return sorted(captures.glob("*.pcapng"))
+
+
+def drop_frames(pcap: Path, display_filter: str, out: Path, tools: ImageTools | None = None) -> Path:
+    """Write ``out`` = ``pcap`` without the packets matching ``display_filter`` (keeps the key log block).
+
+    For mutation tests: the lab's judge must notice what is taken away.
+    """
+    workdir = common_dir([pcap, out])
+    keep = shlex.quote(f"!({display_filter})")
+    (tools or ImageTools()).run(workdir, f"tshark -n -r {inside(pcap, workdir)} -Y {keep} -w {inside(out, workdir)}")
+    return Path(out)
 
 
 # --- JSON parsing (duplicate keys kept) ------------------------------------------------------------
@@ -261,32 +276,3 @@ def _packet(quic: Pairs, index: int, common: dict) -> QuicPacket:
         packet_length=_int(_get(quic, "quic.packet_length"), 0),
         **common,
     )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m lab.verify.pcap CAPTURE --port P [--server IP:PORT]``: run_all() as JSON; rc 1 if any fails."""
-    import argparse
-    import dataclasses
-
-    from lab.verify import capture_checks as cc
-
-    ap = argparse.ArgumentParser(description="Decode a QUIC capture with tshark and run the migration checks.")
-    ap.add_argument("capture", type=Path)
-    ap.add_argument("--port", type=int, action="append", required=True, help="UDP port decoded as QUIC (repeatable)")
-    ap.add_argument("--server", action="append", help="server ip or ip:port (repeatable; default: first Initial's dst)")
-    ap.add_argument("--keylog", type=Path, help="NSS key log, when the capture has no injected secrets")
-    ap.add_argument("--rule", choices=["pr426", "strict"], default=cc.DEFAULT_CHALLENGE_RULE)
-    ap.add_argument("--active-migration", action="store_true", help="also require a new DCID on each new path")
-    ap.add_argument("--expect", choices=["linkable", "unlinkable"], help="CID linkability expectation")
-    args = ap.parse_args(argv)
-    packets = read_quic_packets(args.capture, args.keylog, args.port)
-    servers = set(args.server or cc.infer_server_addresses(packets))
-    checks = cc.run_all(packets, servers, challenge_rule=args.rule, active_migration=args.active_migration,
-                        expect_linkable=args.expect)
-    print(json.dumps({"server_addresses": sorted(servers), "checks": [dataclasses.asdict(c) for c in checks],
-                      "summary": cc.summarize(packets, servers)}, indent=2, default=str))
-    return 0 if all(c.passed for c in checks) else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

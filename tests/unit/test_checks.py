@@ -46,7 +46,8 @@ CASES = [
     ("wifi-to-cellular-pass", "max_disruption_ms", 1000, True, "520 ms (data_gap) after disconnect home"),
     ("wifi-to-cellular-pass", "max_disruption_ms", 500, False, "520 ms"),
     ("wifi-to-cellular-pass", "validation_ms", 100, True, "22.0 ms (max of 1)"),
-    ("wifi-to-cellular-pass", "amplification_respected", None, True, "1 amplification_limited event(s), none over 3x"),
+    ("wifi-to-cellular-pass", "amplification_respected", None, True,
+     "1 amplification_limited event(s) on 2 server path(s), none over 3x"),
     ("wifi-to-cellular-pass", "migrated_to_preferred", None, False, "no client active_path_changed"),
     ("wifi-to-cellular-pass", "reconnects", 0, True, "0 (completed 0)"),
     ("second-handshake", "connection_survived", None, False, "2 QUIC connections (8f3a9c2e, e1b7d390)"),
@@ -113,7 +114,8 @@ def test_registry_parsers_reject_arguments_for_plain_checks() -> None:
 
 
 def test_cid_changed_counts_client_switches() -> None:
-    timeline = Timeline((PeerCidChanged(ts=1.0, role="client", old_cid="aa", new_cid="bb"),))
+    timeline = Timeline((HandshakeCompleted(ts=0.5, role="client", peer="10.0.0.2:443"),
+                         PeerCidChanged(ts=1.0, role="client", old_cid="aa", new_cid="bb")))
     assert run_check(timeline, "cid_changed").passed
     assert run_check(timeline, "cid_changed", "== 1").passed
     assert not run_check(timeline, "cid_changed", 2).passed
@@ -143,7 +145,40 @@ def test_echo_disruption_without_network_action_counts_the_whole_run() -> None:
     echoes = tuple(EchoRtt(ts=t, role="client", seq=i, rtt_ms=5) for i, t in enumerate((1.0, 1.02, 1.04, 1.9, 1.92)))
     result = run_check(Timeline(echoes), "max_disruption_ms", 1000)
     assert result.passed and result.observed == "860 ms (echo) (no network action)"
-    assert run_check(Timeline(), "max_disruption_ms", 1000).observed == "no gap (no network action)"
+    assert run_check(Timeline(echoes[:1]), "max_disruption_ms", 1000).observed == "no gap in 1 data samples " \
+        "(no network action)"
+
+
+# Checks with nothing to judge are "not verified", never passed (the empty timeline: no endpoint spoke).
+ARGUMENTS = {"paths_validated": 1, "server_saw_addresses": 1, "server_saw_ips": 1, "max_disruption_ms": 1000,
+             "validation_ms": 100, "reconnects": 0}
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_no_check_passes_on_an_empty_timeline(name: str) -> None:
+    result = run_check(Timeline(), name, ARGUMENTS.get(name), "quic")
+    assert not result.passed and result.status == "not verified" and result.evidence == 0, result
+
+
+def test_absence_checks_are_not_verified_without_a_connection() -> None:
+    # The server spoke but the client never connected: nothing proves "no CID change" or "no reconnect".
+    timeline = Timeline((DataGap(ts=1.0, role="server", start_ts=0.5, end_ts=1.0, gap_ms=500),))
+    for name, argument in (("cid_unchanged", None), ("reconnects", 0), ("max_disruption_ms", 1000),
+                           ("amplification_respected", None)):
+        result = run_check(timeline, name, argument)
+        assert result.status == "not verified", result
+
+
+def test_a_trailing_stall_is_an_ongoing_disruption() -> None:
+    # Data stops at 2 s and the run ends at 9 s without transfer_complete: a stall, not "no gap".
+    from lab.events import Action, Progress
+
+    events = (HandshakeCompleted(ts=0.5, role="client", peer="10.0.0.2:443"),
+              *(Progress(ts=0.6 + i * 0.2, role="client", bytes=i * 1000) for i in range(8)),
+              Action(ts=1.5, role="controller", transport="", action="blackhole", target="home"),
+              Action(ts=9.0, role="controller", transport="", action="run_end", target="x"))
+    result = run_check(Timeline(events), "max_disruption_ms", 3000, "quic")
+    assert not result.passed and result.observed.startswith(">= 7000 ms, data never resumed"), result
 
 
 def test_evaluate_scopes_expectations_by_transport() -> None:

@@ -1,0 +1,318 @@
+"""The one judge: a run's verdict from its artifacts alone.
+
+``judge_run(run_dir)`` reads what a run left in ``artifacts/<scenario>/<run-id>/`` (the scenario
+and topology it ran with, the merged event stream, both sides' qlog, the server-side capture) and
+judges all of it in one place. `scenario run`, `walkthrough`, `bench` and `lab verify` call it the
+same way, so a recorded run re-judged later gets the verdict it got live.
+
+Evidence or nothing: a missing or unreadable source is a failed check that names its file, never
+a missing row; a check with nothing to judge is ``not verified`` and fails the run unless the
+scenario lists that source under ``optional_evidence`` (or the run was made without captures).
+Apart from decoding the capture with the lab image's tshark (the edge in :mod:`lab.verify.pcap`),
+everything here is a function of the files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab import events as ev
+from lab.errors import LabError
+from lab.observe.timeline import Timeline
+from lab.report.metrics import compute_metrics
+from lab.scenario.names import topology_names
+from lab.scenario.schema import Scenario, ScenarioError, parse_scenario
+from lab.topology.model import Topology, TopologyError, topology_from_config
+from lab.verify import capture_checks, cross_checks
+from lab.verify.checks import evaluate
+from lab.verify.pcap import ImageTools, TsharkError, read_quic_packets
+from lab.verify.result import NOT_VERIFIED, CheckResult, Figure, not_verified
+
+RECORD, TOPOLOGY_COPY = "run.json", "topology.json"  # the scenario is copied as <name>.yaml
+EVENTS, SERVER_CAPTURE, KEYLOG = "events.jsonl", "captures/server-side.pcapng", "client/keys-quic.log"
+RUN_END = "run_end"
+
+# Steps that move the client to a new path (new address or port). Connect, disconnect, blackhole
+# and impairment change reachability, not the path; a preferred-address workload moves by itself.
+MIGRATING_ACTIONS = frozenset({"route", "migrate", "rebind", "renumber"})
+
+
+class NotARunDir(LabError):
+    """The directory lacks what identifies a run (its record, scenario or topology)."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What the runner wrote when the run started: enough to judge it again anywhere."""
+
+    run_id: str
+    scenario: Scenario
+    topology: Topology
+    capture: bool
+    started: float
+
+
+@dataclass
+class Verdict:
+    scenario: str
+    run_id: str
+    run_dir: Path
+    checks: list[CheckResult] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    optional: frozenset[str] = frozenset()
+    error: str | None = None
+    duration_s: float = 0.0
+    description: str = ""
+    packets: int | None = None
+    timeline: Timeline = field(default_factory=Timeline, repr=False)
+
+    def counts(self, check: CheckResult) -> bool:
+        """Whether ``check`` stands in the way of a pass."""
+        if check.passed:
+            return False
+        return not (check.status == NOT_VERIFIED and check.source in self.optional)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and not any(self.counts(c) for c in self.checks)
+
+    def tally(self) -> dict[str, int]:
+        return dict(Counter(c.status for c in self.checks))
+
+
+# --- reading the artifacts ----------------------------------------------------------------
+
+
+def read_record(run_dir: Path) -> RunRecord:
+    missing = [name for name in (RECORD, TOPOLOGY_COPY) if not (run_dir / name).is_file()]
+    if missing:
+        raise NotARunDir(f"{run_dir}: not a run directory (missing {', '.join(missing)}); "
+                         "a run directory looks like artifacts/NAME/latest")
+    copy = run_dir
+    try:
+        record = json.loads((run_dir / RECORD).read_text())
+        topology = topology_from_config(json.loads((run_dir / TOPOLOGY_COPY).read_text()))
+        copy = run_dir / scenario_copy(str(record["scenario"]))
+        scenario = parse_scenario(copy.read_text(), str(copy), topology_names(topology))
+        return RunRecord(str(record["run_id"]), scenario, topology, bool(record.get("capture", True)),
+                         float(record.get("started", 0.0)))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, TopologyError) as exc:
+        if isinstance(exc, ScenarioError):
+            raise NotARunDir(str(exc).splitlines()[0]) from None
+        raise NotARunDir(f"{run_dir}: unreadable run record: {exc}") from None
+    except OSError as exc:
+        raise NotARunDir(f"{copy}: {exc.strerror}") from None
+
+
+def scenario_copy(name: str) -> str:
+    """The file name of the scenario's copy in its run directory (a scenario's name is its file's)."""
+    return f"{name}.yaml"
+
+
+def read_events_file(path: Path) -> tuple[Timeline, CheckResult]:
+    """The recorded timeline, and a check that it was complete.
+
+    A line that does not parse is kept as an ``error`` event quoting it (so ``run_completed``
+    fails), never dropped: a cut-off stream must not pass checks that look for an absence.
+    """
+    name, expected = "events_recorded", "a readable event stream that ends with run_end"
+    if not path.is_file():
+        return Timeline(), CheckResult(name, False, f"{path.name} is missing", expected, evidence=0)
+    found: list[ev.Event] = []
+    bad: list[str] = []
+    last_ts = 0.0
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            if not isinstance(data, dict):
+                raise ev.SchemaError("not a JSON object")
+            event = ev.from_dict(data)
+            last_ts = max(last_ts, event.ts)
+            found.append(event)
+        except (json.JSONDecodeError, ev.SchemaError, TypeError, ValueError) as exc:
+            bad.append(f"{path.name}:{number}")
+            found.append(ev.Error(ts=last_ts, role="controller", transport="",
+                                  message=f"{path.name}:{number}: unparsable event line ({exc}): {line[:80]!r}"))
+    timeline = Timeline.from_streams(found)
+    ended = timeline.last(ev.Action, role="controller")
+    complete = any(isinstance(e, ev.Action) and e.action == RUN_END for e in timeline)
+    problems = []
+    if bad:
+        problems.append(f"{len(bad)} unparsable line(s) ({', '.join(bad[:3])})")
+    if not complete:
+        problems.append(f"no {RUN_END} event: the stream is cut short"
+                        + (f" after {ended.action}" if isinstance(ended, ev.Action) else ""))
+    if problems:
+        return timeline, CheckResult(name, False, "; ".join(problems), expected, evidence=len(found))
+    return timeline, CheckResult(name, True, f"{len(found)} events, ends with {RUN_END}", expected, evidence=len(found))
+
+
+@dataclass(frozen=True)
+class Qlog:
+    path: Path
+    events: list[dict[str, Any]]
+
+
+def read_qlogs(directory: Path) -> tuple[list[Qlog], list[str]]:
+    """The qlog files of one side, and one problem string per unreadable file."""
+    logs: list[Qlog] = []
+    problems: list[str] = []
+    for path in sorted(directory.glob("*.qlog")) if directory.is_dir() else []:
+        try:
+            data = json.loads(path.read_text())
+            events = [e for trace in data.get("traces", []) for e in trace.get("events", [])]
+            logs.append(Qlog(path, events))
+        except (json.JSONDecodeError, AttributeError, TypeError) as exc:
+            problems.append(f"{path.parent.parent.name}/{path.parent.name}/{path.name}: unreadable ({exc})")
+    return logs, problems
+
+
+def qlog_challenges(logs: list[Qlog]) -> set[str]:
+    """PATH_CHALLENGE data the qlog recorded as sent."""
+    found: set[str] = set()
+    for log in logs:
+        for event in log.events:
+            if event.get("name") != "transport:packet_sent":
+                continue
+            for frame in (event.get("data") or {}).get("frames", []):
+                if frame.get("frame_type") == "path_challenge":
+                    found.add(str(frame.get("data", "")).lower())
+    return found
+
+
+# --- the judgement -------------------------------------------------------------------------
+
+
+def expects_migration(scenario: Scenario) -> bool:
+    """Whether the scenario moves the client to a new path (the migration capture checks apply)."""
+    return scenario.workload.migration == "preferred" or any(s.action in MIGRATING_ACTIONS for s in scenario.plan())
+
+
+def run_completed(timeline: Timeline, planned: int) -> CheckResult:
+    """Every step played, no error event, every endpoint exited 0 (from the runner's run_end event)."""
+    name, expected = "run_completed", "every step played, no error event, clients exited 0"
+    end = next((e for e in reversed(timeline.events) if isinstance(e, ev.Action) and e.action == RUN_END), None)
+    problems: list[str] = []
+    detail = end.detail if isinstance(end, ev.Action) else {}
+    if end is None:
+        problems.append(f"no {RUN_END} event: the run did not finish recording")
+    if detail.get("error"):
+        problems.append(str(detail["error"]))
+    for transport, code in sorted((detail.get("exit_codes") or {}).items()):
+        if code != 0:
+            problems.append(f"{transport} client exited {code if code is not None else 'without a code (killed?)'}")
+    errors = [e for e in timeline.of(ev.Error) if isinstance(e, ev.Error)]
+    for error in errors[:3]:
+        problems.append(f"{error.role} error: {error.message}")
+    if len(errors) > 3:
+        problems.append(f"... {len(errors) - 3} more error event(s)")
+    played = detail.get("steps_played")
+    if end is not None and played is not None and played < planned:
+        problems.append(f"{played} of {planned} steps played")
+    if problems:
+        return CheckResult(name, False, "; ".join(problems), expected, evidence=len(errors) + (end is not None))
+    codes = ", ".join(f"{t} {c}" for t, c in sorted((detail.get("exit_codes") or {}).items())) or "none"
+    return CheckResult(name, True, f"{played if played is not None else planned} of {planned} steps played, "
+                       f"exit codes: {codes}, no error event", expected,
+                       evidence=1 + len(detail.get("exit_codes") or {}))
+
+
+def _server_addresses(topology: Topology) -> set[str]:
+    return {topology.server_address, topology.server_preferred_address}
+
+
+def _capture_checks(run_dir: Path, record: RunRecord, timeline: Timeline, migration: bool,
+                    tools: ImageTools | None) -> tuple[list[CheckResult], list[Figure], int | None]:
+    scenario, topology = record.scenario, record.topology
+    expected = "the server-side capture decoded by the lab image's tshark"
+    capture = run_dir / SERVER_CAPTURE
+    if not record.capture:
+        return [not_verified("capture_verified", "the run was made without captures (--no-capture)", expected,
+                             "captures", "quic")], [], None
+    if not capture.is_file():
+        return [CheckResult("capture_verified", False, f"{SERVER_CAPTURE} is missing", expected, "quic", 0,
+                            "captures")], [], None
+    keylog = run_dir / KEYLOG
+    ports = (topology.server_port, topology.server_preferred_port)
+    try:
+        packets = read_quic_packets(capture, keylog if keylog.is_file() else None, ports, tools)
+    except (TsharkError, OSError) as exc:
+        return [CheckResult("capture_verified", False, f"{SERVER_CAPTURE}: {str(exc).splitlines()[0]}", expected,
+                            "quic", 0, "captures")], [], None
+    checks = [CheckResult("capture_verified", bool(packets), f"{len(packets)} QUIC packets in {SERVER_CAPTURE}",
+                          expected, "quic", len(packets), "captures")]
+    servers = _server_addresses(topology)
+    plan = scenario.plan()
+    rotating = scenario.workload.migration == "active" and scenario.workload.rotate_cid
+    # A new DCID on every new path is expected only when every path change is an active
+    # migration with rotation; a NAT rebinding keeps the CID by design.
+    active = rotating and not any(step.action == "rebind" for step in plan)
+    lossy = any((i.loss or i.profile) for i in scenario.initial.impair.values()) or any(
+        step.action == "impair" for step in plan)
+    checks += capture_checks.run_all(packets, servers, migration=migration, active_migration=active and migration,
+                                     lossy=lossy, rotating=rotating and migration)
+    checks = [c.with_(name=c.name if c.name.startswith("capture_") else f"capture_{c.name}") for c in checks]
+    checks.append(cross_checks.paths_in_capture(timeline, packets, servers))
+    if migration:
+        checks.append(cross_checks.challenges_in_capture(timeline, packets, servers))
+    linkability = capture_checks.cid_linkability(packets, servers)
+    figures = [Figure("cid_linkability", str(linkability.observed), "captures", "quic")]
+    return checks, figures, len(packets)
+
+
+def _qlog_checks(run_dir: Path, timeline: Timeline, migration: bool) -> list[CheckResult]:
+    checks: list[CheckResult] = []
+    server_logs: list[Qlog] = []
+    for side in ("client", "server"):
+        directory = run_dir / side / "qlog"
+        logs, problems = read_qlogs(directory)
+        if side == "server":
+            server_logs = logs
+        name, expected = f"qlog_{side}", f"a readable qlog of the {side}'s connection in {side}/qlog/"
+        events = sum(len(log.events) for log in logs)
+        if problems:
+            checks.append(CheckResult(name, False, "; ".join(problems), expected, "quic", events, "qlog"))
+        elif not logs:
+            checks.append(CheckResult(name, False, f"no qlog in {side}/qlog/", expected, "quic", 0, "qlog"))
+        else:
+            checks.append(CheckResult(name, events > 0, f"{len(logs)} file(s), {events} events", expected, "quic",
+                                      events, "qlog"))
+    if migration:
+        checks.append(cross_checks.challenges_in_qlog(timeline, qlog_challenges(server_logs)))
+    return checks
+
+
+def judge_run(run_dir: str | Path, tools: ImageTools | None = None) -> Verdict:
+    """Judge a run from its directory. Raises :class:`NotARunDir` when it is not one."""
+    run_dir = Path(run_dir)
+    record = read_record(run_dir)
+    scenario = record.scenario
+    timeline, stream = read_events_file(run_dir / EVENTS)
+    optional = set(scenario.optional_evidence) | (set() if record.capture else {"captures"})
+    verdict = Verdict(scenario.name, record.run_id, run_dir, optional=frozenset(optional),
+                      description=scenario.description, timeline=timeline)
+    verdict.checks.append(stream)
+    for transport in scenario.transports:
+        verdict.checks.extend(evaluate(timeline, scenario.expect, transport))
+        verdict.metrics[transport] = compute_metrics(timeline, transport).to_dict()
+    completed = run_completed(timeline, len(scenario.plan()))
+    verdict.checks.append(completed)
+    end = next((e for e in reversed(timeline.events) if isinstance(e, ev.Action) and e.action == RUN_END), None)
+    if isinstance(end, ev.Action):
+        verdict.duration_s = float(end.detail.get("duration_s") or 0.0)
+        verdict.error = end.detail.get("error")
+    if "quic" in scenario.transports:
+        migration = expects_migration(scenario)
+        verdict.checks.extend(_qlog_checks(run_dir, timeline, migration))
+        checks, figures, packets = _capture_checks(run_dir, record, timeline, migration, tools)
+        verdict.checks.extend(checks)
+        verdict.figures.extend(figures)
+        verdict.packets = packets
+    return verdict

@@ -1,0 +1,86 @@
+"""The verdict of one check, shared by every judge in the lab (events, qlog, captures, cross-checks).
+
+A leaf module: it imports nothing of the lab, so every checker can depend on it without a circle.
+
+A check has three outcomes, never two: ``passed``, ``failed`` and ``not verified``. The last one is
+a check that had nothing to judge (no packets, no events of the kind it looks at): it is never
+counted as a pass. ``evidence`` says how many observations the verdict rests on, so a reader can
+tell "0 reconnects in a run of 4,000 packets" from "0 reconnects in an empty file".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+PASSED, FAILED, NOT_VERIFIED = "passed", "failed", "not verified"
+
+# Where a check's observations come from; a scenario may opt out of one (``optional_evidence``).
+SOURCES = ("events", "qlog", "captures")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One verdict. ``observed`` and ``expected`` are short strings or numbers.
+
+    ``verified=False`` marks a check with nothing to judge; ``passed`` is then forced to False,
+    so code that only looks at ``passed`` can never count it as a pass.
+    """
+
+    name: str
+    passed: bool
+    observed: str | int | float
+    expected: str | int | float
+    transport: str | None = None
+    evidence: int | None = None  # observations the verdict rests on (None: not counted)
+    source: str = "events"  # events | qlog | captures
+    verified: bool = True
+    details: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.verified and self.passed:
+            object.__setattr__(self, "passed", False)
+
+    @property
+    def status(self) -> str:
+        if not self.verified:
+            return NOT_VERIFIED
+        return PASSED if self.passed else FAILED
+
+    def with_(self, **changes: Any) -> CheckResult:
+        """A copy with some fields changed (``dataclasses.replace`` re-running ``__post_init__``)."""
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        values.update(changes)
+        return CheckResult(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status, "passed": self.passed, "observed": self.observed,
+                "expected": self.expected, "transport": self.transport, "evidence": self.evidence,
+                "source": self.source}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CheckResult:
+        status = data.get("status", PASSED if data.get("passed") else FAILED)
+        return cls(str(data["name"]), status == PASSED, data.get("observed", ""), data.get("expected", ""),
+                   data.get("transport"), data.get("evidence"), data.get("source", "events"),
+                   verified=status != NOT_VERIFIED)
+
+
+def not_verified(name: str, why: str, expected: str | int | float, source: str = "events",
+                 transport: str | None = None) -> CheckResult:
+    """A check that had nothing to judge: ``why`` says what was missing."""
+    return CheckResult(name, False, why, expected, transport, 0, source, verified=False)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A report-only observation: shown apart from the checks, never counted as a pass."""
+
+    name: str
+    value: str
+    source: str = "captures"
+    transport: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "source": self.source, "transport": self.transport}
