@@ -16,6 +16,7 @@ import json
 from typing import Any
 
 from lab.cli import LabError
+from lab.control import impair
 from lab.control.actions import ActionError, Lab
 from lab.control.docker_api import DockerUnavailable
 from lab.scenario.schema import Impairment, parse_bit_rate, parse_duration, parse_percent
@@ -43,10 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def impairment_from_args(args: argparse.Namespace) -> Impairment:
     """Options -> Impairment; a LabError naming the option and what it accepts."""
-    from lab.control.impair import PROFILES
-
-    if args.profile is not None and args.profile not in PROFILES:
-        raise LabError(f"--profile {args.profile!r} is not known; allowed: {', '.join(PROFILES)}")
+    if args.profile is not None and args.profile not in impair.PROFILES:
+        raise LabError(f"--profile {args.profile!r} is not known; allowed: {', '.join(impair.PROFILES)}")
     values: dict[str, Any] = {}
     for option, parse in (("delay", parse_duration), ("jitter", parse_duration), ("loss", parse_percent),
                           ("rate", parse_bit_rate)):
@@ -89,8 +88,6 @@ def describe(found: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lab.control import impair
-
     lab = _lab()
     try:
         if args.impair_command == "set":

@@ -15,36 +15,24 @@ import re
 import subprocess
 import tarfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import docker.errors
 from docker.models.containers import Container
 
+from lab.control import impair
+from lab.control.base import BLACKHOLE_TAG, ActionError, ActionResult, interface_in
 from lab.control.docker_api import client, container, exec_checked
 from lab.endpoints.netconf import route_script
 from lab.topology.model import CLIENT, SERVER, Topology
 
-BLACKHOLE_TAG = "lab-blackhole"
 CAPTURE_DIR = "/tmp/lab-capture"
 CAPTURE_FILTER = "udp port 443 or udp port 4443 or tcp port 443"
 _CT_ENTRY = re.compile(
     r"src=(?P<src>\S+) dst=(?P<dst>\S+) sport=(?P<sport>\d+) dport=(?P<dport>\d+).*?"
     r"src=(?P<rsrc>\S+) dst=(?P<rdst>\S+) sport=(?P<rsport>\d+) dport=(?P<rdport>\d+)"
 )
-
-
-class ActionError(RuntimeError):
-    pass
-
-
-@dataclass(frozen=True)
-class ActionResult:
-    action: str
-    target: str
-    detail: dict[str, Any] = field(default_factory=dict)
-    ok: bool = True
 
 
 def parse_conntrack_list(text: str) -> list[tuple[str, str]]:
@@ -90,7 +78,7 @@ class Lab:
             raise ActionError(f"the client is not on {network}")
         return address
 
-    def _require_client_network(self, network: str) -> None:
+    def require_client_network(self, network: str) -> None:
         if network not in self.topology.gateways:
             raise ActionError(f"{network!r} is not a client network; allowed: {', '.join(self.topology.gateways)}")
 
@@ -104,7 +92,7 @@ class Lab:
     # --- topology changes -------------------------------------------------------------------
 
     def connect(self, network: str, address: int | str | None = None, route: bool = False) -> ActionResult:
-        self._require_client_network(network)
+        self.require_client_network(network)
         ip = self._resolve_address(network, address)
         net = self.topology.networks[network]
         try:
@@ -117,7 +105,7 @@ class Lab:
         return ActionResult("connect", network, {"address": ip, **routes})
 
     def disconnect(self, network: str) -> ActionResult:
-        self._require_client_network(network)
+        self.require_client_network(network)
         address = self.client_attachments().get(network)
         if address is None:
             raise ActionError(f"the client is not on {network}")
@@ -142,7 +130,7 @@ class Lab:
         """
         attached = self.client_attachments()
         if network is not None:
-            self._require_client_network(network)
+            self.require_client_network(network)
             if network not in attached:
                 raise ActionError(f"cannot route via {network}: the client is not on it")
             self.route_network = network
@@ -194,10 +182,10 @@ class Lab:
 
     def blackhole(self, network: str, on: bool) -> ActionResult:
         """Drop every packet between a client network and its router's internet side; links stay up."""
-        self._require_client_network(network)
+        self.require_client_network(network)
         router = self.topology.gateways[network].router
         target = self.ctr(router)
-        lan = _interface_in(target, self.topology.networks[network].subnet)
+        lan = interface_in(target, self.topology.networks[network].subnet)
         rules = [["-i", lan], ["-o", lan]]
         for rule in rules:
             spec = ["FORWARD", *rule, "-m", "comment", "--comment", BLACKHOLE_TAG, "-j", "DROP"]
@@ -237,7 +225,7 @@ class Lab:
             exec_checked(target, ["sh", "-c", f"pkill tcpdump; rm -rf {CAPTURE_DIR}; mkdir -p {CAPTURE_DIR}; true"])
             for side, subnet in (("lan", self.topology.networks[network].subnet),
                                  ("wan", self.topology.networks["internet"].subnet)):
-                iface = _interface_in(target, subnet)
+                iface = interface_in(target, subnet)
                 name = f"{gateway.router}-{side}"
                 target.exec_run(["tcpdump", "-i", iface, "-U", "-s", "0", "-w", f"{CAPTURE_DIR}/{name}.pcap",
                                  CAPTURE_FILTER], detach=True)
@@ -306,13 +294,7 @@ class Lab:
                 raise ActionError(f"cannot restore the client's networks to {list(networks)}")
         self.route_network = networks[0] if networks else None
         routes = self.set_routes()
-        try:
-            from lab.control import impair
-
-            impair.reset_all(self)  # impairments and blackholes
-        except ImportError:
-            for network in self.topology.gateways:
-                self.blackhole(network, False)
+        impair.reset_all(self)  # impairments and blackholes
         for router in self.topology.routers:
             self.ctr(router).exec_run(["sh", "-c", "conntrack -F >/dev/null 2>&1; pkill tcpdump; true"])
         return ActionResult("reset", "lab", {"networks": list(networks), **routes})
@@ -324,19 +306,3 @@ def recreate_client(topology: Topology) -> None:
     subprocess.run([*compose_command(), "up", "-d", "--wait", "--force-recreate", "--no-deps", CLIENT],
                    capture_output=True, text=True, timeout=120, check=True)
 
-
-_INTERFACES: dict[tuple[str, str], str] = {}
-
-
-def _interface_in(target: Container, subnet: str) -> str:
-    """The router interface in `subnet` (cached: a router's interfaces never change while it runs)."""
-    key = (target.id, subnet)
-    if key in _INTERFACES:
-        return _INTERFACES[key]
-    script = ("import sys; from lab.endpoints.netconf import interface_in; i = interface_in(sys.argv[1]); "
-              "print(i.name if i else '')")
-    name = exec_checked(target, ["python3", "-c", script, subnet]).strip()
-    if not name:
-        raise ActionError(f"{target.name}: no interface in {subnet}")
-    _INTERFACES[key] = name
-    return name

@@ -25,6 +25,10 @@ on a kernel with netem).
 
 Pure core: `PROFILES`, `resolve`, `plan`, `removal_commands`, `parse_readback`. Edge (docker-py):
 `apply`, `apply_step`, `reset_all`, `show`.
+
+This module imports neither the scenario package nor ``lab.control.actions`` (which imports it):
+an impairment is anything with the fields of `ImpairmentSpec` (``lab.scenario.schema.Impairment``
+is one), and the lab is anything with the methods of `LabHandle` (``lab.control.actions.Lab``).
 """
 
 from __future__ import annotations
@@ -36,11 +40,11 @@ import shlex
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from lab.control.actions import BLACKHOLE_TAG, ActionError, ActionResult, Lab, _interface_in
+from lab.control.base import BLACKHOLE_TAG, ActionError, ActionResult, interface_in
 from lab.control.docker_api import exec_checked
-from lab.scenario.schema import Impairment
+from lab.topology.model import Topology
 
 NETEM = "netem"
 FALLBACK = "fallback"
@@ -52,6 +56,42 @@ STATE_DIR = "/run/lab"
 NETEM_LIMIT = 10000  # packets (containerlab's netem limit)
 TBF_LATENCY_MS = 100  # longest a packet may wait in the tbf queue
 QUEUE_BASE = 1
+
+
+class ImpairmentSpec(Protocol):
+    """A requested impairment, as ``lab.scenario.schema.Impairment`` holds it (read-only fields).
+
+    ``delay`` and ``jitter`` in seconds, ``loss`` in percent, ``rate`` in bits per second; None
+    takes the profile's value (or none). ``profile`` names an entry of `PROFILES`.
+    """
+
+    @property
+    def delay(self) -> float | None: ...
+
+    @property
+    def jitter(self) -> float | None: ...
+
+    @property
+    def loss(self) -> float | None: ...
+
+    @property
+    def rate(self) -> int | None: ...
+
+    @property
+    def blackhole(self) -> bool: ...
+
+    @property
+    def profile(self) -> str | None: ...
+
+
+class LabHandle(Protocol):
+    """What this module needs of the live lab (``lab.control.actions.Lab``)."""
+
+    topology: Topology
+
+    def ctr(self, service: str) -> Any: ...
+    def require_client_network(self, network: str) -> None: ...
+    def blackhole(self, network: str, on: bool) -> ActionResult: ...
 
 
 @dataclass(frozen=True)
@@ -95,9 +135,14 @@ PROFILES: dict[str, LinkParams] = {
 }
 
 
-def resolve(impairment: Impairment) -> LinkParams:
-    """Profile values, overridden by every explicit field; validated. ValueError names the problem."""
+def resolve(impairment: ImpairmentSpec | None) -> LinkParams:
+    """Profile values, overridden by every explicit field; validated. ValueError names the problem.
+
+    None is no impairment at all.
+    """
     base = LinkParams()
+    if impairment is None:
+        return base
     if impairment.profile:
         if impairment.profile not in PROFILES:
             raise ValueError(f"profile {impairment.profile!r} is not known; allowed: {', '.join(PROFILES)}")
@@ -296,13 +341,13 @@ class _Link:
     queue: int
 
 
-def _link(lab: Lab, network: str) -> _Link:
-    lab._require_client_network(network)
+def _link(lab: LabHandle, network: str) -> _Link:
+    lab.require_client_network(network)
     router = lab.topology.gateways[network].router
     target = lab.ctr(router)
     subnet = lab.topology.networks[network].subnet
-    lan_if = _interface_in(target, subnet)
-    wan_if = _interface_in(target, lab.topology.networks["internet"].subnet)
+    lan_if = interface_in(target, subnet)
+    wan_if = interface_in(target, lab.topology.networks["internet"].subnet)
     return _Link(network, router, target, lan_if, wan_if, subnet, queue_number(list(lab.topology.gateways), network))
 
 
@@ -387,7 +432,7 @@ def _matches(params: LinkParams, found: dict[str, Any]) -> bool:
                  else abs(found["rate_bit"] - params.rate) <= 0.01 * params.rate))
 
 
-def apply(lab: Lab, network: str, impairment: Impairment) -> ActionResult:
+def apply(lab: LabHandle, network: str, impairment: ImpairmentSpec | None) -> ActionResult:
     """Replace every impairment on `network` with `impairment` (containerlab semantics)."""
     try:
         params = resolve(impairment)
@@ -423,7 +468,7 @@ def _untouched(link: _Link) -> bool:
     return not any(marker in output for marker in markers)
 
 
-def reset(lab: Lab, network: str) -> ActionResult:
+def reset(lab: LabHandle, network: str) -> ActionResult:
     """No impairment on `network`: rules, qdiscs, delay line and blackhole removed."""
     link = _link(lab, network)
     if _untouched(link):
@@ -436,22 +481,22 @@ def reset(lab: Lab, network: str) -> ActionResult:
                         ok=_matches(LinkParams(), found))
 
 
-def apply_step(lab: Lab, step: Any) -> ActionResult:
+def apply_step(lab: LabHandle, step: Any) -> ActionResult:
     """A scenario's `impair` step: `reset: true` clears the network, else `impairment` replaces."""
     if not step.network:
         raise ActionError("impair step needs a network")
     if step.reset:
         return reset(lab, step.network)
-    return apply(lab, step.network, step.impairment or Impairment())
+    return apply(lab, step.network, step.impairment)
 
 
-def reset_all(lab: Lab) -> None:
+def reset_all(lab: LabHandle) -> None:
     """Every client network back to no impairment."""
     for network in lab.topology.gateways:
         reset(lab, network)
 
 
-def show(lab: Lab) -> dict[str, Any]:
+def show(lab: LabHandle) -> dict[str, Any]:
     """The active mode and each network's parameters, read back from the routers."""
     networks = {}
     modes = set()
@@ -464,6 +509,6 @@ def show(lab: Lab) -> dict[str, Any]:
     return {"mode": mode, "forced": bool(os.environ.get(MODE_ENV)), "networks": networks}
 
 
-__all__ = ["FALLBACK", "MODES", "NETEM", "PROFILES", "LinkParams", "apply", "apply_step", "detect_mode",
-           "parse_qdisc", "parse_readback", "parse_tc_rate", "plan", "removal_commands", "reset", "reset_all",
-           "resolve", "show", "tbf_burst"]
+__all__ = ["FALLBACK", "MODES", "NETEM", "PROFILES", "ImpairmentSpec", "LabHandle", "LinkParams", "apply",
+           "apply_step", "detect_mode", "parse_qdisc", "parse_readback", "parse_tc_rate", "plan", "removal_commands",
+           "reset", "reset_all", "resolve", "show", "tbf_burst"]

@@ -38,6 +38,7 @@ def test_resolve_profile_then_overrides():
 
 def test_resolve_plain_fields_and_defaults():
     assert resolve(Impairment()) == LinkParams()
+    assert resolve(None) == LinkParams()  # a step without an impairment
     assert resolve(Impairment()).clear
     params = resolve(Impairment(delay=0.02, jitter=0.005, loss=3, rate=10_000_000, blackhole=True))
     assert (params.delay, params.jitter, params.loss, params.rate, params.blackhole) == (0.02, 0.005, 3.0,
