@@ -23,8 +23,8 @@ rule this module adds carries the comment ``lab-impair`` so it can be removed ex
 The environment variable LAB_IMPAIR_MODE=netem|fallback forces a mode (e.g. to test the fallback
 on a kernel with netem).
 
-Pure core: `PROFILES`, `resolve`, `plan`, `removal_commands`, `parse_readback`. Edge (docker-py):
-`apply`, `apply_step`, `reset_all`, `show`.
+Pure core: `PROFILES`, `resolve`, `plan`, `removal_commands`, `parse_qdisc` (``tc -j``),
+`parse_readback`. Edge (docker-py): `apply`, `apply_step`, `reset_all`, `show`.
 
 This module imports neither the scenario package nor ``lab.control.actions`` (which imports it):
 an impairment is anything with the fields of `ImpairmentSpec` (``lab.scenario.schema.Impairment``
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import time
 from dataclasses import dataclass, replace
@@ -235,48 +234,43 @@ def removal_commands(filter_rules: str, raw_rules: str, lan_if: str, wan_if: str
     return commands
 
 
-_UNITS = {"bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9, "bps": 8, "kbps": 8 * 10**3, "mbps": 8 * 10**6}
-
-
-def parse_tc_rate(text: str) -> int:
-    """tc's printed rate ("10Mbit", "750Kbit", "50000bit") -> bits per second."""
-    match = re.fullmatch(r"([\d.]+)([A-Za-z]+)", text)
-    if not match or match.group(2).lower() not in _UNITS:
-        raise ValueError(f"not a tc rate: {text!r}")
-    return round(float(match.group(1)) * _UNITS[match.group(2).lower()])
-
-
-def _parse_tc_time(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
-    if not match:
-        raise ValueError(f"not a tc time: {text!r}")
-    return float(match.group(1)) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[match.group(2)]
-
-
 def parse_qdisc(text: str) -> dict[str, Any]:
-    """The root qdisc from `tc qdisc show dev X` -> {"kind", "delay", "jitter", "loss", "rate"}."""
-    for line in text.splitlines():
-        words = line.split()
-        if len(words) < 3 or words[0] != "qdisc" or "root" not in words:
+    """The root qdisc from `tc -j qdisc show dev X` -> {"kind", "delay", "jitter", "loss", "rate"}.
+
+    Units as `LinkParams`: seconds, percent, bits per second; only what the qdisc sets. tc's JSON
+    (iproute2 ``tc/q_netem.c``, ``q_tbf.c``) gives netem's delay and jitter in seconds under
+    ``options.delay``, its loss as a fraction under ``options["loss-random"]``, and every rate in
+    bytes per second.
+    """
+    try:
+        qdiscs = json.loads(text) if text.strip() else []
+    except ValueError:
+        raise ActionError(f"not the output of tc -j qdisc show: {text.strip()[:200]!r}") from None
+    for qdisc in qdiscs:
+        if not qdisc.get("root"):
             continue
-        found: dict[str, Any] = {"kind": words[1]}
-        for i, word in enumerate(words[:-1]):
-            nxt = words[i + 1]
-            if word == "delay":
-                found["delay"] = _parse_tc_time(nxt)
-                if i + 2 < len(words) and re.fullmatch(r"[\d.]+(us|ms|s)", words[i + 2]):
-                    found["jitter"] = _parse_tc_time(words[i + 2])
-            elif word == "loss" and nxt.endswith("%"):
-                found["loss"] = float(nxt.rstrip("%"))
-            elif word == "rate":
-                found["rate"] = parse_tc_rate(nxt)
+        found: dict[str, Any] = {"kind": qdisc.get("kind")}
+        options = qdisc.get("options") or {}
+        delay = options.get("delay")
+        if isinstance(delay, dict):
+            found["delay"] = float(delay.get("delay", 0.0))
+            if delay.get("jitter"):
+                found["jitter"] = float(delay["jitter"])
+        loss = options.get("loss-random")
+        if isinstance(loss, dict) and "loss" in loss:
+            found["loss"] = round(float(loss["loss"]) * 100, 6)
+        rate = options.get("rate")
+        if isinstance(rate, dict):  # netem: {"rate": bytes/s, "packetoverhead": ...}
+            rate = rate.get("rate")
+        if rate:
+            found["rate"] = int(rate) * 8
         return found
     return {"kind": None}
 
 
 def parse_readback(mode: str, lan_qdisc: str, wan_qdisc: str, filter_rules: str, raw_rules: str,
                    delayline_state: dict[str, Any] | None, lan_if: str) -> dict[str, Any]:
-    """What a router actually has, from its tc/iptables listings and the delay line's state file."""
+    """What a router actually has, from its tc (JSON)/iptables listings and the delay line's state file."""
     lan, wan = parse_qdisc(lan_qdisc), parse_qdisc(wan_qdisc)
     tagged = [shlex.split(line) for line in filter_rules.splitlines() if TAG in line]
     queued = [shlex.split(line) for line in raw_rules.splitlines() if TAG in line and "NFQUEUE" in line]
@@ -413,8 +407,8 @@ def _readback(link: _Link, mode: str) -> dict[str, Any]:
     def out(command: list[str]) -> str:
         return exec_checked(link.target, command)
 
-    found = parse_readback(mode, out(["tc", "qdisc", "show", "dev", link.lan_if]),
-                           out(["tc", "qdisc", "show", "dev", link.wan_if]),
+    found = parse_readback(mode, out(["tc", "-j", "qdisc", "show", "dev", link.lan_if]),
+                           out(["tc", "-j", "qdisc", "show", "dev", link.wan_if]),
                            out(["iptables", "-w", "-S", "FORWARD"]),
                            out(["iptables", "-w", "-t", "raw", "-S", "PREROUTING"]),
                            _delayline_state(link), link.lan_if)
@@ -510,5 +504,5 @@ def show(lab: LabHandle) -> dict[str, Any]:
 
 
 __all__ = ["FALLBACK", "MODES", "NETEM", "PROFILES", "ImpairmentSpec", "LabHandle", "LinkParams", "apply",
-           "apply_step", "detect_mode", "parse_qdisc", "parse_readback", "parse_tc_rate", "plan", "removal_commands",
+           "apply_step", "detect_mode", "parse_qdisc", "parse_readback", "plan", "removal_commands",
            "reset", "reset_all", "resolve", "show", "tbf_burst"]

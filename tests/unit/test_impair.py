@@ -9,6 +9,7 @@ import pytest
 
 from lab.cli import LabError
 from lab.cli.impair import impairment_from_args
+from lab.control.base import ActionError
 from lab.control.impair import (
     FALLBACK,
     NETEM,
@@ -17,7 +18,6 @@ from lab.control.impair import (
     LinkParams,
     parse_qdisc,
     parse_readback,
-    parse_tc_rate,
     plan,
     queue_number,
     removal_commands,
@@ -122,8 +122,14 @@ RAW = """-P PREROUTING ACCEPT
 -A PREROUTING -i eth0 -m comment --comment lab-impair -j NFQUEUE --queue-num 1 --queue-bypass
 -A PREROUTING -i eth1 -m comment --comment lab-impair -j NFQUEUE --queue-num 1 --queue-bypass
 """
-TBF = "qdisc tbf 8001: root refcnt 2 rate 10Mbit burst 12500b lat 100ms \n"
-NETEM_OUT = "qdisc netem 8002: root refcnt 2 limit 10000 delay 20ms  5ms loss 1% rate 750Kbit\n"
+# `tc -j qdisc show dev X` (iproute2 6.1): the tbf line as printed live, the netem one in the shape of
+# iproute2's tc/q_netem.c (seconds, loss as a fraction, rates in bytes per second).
+TBF = '[{"kind":"tbf","handle":"8001:","root":true,"refcnt":2,"options":{"rate":1250000,"burst":12500,"lat":100000}}]'
+NETEM_OUT = ('[{"kind":"netem","handle":"8002:","root":true,"refcnt":2,"options":{"limit":10000,'
+             '"delay":{"delay":0.02,"jitter":0.005,"correlation":0},"loss-random":{"loss":0.0099999999,'
+             '"correlation":0},"rate":{"rate":93750,"packetoverhead":0,"cellsize":0,"celloverhead":0},'
+             '"ecn":false,"gap":0}}]')
+NOQUEUE = '[{"kind":"noqueue","handle":"0:","root":true,"refcnt":2,"options":{}}]'
 
 
 def test_removal_deletes_only_tagged_rules_and_root_qdiscs():
@@ -136,13 +142,17 @@ def test_removal_deletes_only_tagged_rules_and_root_qdiscs():
         in commands
 
 
-def test_parse_qdisc_and_rates():
+def test_parse_qdisc_json():
     assert parse_qdisc(TBF) == {"kind": "tbf", "rate": 10_000_000}
     assert parse_qdisc(NETEM_OUT) == {"kind": "netem", "delay": 0.02, "jitter": 0.005, "loss": 1.0, "rate": 750_000}
-    assert parse_qdisc("qdisc noqueue 0: root refcnt 2\n") == {"kind": "noqueue"}
-    assert parse_tc_rate("50Kbit") == 50_000 and parse_tc_rate("1Gbit") == 10**9
-    with pytest.raises(ValueError):
-        parse_tc_rate("fast")
+    assert parse_qdisc(NOQUEUE) == {"kind": "noqueue"}
+    assert parse_qdisc("") == parse_qdisc("[]") == {"kind": None}
+    no_jitter = NETEM_OUT.replace('"jitter":0.005', '"jitter":0')
+    assert "jitter" not in parse_qdisc(no_jitter)
+    child = '[{"kind":"tbf","handle":"1:","parent":"8001:","options":{"rate":1}},' + NOQUEUE[1:]
+    assert parse_qdisc(child) == {"kind": "noqueue"}  # only the root qdisc counts
+    with pytest.raises(ActionError, match="tc -j"):
+        parse_qdisc("qdisc noqueue 0: root refcnt 2")
 
 
 def test_readback_fallback():
@@ -157,7 +167,7 @@ def test_readback_fallback():
 def test_readback_netem_and_clear():
     found = parse_readback(NETEM, NETEM_OUT, NETEM_OUT, "-P FORWARD DROP\n", "", None, LAN)
     assert (found["delay_ms"], found["jitter_ms"], found["loss_pct"], found["rate_bit"]) == (20.0, 5.0, 1.0, 750_000)
-    clear = parse_readback(FALLBACK, "qdisc noqueue 0: root refcnt 2", "", "-P FORWARD DROP\n", "", None, LAN)
+    clear = parse_readback(FALLBACK, NOQUEUE, "", "-P FORWARD DROP\n", "", None, LAN)
     assert clear["mechanisms"] == {} and not clear["blackhole"] and clear["rate_bit"] is None
 
 
