@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rotate-cid", action=argparse.BooleanOptionalAction, default=True,
                         help="switch to a new peer CID on an active migration (default on)")
     parser.add_argument("--control-socket", default="/run/lab/client.sock",
-                        help="unix socket for JSON-line commands ('' = none)")
+                        help="QUIC only: unix socket for JSON-line commands ('' = none); the TCP baseline takes none")
     parser.add_argument("--watch-interfaces", action="store_true",
                         help="active mode: migrate when the local address disappears or a new one appears")
     parser.add_argument("--ca", default="/certs/ca.crt")
