@@ -3,6 +3,8 @@
 Each topic is a concise explanation with its RFC sections and the exact command that shows it live in
 this lab, plus what to look for in that command's output. Figures are never written here: where a topic
 needs a number, `lab.learn.evidence` reads it from the latest recorded run (or says how to record one).
+The few facts about the world outside the lab that a topic states have their sources in
+docs/references.md, inside this repository.
 """
 
 from __future__ import annotations
@@ -263,7 +265,7 @@ typed in.""",
 Limits, stated honestly: the disruption of an unplanned switch is bounded by detection (timers), not by
 the protocol; congestion state restarts after an IP change (§9.4); servers may disable active migration
 (`disable_active_migration`, §18.2); and many large deployments do not enable migration at all
-(see /work/shared/reference/migration-performance.md §3 for the sources). This lab's own figures are
+(docs/references.md lists the measurements and their sources). This lab's own figures are
 in each run's report; the commute scenario strings three networks together.""",
         command="python -m lab scenario run commute",
         look_for=(
