@@ -235,9 +235,8 @@ def _migration_bench(lab: Lab, names: list[str], runs: int) -> None:
 
     from lab.cli.scenario import resolve
     from lab.observe.live import PlainView
-    from lab.report.render import write_reports
     from lab.scenario.runner import ScenarioRunner
-    from lab.verify.judge import judge_run
+    from lab.verify.judge import judge_and_report
 
     print(f"migration disruption, {runs} run(s) each (median [min-max]); recovery = after the network was usable")
     ratios = []
@@ -246,8 +245,7 @@ def _migration_bench(lab: Lab, names: list[str], runs: int) -> None:
         figures: dict[str, dict[str, list[float]]] = {}
         for _ in range(runs):
             result = ScenarioRunner(scenario, lab.topology, PlainView(io.StringIO()), capture=False).run()
-            result.verdict = judge_run(result.run_dir)  # the same judge as `scenario run`; captures opted out
-            write_reports(result.verdict)
+            result.verdict = judge_and_report(result.run_dir)  # the judge of `scenario run`; captures opted out
             for transport, metrics in result.metrics.items():
                 for key in ("disruption_ms", "recovery_ms", "validation_ms"):
                     if metrics.get(key) is not None:

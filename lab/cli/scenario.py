@@ -16,11 +16,10 @@ from lab.control.actions import ActionError
 from lab.control.docker_api import DockerUnavailable
 from lab.errors import LabError
 from lab.observe.live import make_view
-from lab.report.render import write_reports
 from lab.scenario.names import topology_names
 from lab.scenario.schema import Scenario, ScenarioError, load_catalogue, load_scenario
 from lab.topology.load import ROOT, ComposeMissing, load_topology
-from lab.verify.judge import judge_run
+from lab.verify.judge import judge_and_report
 from lab.verify.result import FAILED, NOT_VERIFIED, PASSED
 
 HELP = "run, list or validate scenarios (YAML files in scenarios/)"
@@ -103,8 +102,7 @@ def run_many(scenarios: list[Scenario], json_output: bool = False, capture: bool
     for scenario in scenarios:
         runner = ScenarioRunner(scenario, topology, make_view(json_output), capture=capture)
         result = runner.run()
-        result.verdict = judge_run(result.run_dir)
-        write_reports(result.verdict)
+        result.verdict = judge_and_report(result.run_dir)
         results.append((scenario, result))
         if not json_output:
             _print_checks(result)

@@ -10,7 +10,6 @@ import argparse
 import json
 from pathlib import Path
 
-from lab.report.render import report_dict, write_reports
 from lab.verify.judge import judge_run
 from lab.verify.result import NOT_VERIFIED
 
@@ -26,9 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     verdict = judge_run(args.run_dir)
     if args.write:
-        write_reports(verdict)
+        verdict.write_reports()
     if args.json:
-        print(json.dumps(report_dict(verdict), indent=2, default=str))
+        print(json.dumps(verdict.to_dict(), indent=2, default=str))
     else:
         print(f"{verdict.scenario} {verdict.run_id}: {'PASSED' if verdict.passed else 'FAILED'}")
         for check in verdict.checks:

@@ -55,11 +55,10 @@ def _live(name: str, pause, packets: bool) -> int:
     from lab.cli.scenario import resolve
     from lab.control.actions import ActionError
     from lab.control.docker_api import DockerUnavailable
-    from lab.report.render import write_reports
     from lab.scenario.runner import ScenarioRunner
     from lab.scenario.schema import ScenarioError
     from lab.topology.load import ROOT, ComposeMissing, load_topology
-    from lab.verify.judge import judge_run
+    from lab.verify.judge import judge_and_report
 
     try:
         scenario = resolve(name)
@@ -71,8 +70,7 @@ def _live(name: str, pause, packets: bool) -> int:
         raise LabError(str(exc).splitlines()[0]) from None
     except (DockerUnavailable, ComposeMissing, ActionError) as exc:
         raise LabError(str(exc)) from None
-    result.verdict = judge_run(result.run_dir)
-    write_reports(result.verdict)
+    result.verdict = judge_and_report(result.run_dir)
     if packets:
         pause("packet view")
         packet_view(result.run_dir, runner.events, _write)

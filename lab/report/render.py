@@ -1,43 +1,21 @@
 """Reports of a judged run: report.json for machines, report.md for people, goodput.svg to look at.
 
-Pure functions from a :class:`~lab.verify.judge.Verdict` to text, plus one writer.
+Pure functions from a verdict's dict (``Verdict.to_dict()`` in lab.verify.judge) and the run's
+timeline to text, plus one writer.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from lab.observe.timeline import Timeline
 from lab.report.metrics import goodput_series, network_events
 from lab.report.plot import goodput_svg
-from lab.verify.result import NOT_VERIFIED, PASSED
-
-if TYPE_CHECKING:
-    from lab.verify.judge import Verdict
 
 PLOT = "goodput.svg"
-MARKS = {PASSED: "yes", NOT_VERIFIED: "**not verified**"}
-
-
-def report_dict(verdict: Verdict) -> dict[str, Any]:
-    """The report's JSON: `metrics` holds the first transport's figures at top level (disruption_ms,
-    validation_ms, handshakes, paths_seen) and every transport's under `by_transport`."""
-    first = next(iter(verdict.metrics.values()), {})
-    return {
-        "scenario": verdict.scenario,
-        "run_id": verdict.run_id,
-        "passed": verdict.passed,
-        "error": verdict.error,
-        "duration_s": round(verdict.duration_s, 3),
-        "tally": verdict.tally(),
-        "optional_evidence": sorted(verdict.optional),
-        "checks": [c.to_dict() for c in verdict.checks],
-        "figures": [f.to_dict() for f in verdict.figures],
-        "metrics": {**first, "by_transport": verdict.metrics},
-        "captures": {"tool": "tshark (lab image)", "packets": verdict.packets,
-                     "files": sorted(p.name for p in (verdict.run_dir / "captures").glob("*.pcapng"))},
-    }
+MARKS = {"passed": "yes", "not verified": "**not verified**"}  # anything else: failed
 
 
 def _fmt(value: Any) -> str:
@@ -89,24 +67,21 @@ def report_markdown(report: dict[str, Any], description: str = "", plot: str | N
     return "\n".join(lines)
 
 
-def goodput_chart(verdict: Verdict) -> str:
-    timeline = verdict.timeline
+def goodput_chart(timeline: Timeline, transports: list[str], title: str) -> str:
     # The time axis starts with the workload, not with the reset and impairment set-up before it.
     client_times = [e.ts for e in timeline if e.role == "client"]
     t0 = min(client_times) - 0.2 if client_times else timeline.start
-    series = {t: goodput_series(timeline, 100, t0, t) for t in verdict.metrics}
+    series = {t: goodput_series(timeline, 100, t0, t) for t in transports}
     markers = [m for m in network_events(timeline, t0) if m.t >= 0]
-    return goodput_svg(series, markers, f"{verdict.scenario}: goodput (0 s = the client starts)")
+    return goodput_svg(series, markers, f"{title}: goodput (0 s = the client starts)")
 
 
-def write_reports(verdict: Verdict) -> dict[str, Any]:
-    """report.json, report.md and goodput.svg in the run directory; returns the report's dict."""
-    run_dir: Path = verdict.run_dir
-    report = report_dict(verdict)
+def write_reports(run_dir: Path, report: dict[str, Any], timeline: Timeline, description: str = "") -> None:
+    """report.json, report.md and goodput.svg in the run directory."""
     plot = None
-    if len(verdict.timeline):
-        (run_dir / PLOT).write_text(goodput_chart(verdict))
+    if len(timeline):
+        (run_dir / PLOT).write_text(goodput_chart(timeline, list(report["metrics"]["by_transport"]),
+                                                  report["scenario"]))
         plot = PLOT
     (run_dir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    (run_dir / "report.md").write_text(report_markdown(report, verdict.description, plot))
-    return report
+    (run_dir / "report.md").write_text(report_markdown(report, description, plot))

@@ -23,12 +23,10 @@ from lab.observe.live import PlainView
 from lab.observe.stream import ExecStream, LineQueue
 from lab.observe.timeline import Timeline, write_jsonl
 from lab.scenario.names import topology_names
+from lab.scenario.record import RECORD, RUN_END, TOPOLOGY_COPY, scenario_copy
 from lab.scenario.schema import Scenario, Step
 from lab.topology.load import ROOT
 from lab.topology.model import CLIENT, SERVER, Topology
-from lab.verify.judge import RECORD, RUN_END, TOPOLOGY_COPY, Verdict, scenario_copy
-from lab.verify.pcap import TsharkError, prepare_captures
-from lab.verify.result import CheckResult
 
 ARTIFACTS = ROOT / "artifacts"
 RUNTIME = ARTIFACTS / ".runtime"
@@ -49,14 +47,14 @@ class RunResult:
     duration_s: float = 0.0
     client_exit: dict[str, int | None] = field(default_factory=dict)
     steps_played: int = 0
-    verdict: Verdict | None = None
+    verdict: Any = None  # a lab.verify.judge.Verdict once judged (verify sits above scenario)
 
     @property
     def passed(self) -> bool:
         return self.verdict is not None and self.verdict.passed
 
     @property
-    def checks(self) -> list[CheckResult]:
+    def checks(self) -> list[Any]:
         return self.verdict.checks if self.verdict else []
 
     @property
@@ -340,8 +338,3 @@ class ScenarioRunner:
             for path in server_qlog.glob(f"{conn}*.qlog"):
                 (run_dir / "server" / "qlog").mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, run_dir / "server" / "qlog" / path.name)
-        if self.capture:
-            try:
-                prepare_captures(run_dir)
-            except TsharkError as exc:  # the judge then reports the missing server-side capture
-                (logs / "captures.log").write_text(f"{exc}\n")

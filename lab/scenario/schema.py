@@ -33,8 +33,8 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from lab.events import EVENT_TYPES
-from lab.verify.checks import CHECKS
-from lab.verify.result import SOURCES as EVIDENCE_SOURCES
+from lab.scenario.expectations import EVIDENCE_SOURCES
+from lab.scenario.expectations import EXPECTATIONS as CHECKS
 
 ROLES = ("server", "client", "router", "controller")
 TRANSPORTS = ("quic", "tcp", "both")

@@ -11,8 +11,6 @@ by the scenario validator, so a bad argument is caught when the YAML is loaded, 
 
 from __future__ import annotations
 
-import operator
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -32,73 +30,10 @@ from lab.events import (
     TransferComplete,
 )
 from lab.observe.timeline import Timeline, host_of, same_ip
+from lab.scenario.expectations import EXPECTATIONS, Comparison, comparison_parser
+
+__all__ = ["CHECKS", "CheckResult", "CheckSpec", "Comparison", "comparison_parser", "evaluate", "run_check"]
 from lab.verify.result import CheckResult, not_verified
-
-# --- arguments ------------------------------------------------------------------------------
-
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt,
-}
-_COMPARISON = re.compile(r"^\s*(>=|<=|==|!=|>|<|=)?\s*(\d+(?:\.\d+)?)\s*$")
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """``>= 2``, ``<= 1500``, ``== 1``: what a count or a duration must satisfy."""
-
-    op: str
-    value: float
-
-    def holds(self, observed: float) -> bool:
-        return _OPS[self.op](observed, self.value)
-
-    def __str__(self) -> str:
-        value = int(self.value) if float(self.value).is_integer() else self.value
-        return f"{self.op} {value}"
-
-
-def comparison_parser(default_op: str) -> Callable[[Any], Comparison]:
-    """A parser for ``2`` (meaning ``<default_op> 2``) or a string such as ``">= 2"``."""
-
-    def parse(argument: Any) -> Comparison:
-        if isinstance(argument, bool) or argument is None:
-            raise ValueError(f"needs a number or a comparison such as '{default_op} 2'")
-        if isinstance(argument, int | float):
-            if argument < 0:
-                raise ValueError(f"must not be negative: {argument}")
-            return Comparison(default_op, float(argument))
-        match = _COMPARISON.match(str(argument))
-        if not match:
-            raise ValueError(f"not a comparison: {argument!r}; use a number or e.g. '>= 2', '<= 1500', '== 1'")
-        op, value = match.groups()
-        return Comparison("==" if op == "=" else (op or default_op), float(value))
-
-    return parse
-
-
-def no_argument(argument: Any) -> None:
-    if argument is not None:
-        raise ValueError(f"takes no argument (got {argument!r}); write it as a plain list item")
-    return None
-
-
-def optional_comparison(default_op: str) -> Callable[[Any], Comparison | None]:
-    inner = comparison_parser(default_op)
-
-    def parse(argument: Any) -> Comparison | None:
-        return None if argument is None else inner(argument)
-
-    return parse
-
-
-def optional_address(argument: Any) -> str | None:
-    """An IP or ``ip:port`` string, or nothing."""
-    if argument is None:
-        return None
-    if not isinstance(argument, str) or not re.match(r"^[0-9A-Fa-f.:\[\]]+$", argument):
-        raise ValueError(f"needs an address such as '10.9.0.2' or '10.9.0.2:4443' (got {argument!r})")
-    return argument
-
 
 # --- helpers --------------------------------------------------------------------------------
 
@@ -367,24 +302,11 @@ class CheckSpec:
         return (self.run.__doc__ or "").strip().splitlines()[0]
 
 
-_BOTH = frozenset({"quic", "tcp"})
-_QUIC = frozenset({"quic"})
-
+# One spec per check: the scenario language's vocabulary (argument parser, transports) with the
+# function of the same name in this module that judges it.
 CHECKS: dict[str, CheckSpec] = {
-    "connection_survived": CheckSpec(connection_survived, no_argument, _BOTH),
-    "single_handshake": CheckSpec(single_handshake, no_argument, _BOTH),
-    "transfer_complete": CheckSpec(transfer_complete, no_argument, _BOTH),
-    "paths_validated": CheckSpec(paths_validated, comparison_parser(">="), _QUIC, "count, default >="),
-    "server_saw_addresses": CheckSpec(server_saw_addresses, comparison_parser(">="), _BOTH, "count, default >="),
-    "server_saw_ips": CheckSpec(server_saw_ips, comparison_parser(">="), _BOTH, "count, default >="),
-    "cid_changed": CheckSpec(cid_changed, optional_comparison(">="), _QUIC, "optional count, default >= 1"),
-    "cid_unchanged": CheckSpec(cid_unchanged, no_argument, _QUIC),
-    "max_disruption_ms": CheckSpec(max_disruption_ms, comparison_parser("<="), _BOTH, "ms, default <="),
-    "validation_ms": CheckSpec(validation_ms, comparison_parser("<="), _QUIC, "ms, default <="),
-    "amplification_respected": CheckSpec(amplification_respected, no_argument, _QUIC),
-    "migrated_to_preferred": CheckSpec(migrated_to_preferred, optional_address, _QUIC, "optional address"),
-    "tcp_reconnected": CheckSpec(tcp_reconnected, no_argument, frozenset({"tcp"})),
-    "reconnects": CheckSpec(reconnects, comparison_parser("=="), _BOTH, "count, default =="),
+    name: CheckSpec(globals()[name], spec.parse, spec.transports, spec.argument_help)
+    for name, spec in EXPECTATIONS.items()
 }
 
 

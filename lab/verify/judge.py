@@ -24,17 +24,15 @@ from lab import events as ev
 from lab.errors import LabError
 from lab.observe.timeline import Timeline
 from lab.report.metrics import compute_metrics
+from lab.report.render import write_reports
 from lab.scenario.names import topology_names
+from lab.scenario.record import EVENTS, KEYLOG, RECORD, RUN_END, SERVER_CAPTURE, TOPOLOGY_COPY, scenario_copy
 from lab.scenario.schema import Scenario, ScenarioError, parse_scenario
 from lab.topology.model import Topology, TopologyError, topology_from_config
 from lab.verify import capture_checks, cross_checks
 from lab.verify.checks import evaluate
-from lab.verify.pcap import ImageTools, TsharkError, read_quic_packets
+from lab.verify.pcap import ImageTools, TsharkError, prepare_captures, read_quic_packets
 from lab.verify.result import NOT_VERIFIED, CheckResult, Figure, not_verified
-
-RECORD, TOPOLOGY_COPY = "run.json", "topology.json"  # the scenario is copied as <name>.yaml
-EVENTS, SERVER_CAPTURE, KEYLOG = "events.jsonl", "captures/server-side.pcapng", "client/keys-quic.log"
-RUN_END = "run_end"
 
 # Steps that move the client to a new path (new address or port). Connect, disconnect, blackhole
 # and impairment change reachability, not the path; a preferred-address workload moves by itself.
@@ -84,6 +82,31 @@ class Verdict:
     def tally(self) -> dict[str, int]:
         return dict(Counter(c.status for c in self.checks))
 
+    def write_reports(self) -> dict[str, Any]:
+        """report.json, report.md and goodput.svg in the run directory; returns the report."""
+        report = self.to_dict()
+        write_reports(self.run_dir, report, self.timeline, self.description)
+        return report
+
+    def to_dict(self) -> dict[str, Any]:
+        """report.json: `metrics` holds the first transport's figures at top level (disruption_ms,
+        validation_ms, handshakes, paths_seen) and every transport's under `by_transport`."""
+        first = next(iter(self.metrics.values()), {})
+        return {
+            "scenario": self.scenario,
+            "run_id": self.run_id,
+            "passed": self.passed,
+            "error": self.error,
+            "duration_s": round(self.duration_s, 3),
+            "tally": self.tally(),
+            "optional_evidence": sorted(self.optional),
+            "checks": [c.to_dict() for c in self.checks],
+            "figures": [f.to_dict() for f in self.figures],
+            "metrics": {**first, "by_transport": self.metrics},
+            "captures": {"tool": "tshark (lab image)", "packets": self.packets,
+                         "files": sorted(p.name for p in (self.run_dir / "captures").glob("*.pcapng"))},
+        }
+
 
 # --- reading the artifacts ----------------------------------------------------------------
 
@@ -108,10 +131,6 @@ def read_record(run_dir: Path) -> RunRecord:
     except OSError as exc:
         raise NotARunDir(f"{copy}: {exc.strerror}") from None
 
-
-def scenario_copy(name: str) -> str:
-    """The file name of the scenario's copy in its run directory (a scenario's name is its file's)."""
-    return f"{name}.yaml"
 
 
 def read_events_file(path: Path) -> tuple[Timeline, CheckResult]:
@@ -236,6 +255,11 @@ def _capture_checks(run_dir: Path, record: RunRecord, timeline: Timeline, migrat
     if not record.capture:
         return [not_verified("capture_verified", "the run was made without captures (--no-capture)", expected,
                              "captures", "quic")], [], None
+    try:
+        prepare_captures(run_dir, tools)  # raw captures of a fresh run: keys injected, server side merged
+    except TsharkError as exc:
+        return [CheckResult("capture_verified", False, f"preparing the captures: {str(exc).splitlines()[0]}",
+                            expected, "quic", 0, "captures")], [], None
     if not capture.is_file():
         return [CheckResult("capture_verified", False, f"{SERVER_CAPTURE} is missing", expected, "quic", 0,
                             "captures")], [], None
@@ -287,6 +311,13 @@ def _qlog_checks(run_dir: Path, timeline: Timeline, migration: bool) -> list[Che
     if migration:
         checks.append(cross_checks.challenges_in_qlog(timeline, qlog_challenges(server_logs)))
     return checks
+
+
+def judge_and_report(run_dir: str | Path) -> Verdict:
+    """What every verb does after a run: judge it from its artifacts, then write its reports."""
+    verdict = judge_run(run_dir)
+    verdict.write_reports()
+    return verdict
 
 
 def judge_run(run_dir: str | Path, tools: ImageTools | None = None) -> Verdict:

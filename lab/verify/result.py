@@ -16,10 +16,6 @@ from typing import Any
 
 PASSED, FAILED, NOT_VERIFIED = "passed", "failed", "not verified"
 
-# Where a check's observations come from; a scenario may opt out of one (``optional_evidence``).
-SOURCES = ("events", "qlog", "captures")
-
-
 @dataclass(frozen=True)
 class CheckResult:
     """One verdict. ``observed`` and ``expected`` are short strings or numbers.

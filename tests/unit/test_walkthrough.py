@@ -29,7 +29,6 @@ TAG = re.compile(r"\s\s\[([a-z_]+)\]$")
 FRAME = re.compile(r"\s\s\[capture frame (\d+)\]$")
 ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+:\d+")
 HEX = re.compile(r"\b[0-9a-f]{16}\b")
-HAS_TSHARK = shutil.which("tshark") is not None
 
 
 def _narrate() -> tuple[list[str], list[ev.Event]]:
@@ -109,7 +108,7 @@ def test_relative_times_and_figures_come_from_the_events():
         assert any(abs((e.ts - t0) - rel) < 0.0015 for e in events if e.TYPE == kind), line
 
 
-@pytest.mark.skipif(not HAS_TSHARK, reason="tshark is not installed: the packet view needs it")
+@pytest.mark.integration  # the packet view decodes with the lab image's tshark: needs Docker and the image
 def test_packet_view_matches_the_events():
     events = list(read_jsonl(RUN / "events.jsonl"))
     lines: list[str] = []

@@ -1,0 +1,114 @@
+"""The expectations a scenario may state: each check's name, argument and transports (pure).
+
+This is the scenario language's vocabulary; :mod:`lab.verify.checks` judges each one with the
+function of the same name. The scenario validator uses it to reject a bad argument when the YAML
+is loaded, not after a 30-second run.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+# Where a check's observations come from; a scenario may list some under ``optional_evidence``.
+EVIDENCE_SOURCES = ("events", "qlog", "captures")
+
+
+# --- arguments ------------------------------------------------------------------------------
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt,
+}
+_COMPARISON = re.compile(r"^\s*(>=|<=|==|!=|>|<|=)?\s*(\d+(?:\.\d+)?)\s*$")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``>= 2``, ``<= 1500``, ``== 1``: what a count or a duration must satisfy."""
+
+    op: str
+    value: float
+
+    def holds(self, observed: float) -> bool:
+        return _OPS[self.op](observed, self.value)
+
+    def __str__(self) -> str:
+        value = int(self.value) if float(self.value).is_integer() else self.value
+        return f"{self.op} {value}"
+
+
+def comparison_parser(default_op: str) -> Callable[[Any], Comparison]:
+    """A parser for ``2`` (meaning ``<default_op> 2``) or a string such as ``">= 2"``."""
+
+    def parse(argument: Any) -> Comparison:
+        if isinstance(argument, bool) or argument is None:
+            raise ValueError(f"needs a number or a comparison such as '{default_op} 2'")
+        if isinstance(argument, int | float):
+            if argument < 0:
+                raise ValueError(f"must not be negative: {argument}")
+            return Comparison(default_op, float(argument))
+        match = _COMPARISON.match(str(argument))
+        if not match:
+            raise ValueError(f"not a comparison: {argument!r}; use a number or e.g. '>= 2', '<= 1500', '== 1'")
+        op, value = match.groups()
+        return Comparison("==" if op == "=" else (op or default_op), float(value))
+
+    return parse
+
+
+def no_argument(argument: Any) -> None:
+    if argument is not None:
+        raise ValueError(f"takes no argument (got {argument!r}); write it as a plain list item")
+    return None
+
+
+def optional_comparison(default_op: str) -> Callable[[Any], Comparison | None]:
+    inner = comparison_parser(default_op)
+
+    def parse(argument: Any) -> Comparison | None:
+        return None if argument is None else inner(argument)
+
+    return parse
+
+
+def optional_address(argument: Any) -> str | None:
+    """An IP or ``ip:port`` string, or nothing."""
+    if argument is None:
+        return None
+    if not isinstance(argument, str) or not re.match(r"^[0-9A-Fa-f.:\[\]]+$", argument):
+        raise ValueError(f"needs an address such as '10.9.0.2' or '10.9.0.2:4443' (got {argument!r})")
+    return argument
+
+
+
+@dataclass(frozen=True)
+class ExpectationSpec:
+    """How a check is written in a scenario: its argument's parser and the transports it applies to."""
+
+    parse: Callable[[Any], Any]
+    transports: frozenset[str]
+    argument_help: str = ""
+
+
+_BOTH = frozenset({"quic", "tcp"})
+_QUIC = frozenset({"quic"})
+
+EXPECTATIONS: dict[str, ExpectationSpec] = {
+    "connection_survived": ExpectationSpec(no_argument, _BOTH),
+    "single_handshake": ExpectationSpec(no_argument, _BOTH),
+    "transfer_complete": ExpectationSpec(no_argument, _BOTH),
+    "paths_validated": ExpectationSpec(comparison_parser(">="), _QUIC, "count, default >="),
+    "server_saw_addresses": ExpectationSpec(comparison_parser(">="), _BOTH, "count, default >="),
+    "server_saw_ips": ExpectationSpec(comparison_parser(">="), _BOTH, "count, default >="),
+    "cid_changed": ExpectationSpec(optional_comparison(">="), _QUIC, "optional count, default >= 1"),
+    "cid_unchanged": ExpectationSpec(no_argument, _QUIC),
+    "max_disruption_ms": ExpectationSpec(comparison_parser("<="), _BOTH, "ms, default <="),
+    "validation_ms": ExpectationSpec(comparison_parser("<="), _QUIC, "ms, default <="),
+    "amplification_respected": ExpectationSpec(no_argument, _QUIC),
+    "migrated_to_preferred": ExpectationSpec(optional_address, _QUIC, "optional address"),
+    "tcp_reconnected": ExpectationSpec(no_argument, frozenset({"tcp"})),
+    "reconnects": ExpectationSpec(comparison_parser("=="), _BOTH, "count, default =="),
+}
