@@ -13,7 +13,7 @@ import asyncio
 import os
 import sys
 
-from lab.endpoints.preferred import parse_host_port
+from lab.endpoints.addresses import parse_host_port
 from lab.endpoints.quic_client import ClientOptions, run_quic_client
 from lab.endpoints.tcp_client import run_tcp_client
 from lab.endpoints.workload import parse_size

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.endpoints import aioquic_seam as seam
+from lab.endpoints.addresses import v4_mapped_host
 from lab.events import normalise_address
 
 SIOCGIFADDR = 0x8915
@@ -37,9 +38,7 @@ def bind_udp(host: str | None, port: int = 0, reuse_address: bool = False) -> so
 
     The format matches aioquic's ``connect()``, which addresses IPv4 peers as ::ffff:a.b.c.d.
     """
-    host = "::" if not host or host in ("::", "0.0.0.0") else host
-    if ":" not in host:
-        host = "::ffff:" + host
+    host = "::" if not host or host in ("::", "0.0.0.0") else v4_mapped_host(host)
     sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     try:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)

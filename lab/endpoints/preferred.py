@@ -36,23 +36,6 @@ from aioquic.quic.packet import (
 from lab.endpoints import aioquic_seam as seam
 
 
-def parse_host_port(text: str, default_port: int | None = None) -> tuple[str, int]:
-    """'10.0.0.1:4433' -> ('10.0.0.1', 4433); '[::1]:443' -> ('::1', 443)."""
-    text = text.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest.lstrip(":")
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    else:
-        host, port = text, ""
-    if not port:
-        if default_port is None:
-            raise ValueError(f"missing port in {text!r}")
-        return host, default_port
-    return host, int(port)
-
-
 def make_preferred_address(host: str, port: int, connection_id: bytes, token: bytes) -> QuicPreferredAddress:
     ip = ipaddress.ip_address(host)
     if ip.version == 6 and ip.ipv4_mapped is not None:

@@ -38,6 +38,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import NetworkAddress, QuicConnection
 
 from lab.endpoints import aioquic_seam as seam
+from lab.endpoints.addresses import address_host, same_ip, v4_mapped
 from lab.endpoints.control import ControlServer
 from lab.endpoints.migrate import (
     bind_client_socket,
@@ -47,7 +48,7 @@ from lab.endpoints.migrate import (
     socket_local,
     swap_socket,
 )
-from lab.endpoints.telemetry import ConnectionTelemetry, IncrementalQlog, address_host, same_ip
+from lab.endpoints.telemetry import ConnectionTelemetry, IncrementalQlog
 from lab.endpoints.workload import ALPN_LAB, ECHO_FRAME, Request, expected_sha256
 from lab.events import (
     DataGap,
@@ -367,9 +368,7 @@ def server_address(host: str, port: int) -> NetworkAddress:
     """The server as aioquic's connect() addresses it: IPv6 4-tuple, IPv4 v4-mapped."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     addr = infos[0][4]
-    if len(addr) == 2:
-        return ("::ffff:" + addr[0], addr[1], 0, 0)
-    return (addr[0], addr[1], 0, 0)
+    return v4_mapped(addr[:2])  # type: ignore[return-value]
 
 
 async def run_quic_client(options: ClientOptions, emitter: Emitter) -> int:

@@ -33,6 +33,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import NetworkAddress, QuicConnection
 
 from lab.endpoints import aioquic_seam as seam
+from lab.endpoints.addresses import v4_mapped
 from lab.endpoints.http_files import HttpFileHandler
 from lab.endpoints.migrate import bind_udp
 from lab.endpoints.preferred import advertise_preferred_address
@@ -43,17 +44,6 @@ from lab.events import ActivePathChanged, Emitter, Error, normalise_address
 HIGH_WATER = 1 << 20  # unacknowledged bytes per stream before a download waits
 PACED_PIECE = 16 * 1024
 MAX_REQUEST_LINE = 4096
-
-
-def to_v6(addr: tuple[Any, ...]) -> NetworkAddress:
-    """Every address the connections see is an IPv6 4-tuple, IPv4 as ::ffff:a.b.c.d.
-
-    aioquic keys paths by the exact address tuple, so all sockets must report one format.
-    """
-    if len(addr) == 2:
-        host = addr[0] if ":" in addr[0] else "::ffff:" + addr[0]
-        return (host, addr[1], 0, 0)
-    return tuple(addr)  # type: ignore[return-value]
 
 
 class ServerSocket(asyncio.DatagramProtocol):
@@ -73,7 +63,8 @@ class ServerSocket(asyncio.DatagramProtocol):
         self.port = sockname[1]
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        self.server.datagram_received_on(self, data, to_v6(addr))
+        # aioquic keys paths by the exact address tuple: every socket reports the v4-mapped 4-tuple.
+        self.server.datagram_received_on(self, data, v4_mapped(addr))  # type: ignore[arg-type]
 
     def send(self, data: bytes, addr: NetworkAddress) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -28,6 +28,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from lab.endpoints.addresses import parse_host_port
 from lab.endpoints.tcp_server import close_reason, tune_socket
 from lab.endpoints.workload import ECHO_FRAME, Request, expected_sha256, parse_size
 from lab.events import (
@@ -71,19 +72,6 @@ class ReconnectFailed(Exception):
     pass
 
 
-def split_local(local: str | None) -> tuple[str, int] | None:
-    """"10.0.0.2", "10.0.0.2:0", "[::1]:5000" -> (host, port); None stays None."""
-    if not local:
-        return None
-    if local.startswith("["):
-        host, _, rest = local[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else 0
-    if local.count(":") == 1:
-        host, port = local.split(":")
-        return host, int(port)
-    return local, 0
-
-
 class TcpClient:
     def __init__(self, server: tuple[str, int], server_name: str, cafile: str, emitter: Emitter,
                  keylog: str | None, local: str | None, stall_timeout: float, reconnect_budget: float,
@@ -91,7 +79,7 @@ class TcpClient:
         self.server = server
         self.server_name = server_name
         self.emitter = emitter
-        self.local = split_local(local)
+        self.local = parse_host_port(local, 0) if local else None  # "10.0.0.2", "[::1]:5000"
         self.stall_timeout = stall_timeout
         self.reconnect_budget = reconnect_budget
         self.user_timeout_ms = user_timeout_ms
@@ -324,17 +312,6 @@ async def run_tcp_client(server: tuple[str, int], server_name: str, workload: st
     raise ValueError(f"unknown workload {workload!r} (download or echo)")
 
 
-def parse_server(text: str, default_port: int = 4433) -> tuple[str, int]:
-    """"server:4433", "[::1]:4433", "127.0.0.1" -> (host, port)."""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else default_port
-    if text.count(":") == 1:
-        host, port = text.split(":")
-        return host, int(port)
-    return text, default_port
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lab.endpoints.tcp_client", description=__doc__.splitlines()[0])
     parser.add_argument("--server", default="server:4433", help="host:port (default server:4433)")
@@ -358,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    server = parse_server(args.server)
+    server = parse_host_port(args.server, 4433)
     try:
         return asyncio.run(run_tcp_client(
             server, args.server_name or server[0], args.workload, parse_size(args.size), parse_size(args.rate),

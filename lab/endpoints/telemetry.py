@@ -23,7 +23,6 @@ Both read aioquic's internals only through ``lab.endpoints.aioquic_seam``.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import itertools
 import json
 import os
@@ -38,6 +37,7 @@ from aioquic.quic.connection import NetworkAddress, QuicConnection
 from aioquic.quic.logger import QLOG_VERSION, QuicLogger, QuicLoggerTrace
 
 from lab.endpoints import aioquic_seam as seam
+from lab.endpoints.addresses import same_ip
 from lab.events import (
     ActivePathChanged,
     AmplificationLimited,
@@ -56,20 +56,6 @@ from lab.events import (
 )
 
 QLOG_FLUSH_INTERVAL = 0.25
-
-
-def address_host(addr: NetworkAddress | str) -> str:
-    """The IP part of an address, IPv4-mapped IPv6 normalised to IPv4."""
-    text = normalise_address(addr)
-    host = text.rsplit(":", 1)[0]
-    return host.strip("[]")
-
-
-def same_ip(a: NetworkAddress | str, b: NetworkAddress | str) -> bool:
-    try:
-        return ipaddress.ip_address(address_host(a)) == ipaddress.ip_address(address_host(b))
-    except ValueError:
-        return address_host(a) == address_host(b)
 
 
 @dataclass

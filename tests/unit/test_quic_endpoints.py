@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from lab.certs import ensure_certificates
+from lab.endpoints.addresses import address_host, parse_host_port, same_ip, v4_mapped
 from lab.events import EVENT_TYPES, Event, parse_line
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -263,3 +264,17 @@ def test_every_event_type_documented() -> None:
     text = (ROOT / "docs" / "events.md").read_text()
     documented = set(re.findall(r"^### `([a-z_]+)`", text, re.MULTILINE))
     assert set(EVENT_TYPES) <= documented, sorted(set(EVENT_TYPES) - documented)
+
+
+def test_one_address_parser_for_every_endpoint() -> None:
+    assert parse_host_port("10.0.0.1:4433") == ("10.0.0.1", 4433)
+    assert parse_host_port(" [::1]:443 ") == ("::1", 443)
+    assert parse_host_port("server", 443) == ("server", 443) and parse_host_port("[fd00::1]", 0) == ("fd00::1", 0)
+    assert parse_host_port("fd00::1", 4433) == ("fd00::1", 4433)  # a bare IPv6 address has no port
+    with pytest.raises(ValueError, match="missing port"):
+        parse_host_port("10.0.0.1")
+    assert v4_mapped(("10.0.0.1", 443)) == ("::ffff:10.0.0.1", 443, 0, 0)
+    assert v4_mapped(("::1", 443)) == ("::1", 443, 0, 0)
+    assert v4_mapped(("::1", 443, 1, 2)) == ("::1", 443, 1, 2)
+    assert address_host(("::ffff:10.0.0.1", 443, 0, 0)) == "10.0.0.1" and address_host("[::1]:5") == "::1"
+    assert same_ip(("::ffff:10.0.0.1", 1, 0, 0), "10.0.0.1:2") and not same_ip("10.0.0.1:1", "10.0.0.2:1")
