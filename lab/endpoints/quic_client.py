@@ -267,7 +267,7 @@ class LabClientProtocol(QuicConnectionProtocol):
         self.stream_handlers[stream_id] = on_data
         start = time.monotonic()
         self.quic.send_stream_data(stream_id, Request(op="download", size=size, seed=seed, rate=rate).encode(),
-                                    end_stream=True)
+                                   end_stream=True)
         self.transmit()
         finished = await self._with_progress(meter, done)
         digest = meter.digest.hexdigest()
