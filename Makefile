@@ -19,7 +19,7 @@ PLATFORMS   := $(foreach p,manylinux_2_36 manylinux_2_34 manylinux_2_28 manylinu
 export LAB_IMAGE
 
 .PHONY: help setup venv compose base wheelhouse images certs up down status logs test unit integration \
-        lint demo explain walkthrough scenario scenarios bench clean host-tools
+        lint demo explain walkthrough scenario scenarios bench clean verify
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,11 +43,6 @@ compose: venv  ## Compose v2 as a docker CLI plugin, when `docker compose` is mi
 			$$HOME/.docker/cli-plugins/docker-compose; \
 	fi
 	@docker compose version >/dev/null
-
-host-tools:  ## tools the tests run on the host (tshark/editcap for capture checks)
-	@command -v tshark >/dev/null && command -v editcap >/dev/null || { \
-		echo "==> apt-get install tshark (capture verification)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null; }
 
 base:  ## base image: from $(DEBIAN_IMAGE) when it can be pulled, else from Debian packages (debootstrap)
 	@docker image inspect $(BASE_IMAGE) >/dev/null 2>&1 || { \
@@ -107,18 +102,21 @@ scenarios: up  ## run every scenario and print a summary table
 bench: up  ## print measured figures (disruption, validation, throughput)
 	@$(PY) -m lab bench
 
+verify: images venv  ## judge a recorded run again from its artifacts: make verify RUN=artifacts/NAME/latest
+	@$(PY) -m lab verify $(or $(RUN),artifacts/$(NAME)/latest)
+
 # --- tests ----------------------------------------------------------------------------------
 
 lint: venv  ## ruff
 	@$(PY) -m ruff check lab tests
 
-unit: venv host-tools  ## fast tests, no Docker
+unit: venv  ## fast tests, no Docker
 	@$(PY) -m pytest -q -m "not integration" tests
 
-integration: up host-tools  ## tests against the real lab
+integration: up  ## tests against the real lab (captures are judged with the lab image's tshark)
 	@$(PY) -m pytest -q -m integration tests
 
-test: up host-tools  ## lint, unit and integration tests (what CI runs)
+test: up  ## lint, unit and integration tests (what CI runs)
 	@$(PY) -m ruff check lab tests
 	@$(PY) -m pytest -q tests
 

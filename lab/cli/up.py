@@ -9,6 +9,7 @@ import time
 from lab.cli import LabError
 from lab.control.docker_api import DockerUnavailable, subnet_conflicts
 from lab.topology.load import ROOT, compose_command, load_topology
+from lab.topology.model import validate
 
 HELP = "start the lab (containers, networks) and wait until it is healthy"
 
@@ -20,6 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         topology = load_topology()
+        problems = validate(topology)
+        if problems:  # before anything changes: a running lab is left as it was
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise LabError(f"compose.yaml: {problems[0]}{more}")
         conflicts = subnet_conflicts(topology)
     except DockerUnavailable as exc:
         raise LabError(str(exc)) from None

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import events as ev
+from lab.control import impair
 from lab.control.actions import ActionError, ActionResult, Lab
 from lab.control.preflight import DeathWatch, RunLock, check_lab
 from lab.observe.live import PlainView
@@ -70,8 +71,9 @@ def client_command(scenario: Scenario, topology: Topology, transport: str, run_i
     logs = f"/logs/runs/{run_id}"
     args = ["python", "-m", "lab.endpoints.client", f"--server={topology.server_address}:{port}",
             f"--transport={transport}", f"--workload={workload.kind}",
-            f"--keylog={logs}/keys-{transport}.log", f"--qlog-dir={logs}/qlog",
-            f"--control-socket={CONTROL_SOCKET if transport == 'quic' else '/run/lab/client-tcp.sock'}"]
+            f"--keylog={logs}/keys-{transport}.log", f"--qlog-dir={logs}/qlog"]
+    if transport == "quic":  # the TCP baseline takes no migration commands
+        args.append(f"--control-socket={CONTROL_SOCKET}")
     if workload.kind == "download":
         args.append(f"--size={workload.size}")
         if workload.rate:
@@ -88,14 +90,6 @@ def client_command(scenario: Scenario, topology: Topology, transport: str, run_i
     args.append("--rotate-cid" if workload.rotate_cid else "--no-rotate-cid")
     # Also copy the events to the container's own log, so `docker compose logs client` shows them.
     return ["bash", "-c", 'set -o pipefail; mkdir -p "$0/qlog"; "${@}" 2>&1 | tee -a /proc/1/fd/1', logs, *args]
-
-
-def _impair_module():
-    try:
-        from lab.control import impair
-    except ImportError:
-        raise ActionError("link impairment is not available in this build (lab.control.impair)") from None
-    return impair
 
 
 class StepTrigger:
@@ -166,7 +160,7 @@ class ScenarioRunner:
             case "wait":
                 return ActionResult("wait", f"{step.duration or 0:g}s")
             case "impair":
-                return _impair_module().apply_step(lab, step)
+                return impair.apply_step(lab, step)
         raise ActionError(f"action {step.action!r} is not supported by this controller")
 
     def _ingest(self, line_source: str, text: str, received: float) -> None:
@@ -248,7 +242,7 @@ class ScenarioRunner:
         self._record(self._action_event(reset, t), "controller")
         for network, impairment in scenario.initial.impair.items():
             t = time.time()
-            self._record(self._action_event(_impair_module().apply(self.lab, network, impairment), t), "controller")
+            self._record(self._action_event(impair.apply(self.lab, network, impairment), t), "controller")
         if self.capture:
             t = time.time()
             names = self.lab.start_captures()

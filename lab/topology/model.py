@@ -87,6 +87,60 @@ class TopologyError(ValueError):
     pass
 
 
+def _where(variable: str) -> str:
+    return f" (set by {variable})" if variable else ""
+
+
+def validate(topology: Topology) -> list[str]:
+    """Everything wrong with a topology, one line each, before anything is created (pure).
+
+    Subnets must parse, no two lab subnets may overlap, and every address (services, the
+    client's per-network addresses, gateways, the server's) must lie inside its network.
+    """
+    problems: list[str] = []
+    subnets: dict[str, ipaddress.IPv4Network | ipaddress.IPv6Network] = {}
+    for network in topology.networks.values():
+        try:
+            subnets[network.name] = ipaddress.ip_network(network.subnet, strict=True)
+        except ValueError as exc:
+            problems.append(f"network {network.name}: subnet {network.subnet!r} is not valid ({exc}); "
+                            f"use a CIDR such as 10.203.1.0/24 ({network.name.upper()}_SUBNET)")
+    names = sorted(subnets)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if subnets[a].overlaps(subnets[b]):
+                problems.append(f"networks {a} ({subnets[a]}) and {b} ({subnets[b]}) overlap: every lab network "
+                                "needs a subnet of its own")
+
+    def inside(what: str, network: str, address: str) -> None:
+        if network not in topology.networks:
+            problems.append(f"{what}: unknown network {network!r} (networks: {', '.join(sorted(topology.networks))})")
+            return
+        try:
+            parsed = ipaddress.ip_address(address)
+        except ValueError:
+            problems.append(f"{what}: {address!r} is not an IP address")
+            return
+        if network in subnets and parsed not in subnets[network]:
+            problems.append(f"{what}: {address} is not inside {network}'s subnet {subnets[network]}")
+
+    for service in topology.services.values():
+        for network, address in service.addresses.items():
+            if address:
+                inside(f"service {service.name} on {network}", network, address)
+    for network, address in topology.client_addresses.items():
+        inside(f"x-lab.client_addresses.{network}", network, address)
+    for gateway in topology.gateways.values():
+        inside(f"x-lab.gateways.{gateway.network} (router {gateway.router})", gateway.network, gateway.address)
+    for label, address in (("server.address", topology.server_address),
+                           ("server.preferred_address", topology.server_preferred_address)):
+        network = next((n for n, a in topology.services.get(SERVER, Service(SERVER, {})).addresses.items()
+                        if a == address), None)
+        if network is None:
+            problems.append(f"x-lab.{label}: {address} is none of the server's addresses")
+    return problems
+
+
 def topology_from_config(config: dict[str, Any]) -> Topology:
     try:
         lab = config["x-lab"]
