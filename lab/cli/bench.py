@@ -21,9 +21,10 @@ from typing import Any
 from lab.cli import LabError
 from lab.control.actions import ActionError, Lab
 from lab.control.docker_api import DockerUnavailable
-from lab.scenario.schema import Impairment, parse_bit_rate, parse_duration, parse_percent
+from lab.scenario.schema import Impairment
 from lab.topology.load import load_topology
 from lab.topology.model import CLIENT, SERVER
+from lab.units import parse_bit_rate, parse_duration, parse_percent
 
 HELP = "measure impairment accuracy (RTT, loss, rate) and the delay line's ceiling"
 PORT = 5201

@@ -26,8 +26,8 @@ from typing import Any
 from rich.console import Console
 
 from lab.certs import ensure_certificates
-from lab.endpoints.workload import parse_size
 from lab.events import Event, parse_line
+from lab.units import parse_size
 
 HELP = "run a QUIC server and clients on loopback and narrate three live migrations"
 STYLE = {"server": "cyan", "client": "green"}

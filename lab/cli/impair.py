@@ -19,8 +19,9 @@ from lab.cli import LabError
 from lab.control import impair
 from lab.control.actions import ActionError, Lab
 from lab.control.docker_api import DockerUnavailable
-from lab.scenario.schema import Impairment, parse_bit_rate, parse_duration, parse_percent
+from lab.scenario.schema import Impairment
 from lab.topology.load import load_topology
+from lab.units import parse_bit_rate, parse_duration, parse_percent
 
 HELP = "impair a client network's link (delay, jitter, loss, rate, blackhole), show or reset"
 

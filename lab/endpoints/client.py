@@ -16,21 +16,13 @@ import sys
 from lab.endpoints.addresses import parse_host_port
 from lab.endpoints.quic_client import ClientOptions, run_quic_client
 from lab.endpoints.tcp_client import run_tcp_client
-from lab.endpoints.workload import parse_size
 from lab.events import Emitter
+from lab.units import parse_byte_rate, parse_duration, parse_size
 
 
 def parse_rate(text: str) -> int:
-    """'2MB/s' -> 2000000 bytes per second; '0' = unpaced."""
-    return parse_size(text.strip().removesuffix("/s"))
-
-
-def parse_duration(text: str) -> float:
-    """'10s' -> 10.0, '500ms' -> 0.5, '2' -> 2.0."""
-    text = text.strip()
-    if text.endswith("ms"):
-        return float(text[:-2]) / 1000
-    return float(text.removesuffix("s"))
+    """'2MB/s' or a whole number of bytes per second -> bytes per second; '0' = unpaced."""
+    return parse_byte_rate(text, bare=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

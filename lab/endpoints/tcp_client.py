@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from lab.endpoints.addresses import parse_host_port
 from lab.endpoints.tcp_server import close_reason, tune_socket
-from lab.endpoints.workload import ECHO_FRAME, Request, expected_sha256, parse_size
+from lab.endpoints.workload import ECHO_FRAME, Request, expected_sha256
 from lab.events import (
     ConnectionClosed,
     DataGap,
@@ -44,6 +44,7 @@ from lab.events import (
     TransferComplete,
     normalise_address,
 )
+from lab.units import parse_byte_rate, parse_size
 
 GAP_THRESHOLD_S = 0.050
 PROGRESS_INTERVAL_S = 0.100
@@ -318,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--server-name", default=None, help="TLS server name (default: the host)")
     parser.add_argument("--workload", choices=("download", "echo"), default="download")
     parser.add_argument("--size", default="4MB", help="download size (e.g. 4MB, 1MiB)")
-    parser.add_argument("--rate", default="0", help="paced download rate in bytes/s (e.g. 1MB); 0 = unpaced")
+    parser.add_argument("--rate", default="0", help="paced download rate, e.g. 1MB/s, or bytes per second; 0 = unpaced")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--interval-ms", type=float, default=100.0, help="echo interval")
     parser.add_argument("--duration", type=float, default=10.0, help="echo duration in seconds")
@@ -338,8 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     server = parse_host_port(args.server, 4433)
     try:
         return asyncio.run(run_tcp_client(
-            server, args.server_name or server[0], args.workload, parse_size(args.size), parse_size(args.rate),
-            args.interval_ms, args.duration, args.ca, Emitter("client", transport="tcp"),
+            server, args.server_name or server[0], args.workload, parse_size(args.size),
+            parse_byte_rate(args.rate, bare=True), args.interval_ms, args.duration, args.ca,
+            Emitter("client", transport="tcp"),
             args.keylog or os.environ.get("SSLKEYLOGFILE"), args.local, stall_timeout=args.stall_timeout,
             reconnect_budget=args.reconnect_budget, user_timeout_ms=args.user_timeout_ms, seed=args.seed))
     except KeyboardInterrupt:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import re
 import struct
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -18,22 +17,6 @@ from dataclasses import asdict, dataclass
 CHUNK = 64 * 1024
 ECHO_FRAME = struct.Struct("!QQ")  # sequence number, sender's monotonic time in ns
 ALPN_LAB = "quic-lab"
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]i?[bB]?|[bB])?\s*$")
-_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
-          "ki": 2**10, "kib": 2**10, "mi": 2**20, "mib": 2**20, "gi": 2**30, "gib": 2**30}
-
-
-def parse_size(text: str | int) -> int:
-    """'4MB' -> 4000000, '1MiB' -> 1048576, 1234 -> 1234."""
-    if isinstance(text, int):
-        return text
-    match = _SIZE.match(str(text))
-    if not match:
-        raise ValueError(f"not a size: {text!r} (examples: 512KB, 4MB, 1MiB, 1000)")
-    number, unit = match.groups()
-    return int(float(number) * _UNITS[(unit or "").lower()])
-
 
 def _chunk(seed: int, index: int) -> bytes:
     return random.Random(seed * 1_000_003 + index).randbytes(CHUNK)

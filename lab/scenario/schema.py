@@ -35,6 +35,9 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from lab.events import EVENT_TYPES
 from lab.scenario.expectations import EVIDENCE_SOURCES
 from lab.scenario.expectations import EXPECTATIONS as CHECKS
+from lab.units import human_bytes as _human_bytes
+from lab.units import human_seconds as _human_seconds
+from lab.units import parse_bit_rate, parse_byte_rate, parse_duration, parse_percent, parse_size
 
 ROLES = ("server", "client", "router", "controller")
 TRANSPORTS = ("quic", "tcp", "both")
@@ -248,94 +251,6 @@ def expand_steps(steps: Iterable[Step]) -> tuple[Step, ...]:
             if step.flap.migrate:
                 out.append(Step(action="migrate", network=network, line=step.line, index=step.index, origin=origin))
     return tuple(out)
-
-
-# --- value parsers (text -> number); raise ValueError with a teaching message ----------------
-
-_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "min": 60.0, "m": 60.0}
-_SIZE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
-_SIZE_UNITS = {"B": 1, "KB": 10**3, "kB": 10**3, "MB": 10**6, "GB": 10**9, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
-_BIT_UNITS = {"bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9}
-
-
-def parse_duration(value: Any) -> float:
-    """``"500ms"`` -> 0.5, ``"2s"`` -> 2.0, ``"1min"`` -> 60.0. A unit is required."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError(f"not a duration: {value!r}; write e.g. 500ms, 2s, 1min")
-    if isinstance(value, int | float):
-        raise ValueError(f"{value!r} needs a unit: write e.g. {value}s or {value}ms")
-    match = _DURATION.match(value)
-    if not match or match.group(2) not in _DURATION_UNITS:
-        unit = match.group(2) if match else ""
-        hint = f"unknown unit {unit!r}; " if match and unit else ""
-        raise ValueError(f"not a duration: {value!r}; {hint}write e.g. 500ms, 2s, 1min")
-    number = float(match.group(1))
-    if number < 0:
-        raise ValueError(f"must not be negative: {value!r}")
-    return number * _DURATION_UNITS[match.group(2)]
-
-
-def parse_size(value: Any) -> int:
-    """``"8MB"`` -> 8_000_000, ``"1MiB"`` -> 1_048_576, ``512`` -> 512 (bytes)."""
-    if isinstance(value, bool):
-        raise ValueError(f"not a size: {value!r}")
-    if isinstance(value, int):
-        number, unit = float(value), "B"
-    else:
-        match = _SIZE.match(str(value))
-        if not match:
-            raise ValueError(f"not a size: {value!r}; write e.g. 512KB, 8MB, 1MiB")
-        number, unit = float(match.group(1)), match.group(2) or "B"
-    if unit not in _SIZE_UNITS:
-        raise ValueError(f"unknown size unit {unit!r} in {value!r}; use B, KB, MB, GB, KiB, MiB or GiB "
-                         "(bytes; bits per second belong in an impairment rate such as 10mbit)")
-    if number < 0:
-        raise ValueError(f"must not be negative: {value!r}")
-    return int(number * _SIZE_UNITS[unit])
-
-
-def parse_byte_rate(value: Any) -> int:
-    """``"2MB/s"`` -> 2_000_000 bytes per second."""
-    if not isinstance(value, str) or not value.strip().endswith("/s"):
-        raise ValueError(f"not a byte rate: {value!r}; write e.g. 2MB/s or 500KB/s")
-    return parse_size(value.strip()[:-2])
-
-
-def parse_bit_rate(value: Any) -> int:
-    """``"10mbit"`` -> 10_000_000 bits per second (tc's units)."""
-    match = _SIZE.match(value) if isinstance(value, str) else None
-    if not match or match.group(2).lower() not in _BIT_UNITS:
-        raise ValueError(f"not a link rate: {value!r}; write e.g. 500kbit, 10mbit, 1gbit")
-    number = float(match.group(1))
-    if number <= 0:
-        raise ValueError(f"must be positive: {value!r}")
-    return int(number * _BIT_UNITS[match.group(2).lower()])
-
-
-def parse_percent(value: Any) -> float:
-    """``2``, ``0.5`` or ``"2%"`` -> a percentage in [0, 100]."""
-    if isinstance(value, bool):
-        raise ValueError(f"not a percentage: {value!r}")
-    text = str(value).strip().removesuffix("%")
-    try:
-        number = float(text)
-    except ValueError:
-        raise ValueError(f"not a percentage: {value!r}; write e.g. 1 or 2.5%") from None
-    if not 0 <= number <= 100:
-        raise ValueError(f"must be between 0 and 100: {value!r}")
-    return number
-
-
-def _human_seconds(seconds: float) -> str:
-    return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:g}s"
-
-
-def _human_bytes(count: int) -> str:
-    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
-        if count >= scale:
-            return f"{count / scale:g}{unit}"
-    return f"{count}B"
 
 
 def _not_allowed(value: Any, allowed: Iterable[str], head: str = "{value!r} is not allowed; allowed") -> str:
