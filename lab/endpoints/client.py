@@ -13,7 +13,7 @@ import asyncio
 import os
 import sys
 
-from lab.endpoints.addresses import parse_host_port
+from lab.addresses import parse_host_port
 from lab.endpoints.quic_client import ClientOptions, run_quic_client
 from lab.endpoints.tcp_client import run_tcp_client
 from lab.events import Emitter

@@ -37,8 +37,8 @@ from aioquic.quic import events as quic_events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import NetworkAddress, QuicConnection
 
+from lab.addresses import host_of, same_ip, v4_mapped
 from lab.endpoints import aioquic_seam as seam
-from lab.endpoints.addresses import address_host, same_ip, v4_mapped
 from lab.endpoints.control import ControlServer
 from lab.endpoints.migrate import (
     bind_client_socket,
@@ -194,7 +194,7 @@ class LabClientProtocol(QuicConnectionProtocol):
         async with self.migrating:
             old_local = self.local
             if local is None:  # rebinding: same address, new port
-                local = address_host(old_local) if old_local else None
+                local = host_of(old_local) if old_local else None
                 if local in ("::", "0.0.0.0"):
                     local = None
             available = seam.spare_peer_cid_count(self.quic)
@@ -239,7 +239,7 @@ class LabClientProtocol(QuicConnectionProtocol):
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
             now = set(candidate_addresses(local_addresses(), family))
-            current = address_host(self.local) if self.local else ""
+            current = host_of(self.local) if self.local else ""
             appeared = sorted(now - known)
             known = now
             target = None

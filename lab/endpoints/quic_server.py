@@ -32,8 +32,8 @@ from aioquic.quic import events as quic_events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import NetworkAddress, QuicConnection
 
+from lab.addresses import v4_mapped
 from lab.endpoints import aioquic_seam as seam
-from lab.endpoints.addresses import v4_mapped
 from lab.endpoints.http_files import HttpFileHandler
 from lab.endpoints.migrate import bind_udp
 from lab.endpoints.preferred import advertise_preferred_address

@@ -18,7 +18,7 @@ import signal
 import sys
 from pathlib import Path
 
-from lab.endpoints.addresses import parse_host_port
+from lab.addresses import parse_host_port
 from lab.endpoints.quic_server import ServerOptions, serve_quic
 from lab.endpoints.tcp_server import serve_tcp
 from lab.events import Emitter

@@ -28,7 +28,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from lab.endpoints.addresses import parse_host_port
+from lab.addresses import parse_host_port
 from lab.endpoints.tcp_server import close_reason, tune_socket
 from lab.endpoints.workload import ECHO_FRAME, Request, expected_sha256
 from lab.events import (

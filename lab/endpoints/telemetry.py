@@ -36,8 +36,8 @@ from aioquic.quic import events as quic_events
 from aioquic.quic.connection import NetworkAddress, QuicConnection
 from aioquic.quic.logger import QLOG_VERSION, QuicLogger, QuicLoggerTrace
 
+from lab.addresses import same_ip
 from lab.endpoints import aioquic_seam as seam
-from lab.endpoints.addresses import same_ip
 from lab.events import (
     ActivePathChanged,
     AmplificationLimited,

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from lab.addresses import ip_or_ip_port
+
 # Where a check's observations come from; a scenario may list some under ``optional_evidence``.
 EVIDENCE_SOURCES = ("events", "qlog", "captures")
 
@@ -76,11 +78,7 @@ def optional_comparison(default_op: str) -> Callable[[Any], Comparison | None]:
 
 def optional_address(argument: Any) -> str | None:
     """An IP or ``ip:port`` string, or nothing."""
-    if argument is None:
-        return None
-    if not isinstance(argument, str) or not re.match(r"^[0-9A-Fa-f.:\[\]]+$", argument):
-        raise ValueError(f"needs an address such as '10.9.0.2' or '10.9.0.2:4443' (got {argument!r})")
-    return argument
+    return None if argument is None else ip_or_ip_port(argument)
 
 
 

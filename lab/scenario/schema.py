@@ -21,7 +21,6 @@ impairment rates int bits per second, loss a float percent.
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from lab.addresses import host_number_or_ipv4
 from lab.events import EVENT_TYPES
 from lab.scenario.expectations import EVIDENCE_SOURCES
 from lab.scenario.expectations import EXPECTATIONS as CHECKS
@@ -717,7 +717,7 @@ class _Validator:
                 state.attached.append(name)
             fields["network"] = name
             if "address" in keys:
-                fields["address"] = self.convert(keys["address"][1], f"{path}.address", _address)
+                fields["address"] = self.convert(keys["address"][1], f"{path}.address", host_number_or_ipv4)
         elif action == "disconnect":
             name = net()
             if need_attached(name, "disconnect"):
@@ -733,7 +733,7 @@ class _Validator:
                            f"migrate needs workload.migration: active (it is {workload.migration})")
             fields["network"] = name
             if action == "renumber" and "address" in keys:
-                fields["address"] = self.convert(keys["address"][1], f"{path}.address", _address)
+                fields["address"] = self.convert(keys["address"][1], f"{path}.address", host_number_or_ipv4)
         elif action == "rebind":
             fields["router"] = self.choice(keys["router"][1], f"{path}.router", self.topology.routers)
         elif action == "blackhole":
@@ -833,20 +833,6 @@ class _Validator:
             found.append(Expectation(check=check, argument=parsed, transport=scope or None,
                                      line=item.start_mark.line + 1))
         return tuple(found)
-
-
-def _address(value: Any) -> int | str:
-    """A host number within the network (2-254) or a full IPv4 address."""
-    if isinstance(value, bool):
-        raise ValueError(f"not an address: {value!r}")
-    if isinstance(value, int):
-        if not 2 <= value <= 254:
-            raise ValueError(f"host number must be from 2 to 254, got {value}")
-        return value
-    try:
-        return str(ipaddress.IPv4Address(str(value)))
-    except ValueError:
-        raise ValueError(f"not an address: {value!r}; give a host number (2-254) or an IPv4 address") from None
 
 
 def _on_off(value: Any) -> bool:

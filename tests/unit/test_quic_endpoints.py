@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
+from lab.addresses import host_of, parse_host_port, same_ip, v4_mapped
 from lab.certs import ensure_certificates
-from lab.endpoints.addresses import address_host, parse_host_port, same_ip, v4_mapped
 from lab.events import EVENT_TYPES, Event, parse_line
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -276,5 +276,5 @@ def test_one_address_parser_for_every_endpoint() -> None:
     assert v4_mapped(("10.0.0.1", 443)) == ("::ffff:10.0.0.1", 443, 0, 0)
     assert v4_mapped(("::1", 443)) == ("::1", 443, 0, 0)
     assert v4_mapped(("::1", 443, 1, 2)) == ("::1", 443, 1, 2)
-    assert address_host(("::ffff:10.0.0.1", 443, 0, 0)) == "10.0.0.1" and address_host("[::1]:5") == "::1"
+    assert host_of(("::ffff:10.0.0.1", 443, 0, 0)) == "10.0.0.1" and host_of("[::1]:5") == "::1"
     assert same_ip(("::ffff:10.0.0.1", 1, 0, 0), "10.0.0.1:2") and not same_ip("10.0.0.1:1", "10.0.0.2:1")
