@@ -1,7 +1,10 @@
 """`python -m lab VERB ...`: one module per verb (as netlab does), dispatched from a table.
 
 Each verb module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
-Exit codes: 0 success, 1 a check failed, 2 an error (a one-line message, no traceback).
+Exit codes: 0 success, 1 a check failed, 2 an error (a one-line message, no traceback). Verbs
+raise :class:`lab.errors.LabError` (or one of its subclasses: ActionError, DockerUnavailable,
+ComposeMissing, TopologyError, ScenarioError, PreflightError, NotARunDir, ...) and never
+translate: ``main`` catches it once.
 """
 
 from __future__ import annotations
@@ -50,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
-    except LabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except LabError as exc:  # every user-facing error, caught here only; a scenario's lists all its problems
+        print(f"{getattr(exc, 'prefix', 'error: ')}{exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

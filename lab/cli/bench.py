@@ -18,9 +18,8 @@ import re
 import time
 from typing import Any
 
-from lab.cli import LabError
 from lab.control.actions import ActionError, Lab
-from lab.control.docker_api import DockerUnavailable
+from lab.errors import LabError
 from lab.scenario.schema import Impairment
 from lab.topology.load import load_topology
 from lab.topology.model import CLIENT, SERVER
@@ -191,21 +190,18 @@ def run(args: argparse.Namespace) -> int:
         delay, loss, rate = parse_duration(args.delay), parse_percent(args.loss), parse_bit_rate(args.rate)
     except ValueError as exc:
         raise LabError(f"bench: {exc}") from None
-    try:
-        lab = Lab(load_topology())
-        if args.network not in lab.topology.gateways:
-            raise LabError(f"--network {args.network!r} is not a client network; "
-                           f"allowed: {', '.join(lab.topology.gateways)}")
-        busy = lab.ctr(CLIENT).exec_run(["pgrep", "-f", "lab.endpoints.client"])[0] == 0
-        if busy and not args.force:
-            raise LabError("a client workload (scenario run) is active: the bench would disturb it; "
-                           "wait for it to end or pass --force")
-        if args.network not in lab.client_attachments():
-            raise LabError(f"--network {args.network}: the client is not on it (run a scenario reset or `connect`)")
-        progress = None if args.format == "json" else (lambda text: print(f"... {text}", flush=True))
-        report = measure(lab, args.network, delay, loss, rate, args.packets, args.pings, progress)
-    except (ActionError, DockerUnavailable, RuntimeError) as exc:
-        raise LabError(str(exc)) from None
+    lab = Lab(load_topology())
+    if args.network not in lab.topology.gateways:
+        raise LabError(f"--network {args.network!r} is not a client network; "
+                       f"allowed: {', '.join(lab.topology.gateways)}")
+    busy = lab.ctr(CLIENT).exec_run(["pgrep", "-f", "lab.endpoints.client"])[0] == 0
+    if busy and not args.force:
+        raise LabError("a client workload (scenario run) is active: the bench would disturb it; "
+                       "wait for it to end or pass --force")
+    if args.network not in lab.client_attachments():
+        raise LabError(f"--network {args.network}: the client is not on it (run a scenario reset or `connect`)")
+    progress = None if args.format == "json" else (lambda text: print(f"... {text}", flush=True))
+    report = measure(lab, args.network, delay, loss, rate, args.packets, args.pings, progress)
     if args.format == "json":
         print(json.dumps(report, indent=2))
         return 0

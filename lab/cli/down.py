@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 
-from lab.cli import LabError
+from lab.errors import LabError
 from lab.topology.load import compose_command
 
 HELP = "remove the lab's containers and networks (artifacts are kept)"

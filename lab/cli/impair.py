@@ -15,10 +15,9 @@ import argparse
 import json
 from typing import Any
 
-from lab.cli import LabError
 from lab.control import impair
-from lab.control.actions import ActionError, Lab
-from lab.control.docker_api import DockerUnavailable
+from lab.control.actions import Lab
+from lab.errors import LabError
 from lab.scenario.schema import Impairment
 from lab.topology.load import load_topology
 from lab.units import parse_bit_rate, parse_duration, parse_percent
@@ -62,13 +61,6 @@ def impairment_from_args(args: argparse.Namespace) -> Impairment:
     return Impairment(profile=args.profile, blackhole=bool(args.blackhole), **values)
 
 
-def _lab() -> Lab:
-    try:
-        return Lab(load_topology())
-    except DockerUnavailable as exc:
-        raise LabError(str(exc)) from None
-
-
 def _check_network(lab: Lab, network: str) -> None:
     if network not in lab.topology.gateways:
         raise LabError(f"NETWORK {network!r} is not a client network; allowed: {', '.join(lab.topology.gateways)}")
@@ -89,30 +81,27 @@ def describe(found: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    lab = _lab()
-    try:
-        if args.impair_command == "set":
-            _check_network(lab, args.network)
-            result = impair.apply(lab, args.network, impairment_from_args(args))
-            if args.format == "json":
-                print(json.dumps({"action": result.action, "target": result.target, "ok": result.ok, **result.detail},
-                                 indent=2))
-            else:
-                applied = result.detail["applied"]
-                print(f"{args.network}: {describe(applied)} (mode {result.detail['mode']}, router "
-                      f"{result.detail['router']}: {', '.join(result.detail['mechanisms']) or 'no mechanism'})"
-                      f"{'' if result.ok else '  MISMATCH with the request: ' + describe(result.detail['requested'])}")
-            return 0 if result.ok else 1
-        if args.impair_command == "reset":
-            networks = [args.network] if args.network else list(lab.topology.gateways)
-            for network in networks:
-                _check_network(lab, network)
-            failed = [n for n in networks if not impair.reset(lab, n).ok]
-            print(f"reset {', '.join(networks)}" + (f"; still impaired: {', '.join(failed)}" if failed else ""))
-            return 1 if failed else 0
-        state = impair.show(lab)
-    except (ActionError, DockerUnavailable, RuntimeError) as exc:
-        raise LabError(str(exc)) from None
+    lab = Lab(load_topology())
+    if args.impair_command == "set":
+        _check_network(lab, args.network)
+        result = impair.apply(lab, args.network, impairment_from_args(args))
+        if args.format == "json":
+            print(json.dumps({"action": result.action, "target": result.target, "ok": result.ok, **result.detail},
+                             indent=2))
+        else:
+            applied = result.detail["applied"]
+            print(f"{args.network}: {describe(applied)} (mode {result.detail['mode']}, router "
+                  f"{result.detail['router']}: {', '.join(result.detail['mechanisms']) or 'no mechanism'})"
+                  f"{'' if result.ok else '  MISMATCH with the request: ' + describe(result.detail['requested'])}")
+        return 0 if result.ok else 1
+    if args.impair_command == "reset":
+        networks = [args.network] if args.network else list(lab.topology.gateways)
+        for network in networks:
+            _check_network(lab, network)
+        failed = [n for n in networks if not impair.reset(lab, n).ok]
+        print(f"reset {', '.join(networks)}" + (f"; still impaired: {', '.join(failed)}" if failed else ""))
+        return 1 if failed else 0
+    state = impair.show(lab)
     if args.format == "json":
         print(json.dumps(state, indent=2))
         return 0

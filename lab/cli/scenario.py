@@ -12,13 +12,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from lab.control.actions import ActionError
-from lab.control.docker_api import DockerUnavailable
 from lab.errors import LabError
 from lab.observe.live import make_view
 from lab.scenario.names import topology_names
 from lab.scenario.schema import Scenario, ScenarioError, load_catalogue, load_scenario
-from lab.topology.load import ROOT, ComposeMissing, load_topology
+from lab.topology.load import ROOT, load_topology
 from lab.verify.judge import judge_and_report
 from lab.verify.result import FAILED, NOT_VERIFIED, PASSED
 
@@ -55,16 +53,6 @@ def resolve(name: str) -> Scenario:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _dispatch(args)
-    except ScenarioError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
-    except (DockerUnavailable, ComposeMissing, ActionError) as exc:
-        raise LabError(str(exc)) from None
-
-
-def _dispatch(args: argparse.Namespace) -> int:
     if args.scenario_verb == "list":
         catalogue = load_catalogue(SCENARIOS, _names())
         table = Table(title="scenarios")

@@ -8,8 +8,7 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from lab.cli import LabError
-from lab.control.docker_api import DockerUnavailable, containers
+from lab.control.docker_api import containers
 from lab.topology.load import load_topology
 
 HELP = "show the lab's containers, health and addresses"
@@ -39,10 +38,7 @@ def collect() -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        rows = collect()
-    except DockerUnavailable as exc:
-        raise LabError(str(exc)) from None
+    rows = collect()
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0

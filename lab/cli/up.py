@@ -6,8 +6,8 @@ import argparse
 import subprocess
 import time
 
-from lab.cli import LabError
-from lab.control.docker_api import DockerUnavailable, subnet_conflicts
+from lab.control.docker_api import subnet_conflicts
+from lab.errors import LabError
 from lab.topology.load import ROOT, compose_command, load_topology
 from lab.topology.model import validate
 
@@ -19,15 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        topology = load_topology()
-        problems = validate(topology)
-        if problems:  # before anything changes: a running lab is left as it was
-            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            raise LabError(f"compose.yaml: {problems[0]}{more}")
-        conflicts = subnet_conflicts(topology)
-    except DockerUnavailable as exc:
-        raise LabError(str(exc)) from None
+    topology = load_topology()
+    problems = validate(topology)
+    if problems:  # before anything changes: a running lab is left as it was
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise LabError(f"compose.yaml: {problems[0]}{more}")
+    conflicts = subnet_conflicts(topology)
     if conflicts:
         raise LabError(f"subnet already taken: {conflicts[0]} (set the *_SUBNET variables, see README)")
     if not (ROOT / "certs" / "server.crt").exists():

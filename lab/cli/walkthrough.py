@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lab.cli import LabError
+from lab.errors import LabError
 from lab.learn.narrate import NarratingView, packet_view, replay, terminal_pause
 
 HELP = "run (or replay with --from-run) a scenario step by step, narrated from what was observed"
@@ -53,23 +53,15 @@ def run(args: argparse.Namespace) -> int:
 
 def _live(name: str, pause, packets: bool) -> int:
     from lab.cli.scenario import resolve
-    from lab.control.actions import ActionError
-    from lab.control.docker_api import DockerUnavailable
     from lab.scenario.runner import ScenarioRunner
-    from lab.scenario.schema import ScenarioError
-    from lab.topology.load import ROOT, ComposeMissing, load_topology
+    from lab.topology.load import ROOT, load_topology
     from lab.verify.judge import judge_and_report
 
-    try:
-        scenario = resolve(name)
-        topology = load_topology()
-        view = NarratingView(list(scenario.plan()), write=_write, pause=pause)
-        runner = ScenarioRunner(scenario, topology, view, capture=True)
-        result = runner.run()
-    except ScenarioError as exc:
-        raise LabError(str(exc).splitlines()[0]) from None
-    except (DockerUnavailable, ComposeMissing, ActionError) as exc:
-        raise LabError(str(exc)) from None
+    scenario = resolve(name)
+    topology = load_topology()
+    view = NarratingView(list(scenario.plan()), write=_write, pause=pause)
+    runner = ScenarioRunner(scenario, topology, view, capture=True)
+    result = runner.run()
     result.verdict = judge_and_report(result.run_dir)
     if packets:
         pause("packet view")

@@ -12,12 +12,13 @@ from typing import Any
 from docker.models.containers import Container
 
 from lab.control.docker_api import exec_checked
+from lab.errors import LabError
 
 BLACKHOLE_TAG = "lab-blackhole"
 
 
-class ActionError(RuntimeError):
-    pass
+class ActionError(LabError, RuntimeError):
+    """An action on the lab failed (one line, exit 2). A RuntimeError too, as the runner catches it."""
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,19 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
+from lab.errors import LabError
 from lab.topology.model import Topology
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 
 
-class DockerUnavailable(RuntimeError):
-    pass
+class DockerUnavailable(LabError, RuntimeError):
+    """The daemon does not answer, or a lab container is not running."""
+
+
+class CommandFailed(LabError, RuntimeError):
+    """A command run in a container exited non-zero; the message quotes the end of its output."""
 
 
 @lru_cache(maxsize=1)
@@ -62,9 +67,9 @@ def subnet_conflicts(topology: Topology) -> list[str]:
 
 
 def exec_checked(target: Container, command: list[str], timeout_hint: str = "") -> str:
-    """Run a command in a container; raise with its output when it fails."""
+    """Run a command in a container; raise :class:`CommandFailed` with its output when it fails."""
     code, output = target.exec_run(command, demux=False)
     text = output.decode(errors="replace") if output else ""
     if code != 0:
-        raise RuntimeError(f"{target.name}: `{' '.join(command)}` failed ({code}): {text.strip()[-300:]}")
+        raise CommandFailed(f"{target.name}: `{' '.join(command)}` failed ({code}): {text.strip()[-300:]}")
     return text

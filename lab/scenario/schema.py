@@ -32,6 +32,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from lab.addresses import host_number_or_ipv4
+from lab.errors import LabError
 from lab.events import EVENT_TYPES
 from lab.scenario.expectations import EVIDENCE_SOURCES
 from lab.scenario.expectations import EXPECTATIONS as CHECKS
@@ -53,8 +54,14 @@ NAME_PATTERN = re.compile(r"^[a-z0-9-]+$")
 # --- errors ---------------------------------------------------------------------------------
 
 
-class ScenarioError(ValueError):
-    """One problem in a scenario file, located by file, line (1-based) and field path."""
+class ScenarioError(LabError, ValueError):
+    """One problem in a scenario file, located by file, line (1-based) and field path.
+
+    Its text locates itself (``file:line: field: message``), so ``lab.cli.main`` prints it as it is,
+    without the ``error:`` of other errors (``prefix``).
+    """
+
+    prefix = ""
 
     def __init__(self, file: str, line: int, field: str, message: str) -> None:
         super().__init__(file, line, field, message)

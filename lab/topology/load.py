@@ -7,14 +7,15 @@ import subprocess
 from functools import lru_cache
 from pathlib import Path
 
+from lab.errors import LabError
 from lab.topology.model import Topology, topology_from_config
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "compose.yaml"
 
 
-class ComposeMissing(RuntimeError):
-    pass
+class ComposeMissing(LabError, RuntimeError):
+    """`docker compose config` could not read compose.yaml (no docker CLI, no Compose v2, a bad file)."""
 
 
 def compose_command() -> list[str]:

@@ -10,6 +10,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab.errors import LabError
+
 CLIENT = "client"
 SERVER = "server"
 
@@ -83,8 +85,8 @@ class Topology:
         return str(subnet.network_address + host)
 
 
-class TopologyError(ValueError):
-    pass
+class TopologyError(LabError, ValueError):
+    """compose.yaml lacks what the lab needs (a field, a network)."""
 
 
 def _where(variable: str) -> str:
