@@ -19,7 +19,8 @@ Outputs (each well under 300 KB):
   one-handshake check); left un-injected so that ``tshark -o tls.keylog_file:<keylog>`` is exercised.
   The key log holds throwaway secrets of a loopback test connection.
 
-Needs root (or CAP_NET_RAW) for tcpdump, and the apt packages ``tshark`` and ``tcpdump``.
+Needs root (or CAP_NET_RAW) for tcpdump on the host's loopback; editcap and tshark run from the lab image
+(``make images``), as everywhere in the lab.
 Run: ``.venv/bin/python tools/record_capture.py [--out tests/data/captures] [--port 47433]``.
 """
 
@@ -46,7 +47,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from lab.certs import ensure_certificates  # noqa: E402
-from lab.verify.pcap import inject_keylog, read_quic_packets  # noqa: E402
+from lab.verify.pcap import delete_frames, inject_keylog, read_quic_packets  # noqa: E402
 
 ALPN = ["lab-capture"]
 CHUNK = 8_000
@@ -152,7 +153,7 @@ async def _session(port: int, ca: Path, keylog: Path, size: int, migrate_to: str
 
 def _require(tool: str) -> None:
     if shutil.which(tool) is None:
-        raise SystemExit(f"{tool} not found: apt-get install -y tshark tcpdump")
+        raise SystemExit(f"{tool} not found: apt-get install -y tcpdump (loopback capture on the host)")
 
 
 def capture(workdir: Path, name: str, port: int, size: int, migrate_to: str | None, new_cid: bool,
@@ -184,12 +185,11 @@ def delete_path_responses(raw: Path, keylog: Path, out: Path, port: int) -> list
     Works on the raw capture (before key injection): editcap 4.0.17 cannot rewrite a pcapng holding secrets.
     Command: ``editcap <raw> <out> <frame> [<frame>...]`` (listed frames are deleted).
     """
-    _require("editcap")
     packets = read_quic_packets(raw, keylog, [port])
     frames = sorted({p.frame for p in packets if p.path_response and p.src_port != port})
     if not frames:
         raise RuntimeError(f"{raw} has no client PATH_RESPONSE to delete")
-    subprocess.run(["editcap", "-F", "pcap", str(raw), str(out), *map(str, frames)], check=True, capture_output=True)
+    delete_frames(raw, frames, out)
     return frames
 
 

@@ -152,6 +152,27 @@ def prepare_captures(run_dir: Path, tools: ImageTools | None = None) -> list[Pat
     return sorted(captures.glob("*.pcapng"))
 
 
+def inject_keylog(pcap: Path, keylog: Path, out: Path, tools: ImageTools | None = None) -> Path:
+    """Write ``out`` (pcapng) = ``pcap`` plus the NSS key log as a Decryption Secrets Block.
+
+    ``editcap --inject-secrets tls,<keylog> <pcap> <out>`` in the lab image: the result decrypts on
+    its own in Wireshark. ``pcap`` must not already contain secrets (editcap 4.0.17 cannot rewrite such files).
+    """
+    workdir = common_dir([pcap, keylog, out])
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    (tools or ImageTools()).run(workdir, f"editcap --inject-secrets tls,{inside(keylog, workdir)} -F pcapng "
+                                         f"{inside(pcap, workdir)} {inside(out, workdir)}")
+    return Path(out)
+
+
+def delete_frames(pcap: Path, frames: Iterable[int], out: Path, tools: ImageTools | None = None) -> Path:
+    """``editcap -F pcap <pcap> <out> <frame>...`` in the lab image: the listed frames deleted."""
+    workdir = common_dir([pcap, out])
+    listed = " ".join(str(int(f)) for f in frames)
+    (tools or ImageTools()).run(workdir, f"editcap -F pcap {inside(pcap, workdir)} {inside(out, workdir)} {listed}")
+    return Path(out)
+
+
 def drop_frames(pcap: Path, display_filter: str, out: Path, tools: ImageTools | None = None) -> Path:
     """Write ``out`` = ``pcap`` without the packets matching ``display_filter`` (keeps the key log block).
 

@@ -43,3 +43,19 @@ def test_unknown_scenario_names_the_known_ones():
     assert result.returncode == 2
     assert "no scenario named 'wifi-to-satellite'; known:" in result.stderr
     assert "wifi-to-cellular" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_bad_topology_override_leaves_the_running_lab_as_it_was(lab):
+    from lab.control.docker_api import containers
+
+    before = {name: (c.id, c.status) for name, c in containers(lab).items()}
+    networks = {n.name for n in client().networks.list()}
+    home = lab.networks["home"].subnet
+    for env, fragment in (({"HOME_SUBNET": "999.1.1.0/24"}, "subnet '999.1.1.0/24' is not valid"),
+                          ({"CELLULAR_SUBNET": home}, "overlap")):
+        result = lab_cli("up", env=env)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert fragment in result.stderr
+        assert {name: (c.id, c.status) for name, c in containers(lab).items()} == before
+        assert {n.name for n in client().networks.list()} == networks
