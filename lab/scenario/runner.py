@@ -26,6 +26,7 @@ from lab.observe.timeline import Timeline, write_jsonl
 from lab.scenario.names import topology_names
 from lab.scenario.record import RECORD, RUN_END, TOPOLOGY_COPY, scenario_copy
 from lab.scenario.schema import Scenario, Step
+from lab.scenario.steps import ACTIONS
 from lab.topology.load import ROOT
 from lab.topology.model import CLIENT, SERVER, Topology
 
@@ -141,27 +142,11 @@ class ScenarioRunner:
         return event
 
     def _apply(self, step: Step) -> ActionResult:
-        lab = self.lab
-        match step.action:
-            case "connect":
-                return lab.connect(step.network, step.address)  # type: ignore[arg-type]
-            case "disconnect":
-                return lab.disconnect(step.network)  # type: ignore[arg-type]
-            case "route":
-                return lab.route(step.network)  # type: ignore[arg-type]
-            case "migrate":
-                return lab.migrate(step.network)  # type: ignore[arg-type]
-            case "rebind":
-                return lab.rebind(step.router)  # type: ignore[arg-type]
-            case "renumber":
-                return lab.renumber(step.network, step.address)  # type: ignore[arg-type]
-            case "blackhole":
-                return lab.blackhole(step.network, bool(step.state))  # type: ignore[arg-type]
-            case "wait":
-                return ActionResult("wait", f"{step.duration or 0:g}s")
-            case "impair":
-                return impair.apply_step(lab, step)
-        raise ActionError(f"action {step.action!r} is not supported by this controller")
+        """Apply a step as its action's spec says (``lab.scenario.steps.ACTIONS``)."""
+        spec = ACTIONS.get(step.action)
+        if spec is None or spec.apply is None:  # flap is expanded by Scenario.plan() before it gets here
+            raise ActionError(f"action {step.action!r} is not supported by this controller")
+        return spec.apply(self.lab, step)
 
     def _ingest(self, line_source: str, text: str, received: float) -> None:
         self.raw_lines.setdefault(line_source, []).append(text)

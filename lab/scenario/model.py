@@ -1,0 +1,196 @@
+"""The scenario language's typed result: frozen dataclasses, and the names a scenario may use (pure).
+
+What :mod:`lab.scenario.rules` builds from a valid file, and what the runner and the judge read.
+Units: durations are float seconds, sizes int bytes, byte rates int bytes per second, impairment
+rates int bits per second, loss a float percent (:mod:`lab.units`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+ROLES = ("server", "client", "router", "controller")
+TRANSPORTS = ("quic", "tcp", "both")
+KINDS = ("download", "echo")
+MIGRATIONS = ("none", "passive", "active", "preferred")
+TRIGGERS = ("at", "after", "after_bytes")
+MAX_TIMEOUT = 300.0
+DEFAULT_TIMEOUT = 30.0
+NAME_PATTERN = re.compile(r"^[a-z0-9-]+$")
+
+
+# --- topology -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TopologyNames:
+    """The names a scenario may refer to, read by the caller from compose.yaml.
+
+    ``networks`` holds every network (client-side, server-side, preferred-address); the client may
+    only attach to ``client_networks``. ``default_network`` is where the client starts when a
+    scenario says nothing (None: ``initial.networks`` is then required). ``profiles`` lists the
+    impairment profile names; empty means any ``[a-z0-9-]+`` name is accepted.
+    """
+
+    networks: frozenset[str]
+    client_networks: frozenset[str]
+    routers: frozenset[str]
+    default_network: str | None = None
+    port: int = 443
+    preferred_port: int = 4443
+    profiles: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if not self.client_networks <= self.networks:
+            raise ValueError(f"client networks {sorted(self.client_networks - self.networks)} are not networks")
+        if self.default_network is not None and self.default_network not in self.client_networks:
+            raise ValueError(f"default network {self.default_network!r} is not a client network")
+
+
+# --- the typed result -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Impairment:
+    """Link quality on one network. Generic fields; the controller maps them to tc/netem or a fallback."""
+
+    delay: float | None = None  # seconds, one way
+    jitter: float | None = None  # seconds
+    loss: float | None = None  # percent, 0-100
+    rate: int | None = None  # bits per second
+    blackhole: bool = False
+    profile: str | None = None  # a named profile; explicit fields override it
+
+
+@dataclass(frozen=True)
+class InitialState:
+    """Where the client starts. ``networks[0]`` carries the default route."""
+
+    networks: tuple[str, ...]
+    impair: dict[str, Impairment] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the client does while the network changes under it."""
+
+    transport: str = "quic"  # quic | tcp | both (both: a QUIC and a TCP client run side by side through the same steps)
+    kind: str = "download"  # download | echo
+    size: int | None = None  # bytes (download)
+    rate: int | None = None  # bytes per second the server paces the download at; None = unpaced
+    interval: float = 0.02  # seconds between echo requests
+    duration: float | None = None  # seconds (echo)
+    migration: str = "passive"  # none | passive | active | preferred
+    rotate_cid: bool = False  # move to a new connection ID when migrating (RFC 9000 §9.5)
+    port: int = 443
+
+    @property
+    def transports(self) -> tuple[str, ...]:
+        return ("quic", "tcp") if self.transport == "both" else (self.transport,)
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """When a step runs. ``kind``: at | after | after_bytes | after_step (the implicit default)."""
+
+    kind: str = "after_step"
+    at: float | None = None  # seconds since the workload started
+    event: str | None = None  # an event type (lab.events.EVENT_TYPES)
+    role: str | None = None  # optional role the event must come from
+    bytes: int | None = None  # client progress in bytes
+
+
+@dataclass(frozen=True)
+class Flap:
+    """Switch the default route ``times`` times, every ``interval``, cycling through ``networks``.
+
+    ``sequence`` is the resolved list of destinations (starting after the network the default route
+    is on when the flap begins); ``migrate`` adds an active migration after each switch.
+    """
+
+    networks: tuple[str, ...]
+    times: int
+    interval: float
+    sequence: tuple[str, ...] = ()
+    migrate: bool = False
+
+
+@dataclass(frozen=True)
+class Step:
+    """One thing the controller does to the lab, and when."""
+
+    action: str
+    trigger: Trigger = field(default_factory=Trigger)
+    delay: float = 0.0  # seconds after the trigger
+    network: str | None = None
+    address: int | str | None = None  # host number (2-254) or IPv4 address
+    router: str | None = None
+    state: bool | None = None  # blackhole on/off
+    impairment: Impairment | None = None
+    reset: bool = False  # impair: remove every impairment on the network
+    duration: float | None = None  # wait
+    flap: Flap | None = None
+    description: str | None = None
+    line: int = 0
+    index: int = 0
+    origin: str | None = None  # for steps expanded from a flap: "steps[3] flap 2/10"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """One check and its parsed argument, optionally scoped to one transport (``tcp:reconnects: 1``)."""
+
+    check: str
+    argument: Any = None
+    transport: str | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    workload: Workload
+    initial: InitialState
+    steps: tuple[Step, ...] = ()
+    expect: tuple[Expectation, ...] = ()
+    timeout: float = DEFAULT_TIMEOUT
+    tags: tuple[str, ...] = ()
+    file: str = ""
+    # Sources of evidence whose checks may end "not verified" without failing the run.
+    optional_evidence: tuple[str, ...] = ()
+
+    @property
+    def transports(self) -> tuple[str, ...]:
+        return self.workload.transports
+
+    def plan(self) -> tuple[Step, ...]:
+        """The steps with every flap expanded into primitive route (and migrate) steps."""
+        return expand_steps(self.steps)
+
+
+def expand_steps(steps: Iterable[Step]) -> tuple[Step, ...]:
+    """Replace each ``flap`` by its switches, so the controller only plays primitive actions.
+
+    The first switch keeps the flap's trigger and delay; each next one runs ``interval`` after the
+    previous switch.
+    """
+    out: list[Step] = []
+    for step in steps:
+        if step.flap is None:
+            out.append(step)
+            continue
+        total = len(step.flap.sequence)
+        for number, network in enumerate(step.flap.sequence, start=1):
+            trigger = step.trigger if number == 1 else Trigger()
+            delay = step.delay if number == 1 else step.flap.interval
+            origin = f"steps[{step.index}] flap {number}/{total}"
+            out.append(Step(action="route", trigger=trigger, delay=delay, network=network,
+                            description=step.description if number == 1 else None, line=step.line,
+                            index=step.index, origin=origin))
+            if step.flap.migrate:
+                out.append(Step(action="migrate", network=network, line=step.line, index=step.index, origin=origin))
+    return tuple(out)

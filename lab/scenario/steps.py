@@ -1,0 +1,290 @@
+"""The step actions of the scenario language: one spec per action, the one table everything reads.
+
+Each :class:`ActionSpec` says what a step with that ``action:`` takes (its fields, which are
+required, what kind of value each is), what validation beyond the fields it needs (``play``: the
+replay of which networks the client is attached to, step by step), and how the runner applies it
+to the live lab (``apply``: a callable taking the ``Lab`` and the ``Step``). From this table come:
+
+- the validator's rules for ``steps:`` (:mod:`lab.scenario.rules`);
+- ``ScenarioRunner._apply`` (:mod:`lab.scenario.runner`);
+- the actions table of ``scenarios/README.md`` and the editors' JSON Schema
+  ``scenarios/scenario.schema.json`` (:mod:`lab.scenario.reference`, checked current by a test).
+
+Adding an action is adding one entry here (and its method on ``lab.control.actions.Lab``).
+Pure at import: the ``apply`` callables import the Docker side only when they run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from lab.addresses import host_number_or_ipv4
+from lab.scenario.model import Flap, Step, Workload
+
+if TYPE_CHECKING:
+    from yaml.nodes import Node
+
+    from lab.control.actions import Lab
+    from lab.control.base import ActionResult
+
+
+# --- what a field holds ------------------------------------------------------------------------
+
+
+class FieldReader(Protocol):
+    """What a field kind needs from the validator (:class:`lab.scenario.rules.ScenarioValidator`)."""
+
+    def network(self, node: Node, path: str, client_only: bool = True) -> str | None: ...
+    def network_list(self, node: Node, path: str, minimum: int) -> list[str | None] | None: ...
+    def router(self, node: Node, path: str) -> str | None: ...
+    def impairment(self, node: Node, path: str) -> Any: ...
+    def convert(self, node: Node, path: str, parse: Callable[[Any], Any]) -> Any: ...
+    def boolean(self, node: Node, path: str) -> bool | None: ...
+    def integer(self, node: Node, path: str, low: int, high: int) -> int | None: ...
+    def duration(self, node: Node, path: str, positive: bool = False, maximum: float | None = None) -> float | None: ...
+
+
+def on_off(value: Any) -> bool:
+    """YAML 1.1 reads on/off as booleans; accept those and the strings."""
+    if isinstance(value, bool):
+        return value
+    if value in ("on", "off"):
+        return value == "on"
+    raise ValueError(f"{value!r} is not allowed; allowed: on, off")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of field value: how the validator reads it, its JSON Schema, how the README names it.
+
+    ``json`` refers to a definition of :func:`lab.scenario.reference.json_schema` by name.
+    """
+
+    read: Callable[[FieldReader, Node, str], Any]
+    json: str
+    doc: str = ""
+
+
+FLAP_TIMES = (1, 1000)
+
+CLIENT_NETWORK = Kind(lambda v, node, path: v.network(node, path), "client_network")
+ANY_NETWORK = Kind(lambda v, node, path: v.network(node, path, client_only=False), "network", "any")
+CLIENT_NETWORKS = Kind(lambda v, node, path: v.network_list(node, path, minimum=2), "flap_networks", "≥2, attached")
+ROUTER = Kind(lambda v, node, path: v.router(node, path), "router")
+ADDRESS = Kind(lambda v, node, path: v.convert(node, path, host_number_or_ipv4), "address",
+               "host number 2-254 or IPv4")
+ON_OFF = Kind(lambda v, node, path: v.convert(node, path, on_off), "on_off", "on/off")
+IMPAIRMENT = Kind(lambda v, node, path: v.impairment(node, path), "impairment_or_profile",
+                  "{delay: ..., loss: ...} or a profile name")
+FLAG = Kind(lambda v, node, path: v.boolean(node, path), "boolean")
+POSITIVE_DURATION = Kind(lambda v, node, path: v.duration(node, path, positive=True), "duration")
+TIMES = Kind(lambda v, node, path: v.integer(node, path, *FLAP_TIMES), "flap_times", "1-1000")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One key of a step besides the common ones (action, trigger, delay, description).
+
+    ``doc``, when given, is how the README writes the field (e.g. ``reset: true``).
+    """
+
+    name: str
+    kind: Kind
+    required: bool = True
+    doc: str = ""
+
+
+# --- the replay: what a step does to the client's attachments -----------------------------------
+
+
+@dataclass
+class Attachment:
+    """The client's networks while the steps are played in order during validation."""
+
+    attached: list[str]
+    default: str | None  # the network the default route is on
+
+
+class StepCheck(Protocol):
+    """What ``play`` sees of the step being validated (:class:`lab.scenario.rules.ScenarioValidator`)."""
+
+    state: Attachment
+    workload: Workload
+
+    def error(self, key: str | None, message: str, index: int | None = None) -> None:
+        """A problem located at the step's ``key`` (its item ``index`` in a list), or at the step."""
+        ...
+
+
+Play = Callable[[StepCheck, dict[str, Any]], dict[str, Any]]
+
+
+def _need_attached(check: StepCheck, name: str | None, verb: str) -> bool:
+    if name is not None and name not in check.state.attached:
+        check.error("network", f"cannot {verb} {name!r}: the client is not attached to it at this step "
+                               f"(attached: {', '.join(check.state.attached) or 'none'})")
+        return False
+    return name is not None
+
+
+def _play_connect(check: StepCheck, got: dict[str, Any]) -> dict[str, Any]:
+    name = got.get("network")
+    if name is not None and name in check.state.attached:
+        check.error("network", f"the client is already attached to {name!r}")
+    elif name is not None:
+        check.state.attached.append(name)
+    return got
+
+
+def _play_disconnect(check: StepCheck, got: dict[str, Any]) -> dict[str, Any]:
+    name = got.get("network")
+    if _need_attached(check, name, "disconnect"):
+        check.state.attached.remove(name)
+        check.state.default = None if check.state.default == name else check.state.default
+    return got
+
+
+def _play_route(check: StepCheck, got: dict[str, Any]) -> dict[str, Any]:
+    if _need_attached(check, got.get("network"), "route"):
+        check.state.default = got["network"]
+    return got
+
+
+def _play_migrate(check: StepCheck, got: dict[str, Any]) -> dict[str, Any]:
+    _need_attached(check, got.get("network"), "migrate")
+    if check.workload.migration != "active":
+        check.error("action", f"migrate needs workload.migration: active (it is {check.workload.migration})")
+    return got
+
+
+def _play_renumber(check: StepCheck, got: dict[str, Any]) -> dict[str, Any]:
+    _need_attached(check, got.get("network"), "renumber")
+    return got
+
+
+def _play_impair(check: StepCheck, got: dict[str, Any]) -> dict[str, Any]:
+    reset = bool(got.get("reset"))
+    if ("impair" in got) == reset:
+        check.error(None, "impair needs either impair: {delay: ..., loss: ...} (or a profile name), "
+                          "or reset: true; not both")
+    fields: dict[str, Any] = {"network": got.get("network"), "reset": reset}
+    if got.get("impair") is not None:
+        fields["impairment"] = got["impair"]
+    return fields
+
+
+def _play_flap(check: StepCheck, got: dict[str, Any]) -> dict[str, Any]:
+    """Validate the switches against the attachments, and resolve them (starting after the default)."""
+    listed = got.get("networks") or []
+    attached = check.state.attached
+    for index, name in enumerate(listed):
+        if name is not None and name not in listed[:index] and name not in attached:
+            check.error("networks", f"the client is not attached to {name!r} at this step; flap switches the "
+                                    f"default route between attached networks (attached: "
+                                    f"{', '.join(attached) or 'none'})", index)
+    networks = [name for name in listed if name is not None]
+    times, interval = got.get("times"), got.get("interval")
+    if times is None or interval is None or len(networks) < 2:
+        return {}
+    default = check.state.default
+    first = (networks.index(default) + 1) if default in networks else 0
+    sequence = tuple(networks[(first + k) % len(networks)] for k in range(times))
+    check.state.default = sequence[-1]
+    return {"flap": Flap(networks=tuple(networks), times=times, interval=interval, sequence=sequence,
+                         migrate=check.workload.migration == "active")}
+
+
+def _as_given(check: StepCheck, got: dict[str, Any]) -> dict[str, Any]:
+    return got
+
+
+# --- how the runner applies it ------------------------------------------------------------------
+
+Apply = Callable[["Lab", Step], "ActionResult"]
+
+
+def _apply_impair(lab: Lab, step: Step) -> ActionResult:
+    from lab.control import impair
+
+    return impair.apply_step(lab, step)
+
+
+def _apply_wait(lab: Lab, step: Step) -> ActionResult:
+    from lab.control.base import ActionResult
+
+    return ActionResult("wait", f"{step.duration or 0:g}s")  # the runner holds the next step for the duration
+
+
+# --- the table ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """One action of the scenario language.
+
+    ``one_of``: fields of which exactly one must be given (``impair`` or ``reset: true``).
+    ``apply`` is None for an action the plan expands into others before the runner sees it (``flap``).
+    ``changes_network``: the action changes addresses or reachability (a run's disruption is measured
+    from the first such action); ``moves_client``: it gives the server a new client path to validate.
+    """
+
+    name: str
+    fields: tuple[Field, ...]
+    does: str
+    play: Play = _as_given
+    apply: Apply | None = None
+    one_of: tuple[str, ...] = ()
+    changes_network: bool = True
+    moves_client: bool = False
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields if f.required)
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+
+_SPECS = (
+    ActionSpec("connect", (Field("network", CLIENT_NETWORK), Field("address", ADDRESS, required=False)),
+               "attach the client to a client network; the default route stays where it was",
+               _play_connect, lambda lab, step: lab.connect(step.network, step.address)),  # type: ignore[arg-type]
+    ActionSpec("disconnect", (Field("network", CLIENT_NETWORK),),
+               "detach the client; packets in flight are lost; if it carried the default route there is none "
+               "until a `route`",
+               _play_disconnect, lambda lab, step: lab.disconnect(step.network)),  # type: ignore[arg-type]
+    ActionSpec("route", (Field("network", CLIENT_NETWORK),),
+               "send the client's default route via that network's router",
+               _play_route, lambda lab, step: lab.route(step.network), moves_client=True),  # type: ignore[arg-type]
+    ActionSpec("migrate", (Field("network", CLIENT_NETWORK),),
+               "tell an active client to move the connection to its address on that network (needs "
+               "`migration: active`)",
+               _play_migrate, lambda lab, step: lab.migrate(step.network), moves_client=True),  # type: ignore[arg-type]
+    ActionSpec("rebind", (Field("router", ROUTER),),
+               "the router forgets its NAT mappings: a new outside port (NAT rebinding)",
+               _as_given, lambda lab, step: lab.rebind(step.router), moves_client=True),  # type: ignore[arg-type]
+    ActionSpec("renumber", (Field("network", CLIENT_NETWORK), Field("address", ADDRESS, required=False)),
+               "give the client a new address on the same network",
+               _play_renumber, lambda lab, step: lab.renumber(step.network, step.address),  # type: ignore[arg-type]
+               moves_client=True),
+    ActionSpec("blackhole", (Field("network", ANY_NETWORK), Field("state", ON_OFF, doc="`state: on/off`")),
+               "drop everything on that network",
+               _as_given, lambda lab, step: lab.blackhole(step.network, bool(step.state))),  # type: ignore[arg-type]
+    ActionSpec("impair", (Field("network", ANY_NETWORK), Field("impair", IMPAIRMENT, required=False),
+                          Field("reset", FLAG, required=False, doc="`reset: true`")),
+               "change link quality (`reset: true` removes every impairment on the network)",
+               _play_impair, _apply_impair, one_of=("impair", "reset"), changes_network=False),
+    ActionSpec("wait", (Field("duration", POSITIVE_DURATION),), "do nothing for a while",
+               _as_given, _apply_wait, changes_network=False),
+    ActionSpec("flap", (Field("networks", CLIENT_NETWORKS), Field("times", TIMES),
+                        Field("interval", POSITIVE_DURATION)),
+               "switch the default route `times` times, every `interval` (expanded into `route` steps)",
+               _play_flap, None),
+)
+
+ACTIONS: dict[str, ActionSpec] = {spec.name: spec for spec in _SPECS}
+
+__all__ = ["ACTIONS", "ActionSpec", "Attachment", "Field", "Kind", "StepCheck", "on_off"]
