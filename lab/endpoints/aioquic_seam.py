@@ -323,6 +323,19 @@ def trace_events(trace: QuicLoggerTrace) -> Any:
     return trace._events
 
 
+def drain_trace_events(trace: QuicLoggerTrace) -> list[dict[str, Any]]:
+    """Take the trace's events logged so far out of it (``_events``), oldest first.
+
+    A trace otherwise keeps every event of its connection in memory: for a 12 MB download that is
+    over a million objects, and the garbage collector's full passes over them stalled the event loop
+    for 50-160 ms (measured with gc.callbacks on loopback), larger than the gaps the lab measures.
+    """
+    events = trace._events
+    drained = list(events)
+    events.clear()
+    return drained
+
+
 def trace_odcid(trace: QuicLoggerTrace) -> bytes:
     """The original destination connection ID the trace is named after (``_odcid``)."""
     return trace._odcid

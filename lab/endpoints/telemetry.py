@@ -13,9 +13,9 @@ address with a different IP address, the congestion controller and the RTT estim
 to their initial values (a port-only change, i.e. NAT rebinding, keeps them). Disable it with
 ``cc_reset=False`` (``--no-cc-reset``) to observe aioquic's own behaviour.
 
-``IncrementalQlog`` is a ``QuicLogger`` that rewrites ``<odcid>_<role>.qlog`` atomically
-(tmp + rename) every 250 ms while a connection is open, so that an open connection's trace can
-be read live.
+``IncrementalQlog`` is a ``QuicLogger`` that appends to ``<odcid>_<role>.qlog`` in place every
+QLOG_FLUSH_INTERVAL while a connection is open, keeping no events in memory, so that an open
+connection's trace can be read live.
 
 Both read aioquic's internals only through ``lab.endpoints.aioquic_seam``.
 """
@@ -23,7 +23,6 @@ Both read aioquic's internals only through ``lab.endpoints.aioquic_seam``.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import os
 import time
@@ -281,11 +280,13 @@ _QLOG_NAMES = {
 
 
 class IncrementalQlog(QuicLogger):
-    """A QuicLogger writing each trace to ``<dir>/<odcid>_<role>.qlog`` while it is open.
+    """A QuicLogger streaming each trace to ``<dir>/<odcid>_<role>.qlog`` while it is open.
 
-    aioquic's QuicFileLogger writes a trace only when its connection ends; a lab wants to look
-    at a long-lived connection while it migrates. Files are replaced atomically, so a reader
-    always sees valid JSON.
+    aioquic's QuicFileLogger keeps every event in memory and writes a trace only when its
+    connection ends; a lab wants to look at a long-lived connection while it migrates, and must not
+    stall it. So every flush takes the new events out of the trace, encodes each once, and appends
+    them in place: the file's closing brackets are overwritten and written again after them. Nothing
+    is kept in memory, and the file is valid JSON after every flush.
     """
 
     def __init__(self, directory: str | Path, role: str) -> None:
@@ -293,7 +294,7 @@ class IncrementalQlog(QuicLogger):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.role = role
-        self._serialised: dict[int, list[str]] = {}  # id(trace) -> its events, JSON-encoded
+        self._written: dict[int, tuple[int, int]] = {}  # id(trace) -> (events written, bytes of the tail)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -317,35 +318,38 @@ class IncrementalQlog(QuicLogger):
 
     def flush(self) -> None:
         for trace in seam.logger_traces(self):
-            if len(self._serialised.get(id(trace), ())) != len(seam.trace_events(trace)):
+            if id(trace) not in self._written or len(seam.trace_events(trace)):
                 self._write(trace)
 
     def _write(self, trace: QuicLoggerTrace) -> None:
-        """Write the whole trace; only the events new since the last write are serialised.
-
-        Re-serialising a long trace every 250 ms would stall the event loop for tens of
-        milliseconds -- visible as data gaps -- so each event is encoded once and cached.
-        """
-        cache = self._serialised.setdefault(id(trace), [])
-        events = seam.trace_events(trace)
-        cache.extend(json.dumps(event) for event in itertools.islice(events, len(cache), None))
-        head = trace.to_dict() if not events else {**trace.to_dict(), "events": []}
-        head_text = json.dumps({"qlog_format": "JSON", "qlog_version": QLOG_VERSION, "traces": [head]})
-        prefix, _, suffix = head_text.partition('"events": []')
+        """Append the events logged since the last write (the first write creates the file)."""
+        events = seam.drain_trace_events(trace)
+        body = ",".join(json.dumps(event) for event in events)
         target = self.path_for(seam.trace_odcid(trace))
-        tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
+        written, tail_size = self._written.get(id(trace), (0, 0))
         try:
-            with open(tmp, "w") as out:
-                out.write(prefix + '"events": [')
-                for index, text in enumerate(cache):
-                    out.write("," + text if index else text)
-                out.write("]" + suffix)
-            os.replace(tmp, target)
+            if id(trace) not in self._written:
+                head = json.dumps({"qlog_format": "JSON", "qlog_version": QLOG_VERSION,
+                                   "traces": [{**trace.to_dict(), "events": []}]})
+                prefix, _, suffix = head.partition('"events": []')
+                tail = "]" + suffix
+                with open(target, "w", encoding="ascii") as out:
+                    out.write(prefix + '"events": [' + body + tail)
+                tail_size = len(tail)
+            elif events:
+                with open(target, "r+", encoding="ascii") as out:
+                    out.seek(0, os.SEEK_END)
+                    end = out.tell()
+                    out.seek(end - tail_size)
+                    tail = out.read()
+                    out.seek(end - tail_size)
+                    out.write(("," if written else "") + body + tail)
+            self._written[id(trace)] = (written + len(events), tail_size)
         except OSError:
             pass
 
     def end_trace(self, trace: QuicLoggerTrace) -> None:
         super().end_trace(trace)
         self._write(trace)
-        self._serialised.pop(id(trace), None)
+        self._written.pop(id(trace), None)
         seam.forget_trace(self, trace)

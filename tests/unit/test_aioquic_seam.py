@@ -341,6 +341,40 @@ def test_qlog_trace_accessors(certificates: Certificates) -> None:
     assert list(seam.logger_traces(logger)) == []
 
 
+def test_drain_takes_the_events_out_of_the_trace(certificates: Certificates) -> None:
+    logger = QuicLogger()
+    pair = Pair(certificates, client_logger=logger)
+    trace = seam.qlog_trace(pair.client)
+    pair.handshake()
+    logged = len(seam.trace_events(trace))
+    drained = seam.drain_trace_events(trace)
+    assert len(drained) == logged > 0 and len(seam.trace_events(trace)) == 0
+
+
+def test_incremental_qlog_streams_a_valid_file_and_keeps_no_events(certificates: Certificates, tmp_path) -> None:
+    import json
+
+    from lab.endpoints.telemetry import IncrementalQlog
+
+    logger = IncrementalQlog(tmp_path, "client")
+    pair = Pair(certificates, client_logger=logger)
+    trace = seam.qlog_trace(pair.client)
+    path = logger.path_for(seam.trace_odcid(trace))
+    counts = []
+    for step in range(3):  # a file after each flush, growing in place, valid JSON every time
+        if step:
+            trace.log_event(category="connectivity", event="path_updated", data={"step": step})
+        else:
+            pair.handshake()
+        logger.flush()
+        assert len(seam.trace_events(trace)) == 0  # nothing kept in memory
+        counts.append(len(json.loads(path.read_text())["traces"][0]["events"]))
+    assert counts[0] > 0 and counts[1:] == [counts[0] + 1, counts[0] + 2]
+    logger.end_trace(trace)
+    events = json.loads(path.read_text())["traces"][0]["events"]
+    assert events[-1]["data"] == {"step": 2} and list(seam.logger_traces(logger)) == []
+
+
 # --- asyncio protocol and server ------------------------------------------------------------
 
 
