@@ -121,13 +121,13 @@ def _fmt_tick(value: float) -> str:
 
 
 def timeseries_svg(title: str, y_label: str, series: Sequence[Series], markers: Sequence[NetworkMarker],
-                   windows: Sequence[Window], t_max: float, width: int = 960, height: int = 260,
+                   windows: Sequence[Window], t_max: float, width: int = 1100, height: int = 260,
                    standalone: bool = False) -> str:
     """A line chart over the run's time axis (s from t0) with network actions marked and windows shaded.
 
     ``standalone`` adds the SVG namespace (for a file of its own); inline in HTML it is not needed.
     """
-    left, right, top, bottom = 70, 150, 30, 40
+    left, right, top, bottom = 70, 240, 30, 40
     plot_w, plot_h = width - left - right, height - top - bottom
     t_max = max(t_max, 1e-3)
     values = [v for s in series for _, v in s.points]
@@ -158,11 +158,12 @@ def timeseries_svg(title: str, y_label: str, series: Sequence[Series], markers: 
     parts.append(f'<text x="14" y="{top + plot_h / 2}" transform="rotate(-90 14 {top + plot_h / 2})" '
                  f'text-anchor="middle">{escape(y_label)}</text>')
     parts.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>')
-    for marker in markers:
+    for index, marker in enumerate(markers):
+        label_y = top + 11 + 11 * (index % 3)  # actions close together: labels on three rows
         parts.append(f'<line class="marker" x1="{x(marker.t):.1f}" x2="{x(marker.t):.1f}" y1="{top}" '
                      f'y2="{top + plot_h}" stroke="#9467bd" stroke-dasharray="4 3"><title>{escape(marker.action)} '
                      f'{escape(marker.target)} at {marker.t:.3f} s</title></line>')
-        parts.append(f'<text x="{x(marker.t) + 3:.1f}" y="{top + 11}" fill="#9467bd" font-size="10">'
+        parts.append(f'<text x="{x(marker.t) + 3:.1f}" y="{label_y}" fill="#9467bd" font-size="10">'
                      f'{escape(marker.action)} {escape(marker.target)}</text>')
     for index, item in enumerate(series):
         dash = ' stroke-dasharray="5 3"' if item.dashed else ""

@@ -1,20 +1,42 @@
-"""Reports of a judged run: report.json for machines, report.md for people, goodput.svg to look at.
+"""Reports of a judged run: report.json for machines, report.md for people, goodput.svg to look at,
+report.html to explore (with goodput.csv and sequence.svg).
 
 Pure functions from a verdict's dict (``Verdict.to_dict()`` in lab.verify.judge) and the run's
-timeline to text, plus one writer.
+timeline to text, plus one writer, :func:`write_reports`, the edge that reads the run directory's
+files (events.jsonl, topology.json, the qlog) and has the captures decoded.
+
+Decoding the captures is the judge's business (``lab.verify.pcap.read_quic_packets``, the lab
+image's tshark): ``lab.verify`` sits above ``lab.report``, so the writer is handed that function as
+``read_packets`` rather than importing it. Without it, or when decoding fails (no Docker, no
+image), report.html is still written, and says why it shows no packets.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from lab.observe.timeline import Timeline
+from lab.report.charts import build_charts, goodput_csv, time_zero
+from lab.report.evidence import event_lines
+from lab.report.html import HtmlInputs, report_html
 from lab.report.metrics import goodput_series, network_events
 from lab.report.plot import goodput_svg
+from lab.report.qlog import QlogTrace, qlog_traces
+from lab.report.sequence import SequenceDiagram, build_sequence, sequence_svg
+from lab.scenario.record import CAPTURES, EVENTS, KEYLOG, SERVER_CAPTURE, TOPOLOGY_COPY
+from lab.topology.model import TopologyError, topology_from_config
 
 PLOT = "goodput.svg"
+HTML = "report.html"
+GOODPUT_CSV = "goodput.csv"
+SEQUENCE_SVG = "sequence.svg"
+# (pcap, keylog or None, UDP ports decoded as QUIC) -> packets: lab.verify.pcap.read_quic_packets
+PacketReader = Callable[[Path, Path | None, Iterable[int]], Sequence[Any]]
 MARKS = {"passed": "yes", "not verified": "**not verified**"}  # anything else: failed
 
 
@@ -76,8 +98,14 @@ def goodput_chart(timeline: Timeline, transports: list[str], title: str) -> str:
     return goodput_svg(series, markers, f"{title}: goodput (0 s = the client starts)")
 
 
-def write_reports(run_dir: Path, report: dict[str, Any], timeline: Timeline, description: str = "") -> None:
-    """report.json, report.md and goodput.svg in the run directory."""
+def write_reports(run_dir: Path, report: dict[str, Any], timeline: Timeline, description: str = "",
+                  read_packets: PacketReader | None = None) -> None:
+    """report.json, report.md, goodput.svg, report.html, goodput.csv (and sequence.svg) in the run directory.
+
+    ``read_packets``: the judge's capture decoder (``lab.verify.pcap.read_quic_packets``), for the
+    packet sequence and the evidence links of report.html.
+    """
+    run_dir = Path(run_dir)
     plot = None
     if len(timeline):
         (run_dir / PLOT).write_text(goodput_chart(timeline, list(report["metrics"]["by_transport"]),
@@ -85,3 +113,103 @@ def write_reports(run_dir: Path, report: dict[str, Any], timeline: Timeline, des
         plot = PLOT
     (run_dir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (run_dir / "report.md").write_text(report_markdown(report, description, plot))
+    write_html(run_dir, report, timeline, description, read_packets)
+
+
+# --- report.html: the edge that gathers the run directory's files ------------------------------------------------
+
+
+def read_qlogs(run_dir: Path) -> tuple[list[QlogTrace], dict[str, list[str]], list[str]]:
+    """Both sides' qlog traces, side -> files (relative to the run directory), and the unreadable files."""
+    traces: list[QlogTrace] = []
+    files: dict[str, list[str]] = {}
+    bad: list[str] = []
+    for side in ("client", "server"):
+        for path in sorted((run_dir / side / "qlog").glob("*.qlog")):
+            relative = path.relative_to(run_dir).as_posix()
+            files.setdefault(side, []).append(relative)
+            try:
+                traces += qlog_traces(json.loads(path.read_text()), relative)
+            except (OSError, ValueError) as exc:
+                bad.append(f"{relative}: unreadable ({exc})")
+    return traces, files, bad
+
+
+def _decode(read_packets: PacketReader, captures: dict[str, Path], keylog: Path | None, ports: tuple[int, ...]
+            ) -> dict[str, Sequence[Any]]:
+    """Decode several captures at once (each is a container of the lab image)."""
+    with ThreadPoolExecutor(max_workers=max(len(captures), 1)) as pool:
+        futures = {name: pool.submit(read_packets, path, keylog, ports) for name, path in captures.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def decode_captures(run_dir: Path, read_packets: PacketReader | None, servers: set[str], routers: dict[str, str],
+                    ports: tuple[int, ...]) -> tuple[Sequence[Any] | None, dict[str, Sequence[Any]], str]:
+    """The server side's packets (None when not decoded), router -> its client side's packets, and a note."""
+    capture = run_dir / SERVER_CAPTURE
+    if not capture.is_file():
+        return None, {}, f"there is no {SERVER_CAPTURE} (a run made with --no-capture has none)"
+    if read_packets is None:
+        return None, {}, ("report.html was written without a capture decoder; `python -m lab open --rebuild "
+                          "RUN_DIR` writes it again with the captures decoded")
+    keylog = run_dir / KEYLOG
+    key = keylog if keylog.is_file() else None
+    started = time.monotonic()
+    try:
+        wan = _decode(read_packets, {"server": capture}, key, ports)["server"]
+        crossed = {p.src_ip for p in wan} | {p.dst_ip for p in wan}
+        lans = {router: run_dir / CAPTURES / f"{router}-lan.pcapng" for router, ip in routers.items()
+                if ip in crossed and (run_dir / CAPTURES / f"{router}-lan.pcapng").is_file()}
+        lan = _decode(read_packets, lans, key, ports) if lans else {}
+    except Exception as exc:  # noqa: BLE001 - any failure of the decoder (no Docker, no image): the page says it
+        return None, {}, f"decoding {SERVER_CAPTURE} failed: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+    names = ", ".join([SERVER_CAPTURE] + [f"{CAPTURES}/{r}-lan.pcapng" for r in lan])
+    return wan, dict(lan), (f"{len(wan):,} QUIC packets in {SERVER_CAPTURE}; decoded {names} with the lab image's "
+                            f"tshark in {time.monotonic() - started:.1f} s.")
+
+
+def write_html(run_dir: Path, report: dict[str, Any], timeline: Timeline, description: str = "",
+               read_packets: PacketReader | None = None) -> Path:
+    """report.html and goodput.csv (and sequence.svg when the captures draw one)."""
+    events_file = run_dir / EVENTS
+    events = event_lines(events_file.read_text(encoding="utf-8", errors="replace")) if events_file.is_file() else []
+    t0 = time_zero(timeline)
+    servers: set[str] = set()
+    routers: dict[str, str] = {}
+    ports: tuple[int, ...] = ()
+    topology_note = ""
+    try:
+        topology = topology_from_config(json.loads((run_dir / TOPOLOGY_COPY).read_text()))
+        servers = {topology.server_address, topology.server_preferred_address}
+        routers = {r: topology.router_public_address(r) for r in topology.routers}
+        ports = (topology.server_port, topology.server_preferred_port)
+    except (OSError, ValueError, KeyError, TopologyError) as exc:
+        topology_note = f"{TOPOLOGY_COPY} unreadable ({exc}): the lanes and directions are unknown"
+    packets, lan, packets_note = (None, {}, topology_note) if topology_note else decode_captures(
+        run_dir, read_packets, servers, routers, ports)
+    sequence: SequenceDiagram | None = None
+    sequence_note = ""
+    if packets is not None:
+        pairs = [(e.number, e.data) for e in events if e.data]
+        sequence = build_sequence(packets, lan, servers=servers, routers=routers, events=pairs, t0=t0)
+        if not sequence.messages:
+            sequence_note = f"no QUIC datagram between the client and the server in {SERVER_CAPTURE}"
+    else:
+        sequence_note = packets_note
+    traces, qlog_files, bad = read_qlogs(run_dir)
+    transports = list((report.get("metrics") or {}).get("by_transport") or {}) or timeline.transports()
+    charts = build_charts(timeline, transports, traces, t0)
+    (run_dir / GOODPUT_CSV).write_text(goodput_csv(charts.goodput))
+    if sequence is not None and sequence.messages:
+        (run_dir / SEQUENCE_SVG).write_text(sequence_svg(sequence, standalone=True))
+    else:
+        (run_dir / SEQUENCE_SVG).unlink(missing_ok=True)  # a diagram of an earlier writing would not match this page
+    artifacts = sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*")
+                       if p.is_file() and p.name != HTML)
+    inputs = HtmlInputs(report=report, events=events, t0=t0, description=description, packets=packets,
+                        packets_note=packets_note, sequence=sequence, sequence_note=sequence_note,
+                        charts=charts.svgs, chart_notes=tuple(bad) + charts.notes, servers=frozenset(servers),
+                        qlog_files=qlog_files, artifacts=artifacts)
+    path = run_dir / HTML
+    path.write_text(report_html(inputs), encoding="utf-8")
+    return path

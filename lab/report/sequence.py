@@ -36,7 +36,7 @@ PACKET_TYPES = {"initial": "Initial", "handshake": "Handshake", "0rtt": "0-RTT",
 ACTIONS = frozenset({"connect", "disconnect", "route", "migrate", "rebind", "renumber", "blackhole", "flap",
                      "impair"})
 MATCH_WINDOW_S = 0.5  # a NAT forwards in well under a millisecond; a delay line in the router adds its delay
-MATCH_CLOCK_S = 0.001  # both sides are captured in one container, on one clock: only rounding goes backwards
+MATCH_CLOCK_S = 0.000002  # both sides are captured in one container, on one clock: only rounding goes backwards
 
 Direction = Literal["c2s", "s2c"]
 
@@ -255,13 +255,23 @@ def _reasons_of(datagram: Datagram) -> list[str]:
     return found
 
 
+def _same_packet(a: Datagram, b: Datagram) -> bool:
+    """False only when both were decrypted and their first packets differ (DCID or packet number)."""
+    first_a, first_b = a.packets[0], b.packets[0]
+    if first_a.packet_number is None or first_b.packet_number is None:
+        return True
+    return (first_a.dcid, first_a.packet_number) == (first_b.dcid, first_b.packet_number)
+
+
 def _match(lan: list[Datagram], wan: list[Datagram], way: Direction) -> dict[int, Datagram]:
     """Pair one direction's datagrams of a NAT's two sides: id(wan datagram) -> its lan datagram.
 
-    In order, same UDP payload size, and a transit time through the NAT (lan to wan for the client's
-    datagrams, wan to lan for the server's) between 0 and :data:`MATCH_WINDOW_S`, the one closest to
-    the previous pair's transit (a delay line in the router shifts them all alike). Full-size datagrams
-    all look alike; the transit time is what tells a forwarded one from one the NAT dropped.
+    In order, same UDP payload size, the same DCID and packet number when both sides were decrypted,
+    and a transit time through the NAT (lan to wan for the client's datagrams, wan to lan for the
+    server's) between 0 and :data:`MATCH_WINDOW_S`, the one closest to the previous pair's transit (a
+    delay line in the router shifts them all alike). Full-size datagrams all look alike; where the
+    packet numbers are unknown (a NAT's side without the handshake cannot be decrypted), the transit
+    time is what tells a forwarded datagram from one the NAT dropped.
     """
     times = [d.time for d in wan]
     sign = 1.0 if way == "c2s" else -1.0  # wan time = lan time + sign * transit
@@ -273,7 +283,7 @@ def _match(lan: list[Datagram], wan: list[Datagram], way: Direction) -> dict[int
         high = bisect.bisect_right(times, bounds[1])
         best = None
         for k in range(low, high):
-            if wan[k].size != datagram.size:
+            if wan[k].size != datagram.size or not _same_packet(wan[k], datagram):
                 continue
             transit = sign * (wan[k].time - datagram.time)
             score = abs(transit - expected)
@@ -480,7 +490,11 @@ def build_sequence(wan_packets: Sequence[Packet], lan_packets: Mapping[str, Sequ
             if ip not in client_addresses:
                 client_addresses.append(ip)
     lanes = [Lane("client", "client", tuple(client_addresses))]
-    lanes += [Lane(name, "nat", (ip,)) for name, ip in routers.items() if name in lanes_used]
+    first_time: dict[str, float] = {}
+    for _, message in candidates:
+        first_time.setdefault(message.lane, message.time)
+    nats = sorted((name for name in routers if name in lanes_used), key=lambda n: first_time.get(n, float("inf")))
+    lanes += [Lane(name, "nat", (routers[name],)) for name in nats]
     lanes += [Lane(name, "peer", (name,)) for name in sorted(lanes_used - set(routers))]
     lanes.append(Lane("server", "server", tuple(sorted(server_ips))))
     for name in routers:
@@ -550,20 +564,22 @@ def sequence_svg(diagram: SequenceDiagram, frame_href: str = "#f-{frame}", event
     Links: each message's frame number to ``frame_href`` (server-side frame), each note and marker to
     ``event_href`` (its line in events.jsonl); in a standalone file links are left out.
     """
-    gutter, margin = 120, 70
+    gutter, margin = 130, 100
     lanes = diagram.lanes
     span = (width - gutter - margin) / max(len(lanes) - 1, 1)
     x = {lane.name: gutter + i * span for i, lane in enumerate(lanes)}
     canvas = _Canvas(width)
     parts = canvas.parts
     y = 20.0
-    for lane in lanes:  # lane headers
-        parts.append(f'<rect x="{x[lane.name] - 80:.1f}" y="{y:.1f}" width="160" height="40" rx="6" fill="#f4f6fa" '
-                     f'stroke="#889"/>')
+    for lane in lanes:  # lane headers: the name, then the addresses, two a line
         kind = {"nat": " (NAT)", "peer": " (no NAT known)"}.get(lane.kind, "")
+        rows = [", ".join(lane.addresses[i:i + 2]) for i in range(0, len(lane.addresses), 2)][:2] or ["not captured"]
+        parts.append(f'<rect x="{x[lane.name] - 85:.1f}" y="{y:.1f}" width="170" height="{22 + 13 * len(rows)}" '
+                     'rx="6" fill="#f4f6fa" stroke="#889"/>')
         parts.append(_label(x[lane.name], y + 16, lane.name + kind, size=12, colour="#111"))
-        parts.append(_label(x[lane.name], y + 31, ", ".join(lane.addresses)[:28] or "address not captured", size=10))
-    top = y + 40
+        for i, text in enumerate(rows):
+            parts.append(_label(x[lane.name], y + 30 + 13 * i, text, size=10))
+    top = y + 48
     y = top + 22
 
     def link(href: str, body: str) -> str:
@@ -581,8 +597,10 @@ def sequence_svg(diagram: SequenceDiagram, frame_href: str = "#f-{frame}", event
             body.append(link(event_href.format(line=row.line), text))
             y += 26
         elif isinstance(row, Note):
-            text = _label(x.get(row.lane, gutter) + 6, y, f"{row.text}, events.jsonl:{row.line}", "start", 10,
-                          COLOURS["note"], "nat-note")
+            lane_x = x.get(row.lane, gutter)
+            right = lane_x > width / 2  # the text goes towards the middle, not off the edge
+            text = _label(lane_x + (-6 if right else 6), y, f"{row.text}, events.jsonl:{row.line}",
+                          "end" if right else "start", 10, COLOURS["note"], "nat-note")
             body.append(link(event_href.format(line=row.line), text))
             body.append(f'<circle cx="{x.get(row.lane, gutter):.1f}" cy="{y - 3:.1f}" r="3" fill="{COLOURS["note"]}"/>')
             y += 18
