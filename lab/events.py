@@ -216,6 +216,23 @@ class DataGap(Event):
 
 
 @dataclass(frozen=True)
+class GapHistogram(Event):
+    """Every inter-arrival gap of application data the client saw, in 1 ms buckets (at the end).
+
+    ``counts`` maps the gap's whole milliseconds (as a string) to how many gaps that long there
+    were; gaps under 1 ms are only counted in ``samples``. ``threshold_ms``: from this length on a
+    gap was also reported as a ``data_gap`` event.
+    """
+
+    TYPE: ClassVar[str] = "gap_histogram"
+    bucket_ms: int = 1
+    counts: dict[str, int] = field(default_factory=dict)
+    samples: int = 0
+    max_ms: float = 0.0
+    threshold_ms: float = 0.0
+
+
+@dataclass(frozen=True)
 class ReconnectStarted(Event):
     TYPE: ClassVar[str] = "reconnect_started"
     reason: str = ""
@@ -261,7 +278,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         HandshakeCompleted, ConnectionClosed, Error, PathDiscovered, PathChallengeSent,
         PathResponseReceived, PathValidated, PathAbandoned, ActivePathChanged,
         AmplificationLimited, CongestionReset, PeerCidChanged, HostCidRetired,
-        MigrationStarted, MigrationCompleted, Progress, TransferComplete, EchoRtt, DataGap,
+        MigrationStarted, MigrationCompleted, Progress, TransferComplete, EchoRtt, DataGap, GapHistogram,
         ReconnectStarted, Reconnected, Action, NatMapping,
     )
 }

@@ -18,7 +18,8 @@ makes a NAT rebinding or a move happen at a chosen moment.
 
 Workload events: ``progress`` every 100 ms while data flows, with ``peer`` = the source address
 of the newest datagram received (observed, not what the connection believes); ``data_gap`` when
-data resumes after >= 50 ms without any, measured at every read; ``echo_rtt`` per echo reply;
+data resumes after >= 5 ms without any (50 ms for echo), measured at every read, and at the end a
+``gap_histogram`` of every gap to 1 ms (lab.endpoints.gaps); ``echo_rtt`` per echo reply;
 ``transfer_complete`` with the sha256 checked against ``workload.expected_sha256``.
 """
 
@@ -40,6 +41,7 @@ from aioquic.quic.connection import NetworkAddress, QuicConnection
 from lab.addresses import host_of, same_ip, v4_mapped
 from lab.endpoints import aioquic_seam as seam
 from lab.endpoints.control import ControlServer
+from lab.endpoints.gaps import DOWNLOAD_THRESHOLD_S, ECHO_THRESHOLD_S, GapMeter
 from lab.endpoints.migrate import (
     bind_client_socket,
     candidate_addresses,
@@ -55,6 +57,7 @@ from lab.events import (
     EchoRtt,
     Emitter,
     Error,
+    GapHistogram,
     MigrationCompleted,
     MigrationStarted,
     Progress,
@@ -62,7 +65,6 @@ from lab.events import (
     normalise_address,
 )
 
-GAP_THRESHOLD = 0.05
 PROGRESS_INTERVAL = 0.1
 KEEPALIVE = 0.2  # seconds without data before the client sends a PING (see keepalive)
 WATCH_INTERVAL = 0.1
@@ -92,25 +94,30 @@ class ClientOptions:
 class DataMeter:
     """Counts received application bytes, emits data_gap and progress, hashes what it sees."""
 
-    def __init__(self, client: LabClientProtocol, total: int | None) -> None:
+    def __init__(self, client: LabClientProtocol, total: int | None, threshold_s: float = DOWNLOAD_THRESHOLD_S) -> None:
         self.client = client
         self.total = total
         self.bytes = 0
         self.digest = hashlib.sha256()
-        self.last_mono: float | None = None
-        self.last_wall = 0.0
+        self.gaps = GapMeter(threshold_s)
         self.reported = -1
+
+    @property
+    def last_mono(self) -> float | None:
+        return self.gaps.last_mono
 
     def feed(self, data: bytes) -> None:
         if not data:
             return
-        mono, wall = time.monotonic(), time.time()
-        if self.last_mono is not None and mono - self.last_mono >= GAP_THRESHOLD:
-            self.client.emit(DataGap, start_ts=self.last_wall, end_ts=wall,
-                             gap_ms=round((mono - self.last_mono) * 1000, 3), bytes=self.bytes)
-        self.last_mono, self.last_wall = mono, wall
+        gap = self.gaps.arrival(time.monotonic(), time.time())
+        if gap is not None:
+            start, end, gap_ms = gap
+            self.client.emit(DataGap, start_ts=start, end_ts=end, gap_ms=gap_ms, bytes=self.bytes)
         self.bytes += len(data)
         self.digest.update(data)
+
+    def histogram(self) -> None:
+        self.client.emit(GapHistogram, **self.gaps.histogram())
 
     def progress(self) -> None:
         if self.bytes != self.reported:
@@ -273,12 +280,13 @@ class LabClientProtocol(QuicConnectionProtocol):
         digest = meter.digest.hexdigest()
         expected = expected_sha256(size, seed)
         ok = finished and meter.bytes == size and digest == expected
+        meter.histogram()
         self.emit(TransferComplete, bytes=meter.bytes, sha256=digest, expected_sha256=expected, ok=ok,
                   duration_ms=round((time.monotonic() - start) * 1000, 3))
         return ok
 
     async def echo(self, interval_ms: float, duration_s: float) -> bool:
-        meter = DataMeter(self, None)
+        meter = DataMeter(self, None, ECHO_THRESHOLD_S)
         sent = hashlib.sha256()
         sent_bytes = 0
         pending = bytearray()
@@ -321,6 +329,7 @@ class LabClientProtocol(QuicConnectionProtocol):
         task.cancel()
         digest, expected = meter.digest.hexdigest(), sent.hexdigest()
         ok = finished and meter.bytes == sent_bytes and digest == expected
+        meter.histogram()
         self.emit(TransferComplete, bytes=meter.bytes, sha256=digest, expected_sha256=expected, ok=ok,
                   duration_ms=round((time.monotonic() - start) * 1000, 3))
         return ok

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 
 from lab.addresses import parse_host_port
+from lab.endpoints.gaps import DOWNLOAD_THRESHOLD_S, GapMeter
 from lab.endpoints.tcp_server import close_reason, tune_socket
 from lab.endpoints.workload import ECHO_FRAME, Request, expected_sha256
 from lab.events import (
@@ -37,6 +38,7 @@ from lab.events import (
     EchoRtt,
     Emitter,
     Error,
+    GapHistogram,
     HandshakeCompleted,
     Progress,
     Reconnected,
@@ -46,7 +48,6 @@ from lab.events import (
 )
 from lab.units import parse_byte_rate, parse_size
 
-GAP_THRESHOLD_S = 0.050
 PROGRESS_INTERVAL_S = 0.100
 READ_SIZE = 64 * 1024
 CONNECT_TIMEOUT_S = 5.0
@@ -178,8 +179,7 @@ async def _download(client: TcpClient, size: int, rate: int, seed: int) -> int:
     digest = hashlib.sha256()
     received = 0
     started = time.monotonic()
-    last_mono: float | None = None
-    last_wall = 0.0
+    gaps = GapMeter(DOWNLOAD_THRESHOLD_S)
 
     async def report_progress() -> None:
         while True:
@@ -207,12 +207,10 @@ async def _download(client: TcpClient, size: int, rate: int, seed: int) -> int:
                     if not data:
                         reason = "eof"
                         break
-                    now_mono, now_wall = time.monotonic(), time.time()
-                    if last_mono is not None and now_mono - last_mono >= GAP_THRESHOLD_S:
-                        gap = now_mono - last_mono
-                        emitter.emit(DataGap, conn=conn.conn, start_ts=last_wall, end_ts=now_wall,
-                                     gap_ms=round(gap * 1000, 3), bytes=received)
-                    last_mono, last_wall = now_mono, now_wall
+                    gap = gaps.arrival(time.monotonic(), time.time())
+                    if gap is not None:
+                        start, end, gap_ms = gap
+                        emitter.emit(DataGap, conn=conn.conn, start_ts=start, end_ts=end, gap_ms=gap_ms, bytes=received)
                     data = data[: size - received]
                     digest.update(data)
                     received += len(data)
@@ -236,6 +234,7 @@ async def _download(client: TcpClient, size: int, rate: int, seed: int) -> int:
         ok = received == size and sha == expected
         last = conn.conn if conn else None
         emitter.emit(Progress, conn=last, bytes=received, total=size)
+        emitter.emit(GapHistogram, conn=last, **gaps.histogram())
         emitter.emit(TransferComplete, conn=last, bytes=received, sha256=sha, expected_sha256=expected,
                      ok=ok, duration_ms=round((time.monotonic() - started) * 1000, 3))
     return 0 if ok else 1

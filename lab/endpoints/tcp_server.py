@@ -30,7 +30,7 @@ HANDSHAKE_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 10.0
 # How long unacknowledged data may sit in the send queue before the kernel gives up on the peer.
 SERVER_USER_TIMEOUT_MS = 10_000
-PACING_TICK_S = 0.005
+PACING_TICK_S = 0.002
 
 
 def server_tls_context(certfile: str, keyfile: str, keylog: str | None = None) -> ssl.SSLContext:

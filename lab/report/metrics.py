@@ -14,7 +14,9 @@ from typing import Any
 
 from lab.events import (
     Action,
+    DataGap,
     EchoRtt,
+    GapHistogram,
     HandshakeCompleted,
     MigrationCompleted,
     PathValidated,
@@ -51,6 +53,8 @@ class Metrics:
     echo_rtt_ms_max: float | None = None
     network_actions: int = 0
     first_action_s: float | None = None  # relative time of the first network-changing action
+    noise_floor_ms: float | None = None  # longest data gap outside every network change (see noise_floor)
+    noise_floor_below: bool = False  # no gap outside the changes reached the meter's threshold: < noise_floor_ms
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,6 +98,27 @@ def recovery_ms(view: Timeline, gap_start: float, gap_end: float) -> float:
         if gap_start <= done <= gap_end:
             usable = max(usable, done)
     return round((gap_end - usable) * 1000.0, 3)
+
+
+def noise_floor(view: Timeline) -> tuple[float | None, bool]:
+    """The longest gap in the client's data outside every network change: the lab's own noise.
+
+    A change's window runs from its action's start to its end (``took_ms``); a measured gap that
+    overlaps a window is that change's disruption, any other is noise. Without any network change
+    the client's gap histogram gives the longest gap to 1 ms. Returns ``(ms, below)``: ``below``
+    means no gap outside the changes reached the meter's threshold, which ``ms`` then is.
+    """
+    windows = [(a.ts, a.ts + float(a.detail.get("took_ms") or 0.0) / 1000.0) for a in view.actions(network_only=True)]
+    gaps = [e for e in view.of(DataGap, "client") if isinstance(e, DataGap)]
+    noise = [g.gap_ms for g in gaps if not any(g.start_ts <= end and g.end_ts >= start for start, end in windows)]
+    histogram = view.last(GapHistogram, "client")
+    if noise:
+        return max(noise), False
+    if isinstance(histogram, GapHistogram):
+        if not windows:
+            return histogram.max_ms, False
+        return histogram.threshold_ms, True
+    return None, False
 
 
 def compute_metrics(timeline: Timeline, transport: str | None = None, t0: float | None = None) -> Metrics:
@@ -140,6 +165,7 @@ def compute_metrics(timeline: Timeline, transport: str | None = None, t0: float 
 
     rtts = [e.rtt_ms for e in view.of(EchoRtt, "client") if isinstance(e, EchoRtt)]
     network_actions = view.actions(network_only=True)
+    floor, below = noise_floor(view)
     return Metrics(
         transport=transport,
         disruption_ms=disruption,
@@ -161,6 +187,8 @@ def compute_metrics(timeline: Timeline, transport: str | None = None, t0: float 
         echo_rtt_ms_max=max(rtts) if rtts else None,
         network_actions=len(network_actions),
         first_action_s=(action.ts - zero) if action is not None else None,
+        noise_floor_ms=floor,
+        noise_floor_below=below,
     )
 
 

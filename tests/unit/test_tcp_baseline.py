@@ -171,7 +171,7 @@ def test_broken_connection_reconnects_and_resumes(certs, mode):
     if mode == "stall":  # the outage lasts at least the stall timeout; a reset on loopback may be < 50 ms
         assert gaps and max(g.gap_ms for g in gaps) >= 400
         assert any(g.bytes == started[0].offset for g in gaps)
-    assert all(g.end_ts >= g.start_ts and g.gap_ms >= 50 for g in gaps)
+    assert all(g.end_ts >= g.start_ts and g.gap_ms >= 5 for g in gaps)  # the meter reports gaps >= 5 ms
     done = of_type(events, "transfer_complete")
     assert done[0].ok and done[0].bytes == size and done[0].sha256 == done[0].expected_sha256
 
