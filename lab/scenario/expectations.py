@@ -24,7 +24,7 @@ EVIDENCE_SOURCES = ("events", "qlog", "captures")
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt,
 }
-_COMPARISON = re.compile(r"^\s*(>=|<=|==|!=|>|<|=)?\s*(\d+(?:\.\d+)?)\s*$")
+COMPARISON_TEXT = re.compile(r"^\s*(>=|<=|==|!=|>|<|=)?\s*(\d+(?:\.\d+)?)\s*$")
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def comparison_parser(default_op: str) -> Callable[[Any], Comparison]:
             if argument < 0:
                 raise ValueError(f"must not be negative: {argument}")
             return Comparison(default_op, float(argument))
-        match = _COMPARISON.match(str(argument))
+        match = COMPARISON_TEXT.match(str(argument))
         if not match:
             raise ValueError(f"not a comparison: {argument!r}; use a number or e.g. '>= 2', '<= 1500', '== 1'")
         op, value = match.groups()
@@ -81,6 +81,10 @@ def optional_address(argument: Any) -> str | None:
     return None if argument is None else ip_or_ip_port(argument)
 
 
+# What a check's argument is, for the editors' JSON Schema (lab.scenario.reference); ``parse`` decides.
+NO_ARGUMENT, COMPARISON, OPTIONAL_COMPARISON, OPTIONAL_ADDRESS = (
+    "none", "comparison", "optional comparison", "optional address")
+
 
 @dataclass(frozen=True)
 class ExpectationSpec:
@@ -89,6 +93,7 @@ class ExpectationSpec:
     parse: Callable[[Any], Any]
     transports: frozenset[str]
     argument_help: str = ""
+    argument: str = NO_ARGUMENT  # the kind of argument ``parse`` takes
 
 
 _BOTH = frozenset({"quic", "tcp"})
@@ -98,15 +103,16 @@ EXPECTATIONS: dict[str, ExpectationSpec] = {
     "connection_survived": ExpectationSpec(no_argument, _BOTH),
     "single_handshake": ExpectationSpec(no_argument, _BOTH),
     "transfer_complete": ExpectationSpec(no_argument, _BOTH),
-    "paths_validated": ExpectationSpec(comparison_parser(">="), _QUIC, "count, default >="),
-    "server_saw_addresses": ExpectationSpec(comparison_parser(">="), _BOTH, "count, default >="),
-    "server_saw_ips": ExpectationSpec(comparison_parser(">="), _BOTH, "count, default >="),
-    "cid_changed": ExpectationSpec(optional_comparison(">="), _QUIC, "optional count, default >= 1"),
+    "paths_validated": ExpectationSpec(comparison_parser(">="), _QUIC, "count, default >=", COMPARISON),
+    "server_saw_addresses": ExpectationSpec(comparison_parser(">="), _BOTH, "count, default >=", COMPARISON),
+    "server_saw_ips": ExpectationSpec(comparison_parser(">="), _BOTH, "count, default >=", COMPARISON),
+    "cid_changed": ExpectationSpec(optional_comparison(">="), _QUIC, "optional count, default >= 1",
+                                   OPTIONAL_COMPARISON),
     "cid_unchanged": ExpectationSpec(no_argument, _QUIC),
-    "max_disruption_ms": ExpectationSpec(comparison_parser("<="), _BOTH, "ms, default <="),
-    "validation_ms": ExpectationSpec(comparison_parser("<="), _QUIC, "ms, default <="),
+    "max_disruption_ms": ExpectationSpec(comparison_parser("<="), _BOTH, "ms, default <=", COMPARISON),
+    "validation_ms": ExpectationSpec(comparison_parser("<="), _QUIC, "ms, default <=", COMPARISON),
     "amplification_respected": ExpectationSpec(no_argument, _QUIC),
-    "migrated_to_preferred": ExpectationSpec(optional_address, _QUIC, "optional address"),
+    "migrated_to_preferred": ExpectationSpec(optional_address, _QUIC, "optional address", OPTIONAL_ADDRESS),
     "tcp_reconnected": ExpectationSpec(no_argument, frozenset({"tcp"})),
-    "reconnects": ExpectationSpec(comparison_parser("=="), _BOTH, "count, default =="),
+    "reconnects": ExpectationSpec(comparison_parser("=="), _BOTH, "count, default ==", COMPARISON),
 }
