@@ -29,6 +29,7 @@ VERBS = {
     "explain": "lab.cli.explain",
     "walkthrough": "lab.cli.walkthrough",
     "verify": "lab.cli.verify",
+    "open": "lab.cli.open",
 }
 
 
