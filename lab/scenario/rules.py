@@ -44,7 +44,6 @@ TOP_KEYS = ("name", "description", "timeout", "tags", "initial", "workload", "st
 WORKLOAD_KEYS = ("transport", "kind", "size", "rate", "interval", "duration", "migration", "rotate_cid", "port")
 IMPAIRMENT_KEYS = ("delay", "jitter", "loss", "rate", "blackhole", "profile")
 STEP_KEYS = ("action", *TRIGGERS, "delay", "description")  # every step may have these, whatever its action
-_COUNT_WORDS = {2: "two", 3: "three"}
 
 
 class ScenarioValidator(NodeValidator):
@@ -340,7 +339,7 @@ class ScenarioValidator(NodeValidator):
     def router(self, node: Node, path: str) -> str | None:
         return self.choice(node, path, self.topology.routers)
 
-    def network_list(self, node: Node, path: str, minimum: int) -> list[str | None] | None:
+    def network_list(self, node: Node, path: str) -> list[str | None] | None:
         """Client networks, each listed once: one entry per item (None where an item is wrong)."""
         items = self.sequence(node, path)
         if items is None:
@@ -351,8 +350,6 @@ class ScenarioValidator(NodeValidator):
             if name is not None and name in names:
                 self.error(item, f"{path}[{i}]", f"{name!r} is listed twice")
             names.append(name)
-        if items and len(items) < minimum:
-            self.error(node, path, f"needs at least {_COUNT_WORDS.get(minimum, minimum)} networks to switch between")
         return names
 
     def expectations(self, node: Node, workload: Workload | None) -> tuple[Expectation, ...]:

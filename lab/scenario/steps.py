@@ -37,7 +37,7 @@ class FieldReader(Protocol):
     """What a field kind needs from the validator (:class:`lab.scenario.rules.ScenarioValidator`)."""
 
     def network(self, node: Node, path: str, client_only: bool = True) -> str | None: ...
-    def network_list(self, node: Node, path: str, minimum: int) -> list[str | None] | None: ...
+    def network_list(self, node: Node, path: str) -> list[str | None] | None: ...
     def router(self, node: Node, path: str) -> str | None: ...
     def impairment(self, node: Node, path: str) -> Any: ...
     def convert(self, node: Node, path: str, parse: Callable[[Any], Any]) -> Any: ...
@@ -71,7 +71,7 @@ FLAP_TIMES = (1, 1000)
 
 CLIENT_NETWORK = Kind(lambda v, node, path: v.network(node, path), "client_network")
 ANY_NETWORK = Kind(lambda v, node, path: v.network(node, path, client_only=False), "network", "any")
-CLIENT_NETWORKS = Kind(lambda v, node, path: v.network_list(node, path, minimum=2), "flap_networks", "≥2, attached")
+CLIENT_NETWORKS = Kind(lambda v, node, path: v.network_list(node, path), "flap_networks", "≥2, attached")
 ROUTER = Kind(lambda v, node, path: v.router(node, path), "router")
 ADDRESS = Kind(lambda v, node, path: v.convert(node, path, host_number_or_ipv4), "address",
                "host number 2-254 or IPv4")
@@ -179,6 +179,8 @@ def _play_flap(check: StepCheck, got: dict[str, Any]) -> dict[str, Any]:
     """Validate the switches against the attachments, and resolve them (starting after the default)."""
     listed = got.get("networks") or []
     attached = check.state.attached
+    if listed and len(listed) < 2:
+        check.error("networks", "needs at least two networks to switch between")
     for index, name in enumerate(listed):
         if name is not None and name not in listed[:index] and name not in attached:
             check.error("networks", f"the client is not attached to {name!r} at this step; flap switches the "
