@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except LabError as exc:  # every user-facing error, caught here only; a scenario's lists all its problems
-        print(f"{getattr(exc, 'prefix', 'error: ')}{exc}", file=sys.stderr)
+        print(f"{exc.prefix}{exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -27,7 +27,7 @@ Pure core: `PROFILES`, `resolve`, `plan`, `removal_commands`, `parse_qdisc` (``t
 `parse_readback`. Edge (docker-py): `apply`, `apply_step`, `reset_all`, `show`.
 
 This module imports neither the scenario package nor ``lab.control.actions`` (which imports it):
-an impairment is anything with the fields of `ImpairmentSpec` (``lab.scenario.schema.Impairment``
+an impairment is anything with the fields of `ImpairmentSpec` (``lab.scenario.model.Impairment``
 is one), and the lab is anything with the methods of `LabHandle` (``lab.control.actions.Lab``).
 """
 
@@ -58,7 +58,7 @@ QUEUE_BASE = 1
 
 
 class ImpairmentSpec(Protocol):
-    """A requested impairment, as ``lab.scenario.schema.Impairment`` holds it (read-only fields).
+    """A requested impairment, as ``lab.scenario.model.Impairment`` holds it (read-only fields).
 
     ``delay`` and ``jitter`` in seconds, ``loss`` in percent, ``rate`` in bits per second; None
     takes the profile's value (or none). ``profile`` names an entry of `PROFILES`.

@@ -17,8 +17,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.addresses import host_of as host_of  # re-exported: the judge and metrics use it from here
-from lab.addresses import same_ip as same_ip
 from lab.events import Action, DataGap, EchoRtt, Event, Progress, SchemaError, TransferComplete, from_dict
 
 # Controller actions that change what the network looks like to the client. The disruption of a

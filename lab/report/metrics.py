@@ -12,6 +12,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from lab.addresses import host_of
 from lab.events import (
     Action,
     DataGap,
@@ -26,7 +27,7 @@ from lab.events import (
     ReconnectStarted,
     TransferComplete,
 )
-from lab.observe.timeline import NETWORK_ACTIONS, Timeline, host_of
+from lab.observe.timeline import NETWORK_ACTIONS, Timeline
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from lab.addresses import host_of, same_ip
 from lab.events import (
     ActivePathChanged,
     AmplificationLimited,
@@ -29,7 +30,7 @@ from lab.events import (
     ReconnectStarted,
     TransferComplete,
 )
-from lab.observe.timeline import Timeline, host_of, same_ip
+from lab.observe.timeline import Timeline
 from lab.scenario.expectations import EXPECTATIONS, Comparison, comparison_parser
 
 __all__ = ["CHECKS", "CheckResult", "CheckSpec", "Comparison", "comparison_parser", "evaluate", "run_check"]

@@ -7,7 +7,8 @@ an agreement between them is evidence that none of them is lying; a disagreement
 from __future__ import annotations
 
 from lab import events as ev
-from lab.observe.timeline import Timeline, host_of
+from lab.addresses import host_of
+from lab.observe.timeline import Timeline
 from lab.verify import capture_checks
 from lab.verify.pcap import QuicPacket
 from lab.verify.result import CheckResult, not_verified

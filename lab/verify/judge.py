@@ -28,15 +28,17 @@ from lab.report.render import write_reports
 from lab.scenario.names import topology_names
 from lab.scenario.record import EVENTS, KEYLOG, RECORD, RUN_END, SERVER_CAPTURE, TOPOLOGY_COPY, scenario_copy
 from lab.scenario.schema import Scenario, ScenarioError, parse_scenario
+from lab.scenario.steps import ACTIONS
 from lab.topology.model import Topology, TopologyError, topology_from_config
 from lab.verify import capture_checks, cross_checks
 from lab.verify.checks import evaluate
 from lab.verify.pcap import ImageTools, TsharkError, prepare_captures, read_quic_packets
 from lab.verify.result import NOT_VERIFIED, CheckResult, Figure, not_verified
 
-# Steps that move the client to a new path (new address or port). Connect, disconnect, blackhole
-# and impairment change reachability, not the path; a preferred-address workload moves by itself.
-MIGRATING_ACTIONS = frozenset({"route", "migrate", "rebind", "renumber"})
+# Steps that move the client to a new path (new address or port), from the action table. Connect,
+# disconnect, blackhole and impairment change reachability, not the path; a preferred-address
+# workload moves by itself.
+MIGRATING_ACTIONS = frozenset(name for name, spec in ACTIONS.items() if spec.moves_client)
 
 
 class NotARunDir(LabError):

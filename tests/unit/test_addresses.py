@@ -5,14 +5,12 @@ from __future__ import annotations
 import pytest
 
 from lab.addresses import host_number_or_ipv4, host_of, ip_or_ip_port, same_ip
-from lab.observe import timeline
 
 
 def test_host_of_text_and_socket_tuples() -> None:
     assert host_of("10.0.0.5:443") == host_of("10.0.0.5") == host_of(("::ffff:10.0.0.5", 443, 0, 0)) == "10.0.0.5"
     assert host_of("[fd00::1]:443") == host_of("fd00::1") == host_of(("fd00::1", 443, 0, 0)) == "fd00::1"
     assert same_ip(("::ffff:10.0.0.1", 1, 0, 0), "10.0.0.1:2") and not same_ip("10.0.0.1:1", "10.0.0.2:1")
-    assert timeline.host_of is host_of and timeline.same_ip is same_ip  # one function, imported from there too
 
 
 def test_scenario_addresses() -> None:

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from lab.addresses import host_of, same_ip
 from lab.events import Action, DataGap, EchoRtt, HandshakeCompleted, PathValidated, Progress, SchemaError
-from lab.observe.timeline import LineAssembler, Timeline, host_of, merge, read_events, read_jsonl, same_ip, write_jsonl
+from lab.observe.timeline import LineAssembler, Timeline, merge, read_events, read_jsonl, write_jsonl
 
 TIMELINES = Path(__file__).resolve().parents[1] / "data" / "timelines"
 
