@@ -162,7 +162,8 @@ def decode_captures(run_dir: Path, read_packets: PacketReader | None, servers: s
                 if ip in crossed and (run_dir / CAPTURES / f"{router}-lan.pcapng").is_file()}
         lan = _decode(read_packets, lans, key, ports) if lans else {}
     except Exception as exc:  # noqa: BLE001 - any failure of the decoder (no Docker, no image): the page says it
-        return None, {}, f"decoding {SERVER_CAPTURE} failed: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+        message = str(exc).splitlines()[0] if str(exc).strip() else repr(exc)
+        return None, {}, f"decoding {SERVER_CAPTURE} failed: {message}"
     names = ", ".join([SERVER_CAPTURE] + [f"{CAPTURES}/{r}-lan.pcapng" for r in lan])
     return wan, dict(lan), (f"{len(wan):,} QUIC packets in {SERVER_CAPTURE}; decoded {names} with the lab image's "
                             f"tshark in {time.monotonic() - started:.1f} s.")
