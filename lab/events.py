@@ -233,6 +233,16 @@ class GapHistogram(Event):
 
 
 @dataclass(frozen=True)
+class ProbeSent(Event):
+    """The client heard nothing for its detection delay and sent a PING (a passive client's way to
+    show the server where it now is). ``silence_ms``: how long data had stopped."""
+
+    TYPE: ClassVar[str] = "probe_sent"
+    silence_ms: float = 0.0
+    probe_after_ms: float = 0.0
+
+
+@dataclass(frozen=True)
 class ReconnectStarted(Event):
     TYPE: ClassVar[str] = "reconnect_started"
     reason: str = ""
@@ -279,7 +289,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         PathResponseReceived, PathValidated, PathAbandoned, ActivePathChanged,
         AmplificationLimited, CongestionReset, PeerCidChanged, HostCidRetired,
         MigrationStarted, MigrationCompleted, Progress, TransferComplete, EchoRtt, DataGap, GapHistogram,
-        ReconnectStarted, Reconnected, Action, NatMapping,
+        ProbeSent, ReconnectStarted, Reconnected, Action, NatMapping,
     )
 }
 

@@ -14,7 +14,7 @@ import os
 import sys
 
 from lab.addresses import parse_host_port
-from lab.endpoints.quic_client import ClientOptions, run_quic_client
+from lab.endpoints.quic_client import PROBE_AFTER, ClientOptions, run_quic_client
 from lab.endpoints.tcp_client import run_tcp_client
 from lab.events import Emitter
 from lab.units import parse_byte_rate, parse_duration, parse_size
@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--migration", choices=("none", "passive", "active", "preferred"), default="none")
     parser.add_argument("--rotate-cid", action=argparse.BooleanOptionalAction, default=True,
                         help="switch to a new peer CID on an active migration (default on)")
+    parser.add_argument("--probe-after", type=parse_duration, default=PROBE_AFTER,
+                        help="QUIC: the detection delay, silence before the client sends a PING (default 200ms)")
     parser.add_argument("--control-socket", default="/run/lab/client.sock",
                         help="QUIC only: unix socket for JSON-line commands ('' = none); the TCP baseline takes none")
     parser.add_argument("--watch-interfaces", action="store_true",
@@ -67,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     rotate = args.rotate_cid
     options = ClientOptions(server=server, server_name=args.server_name, workload=args.workload, size=args.size,
                             rate=args.rate, interval_ms=args.interval_ms, duration_s=args.duration,
-                            migration=args.migration, rotate_cid=rotate, control_socket=args.control_socket or None,
+                            migration=args.migration, rotate_cid=rotate, probe_after=args.probe_after,
+                            control_socket=args.control_socket or None,
                             watch_interfaces=args.watch_interfaces, ca=args.ca, keylog=args.keylog,
                             qlog_dir=args.qlog_dir, local=args.local)
     try:

@@ -60,13 +60,15 @@ from lab.events import (
     GapHistogram,
     MigrationCompleted,
     MigrationStarted,
+    ProbeSent,
     Progress,
     TransferComplete,
     normalise_address,
 )
 
 PROGRESS_INTERVAL = 0.1
-KEEPALIVE = 0.2  # seconds without data before the client sends a PING (see keepalive)
+PROBE_AFTER = 0.2  # default detection delay: seconds without data before the client sends a PING
+PROBE_CHECKS = 10  # the silence is looked at PROBE_CHECKS times per detection delay
 WATCH_INTERVAL = 0.1
 
 
@@ -81,6 +83,7 @@ class ClientOptions:
     duration_s: float = 10.0
     migration: str = "none"  # none | passive | active | preferred
     rotate_cid: bool = True
+    probe_after: float = PROBE_AFTER  # the detection delay (see keepalive)
     control_socket: str | None = None
     watch_interfaces: bool = False
     ca: str = "/certs/ca.crt"
@@ -335,7 +338,8 @@ class LabClientProtocol(QuicConnectionProtocol):
         return ok
 
     def keepalive(self, meter: DataMeter) -> None:
-        """Send a PING when data has stopped for KEEPALIVE seconds, then every KEEPALIVE seconds.
+        """Send a PING when data has stopped for ``probe_after`` (the detection delay), then again
+        every ``probe_after`` while it stays stopped; each one is a ``probe_sent`` event.
 
         A downloading client only sends ACKs, which are not ack-eliciting: once the network under
         it changes, nothing would ever reach the server from the new address and the server would
@@ -344,17 +348,28 @@ class LabClientProtocol(QuicConnectionProtocol):
         migrate (RFC 9000 §9.3). Passive mode relies on this; it knows nothing of the network.
         """
         now = time.monotonic()
-        if meter.last_mono is None or now - meter.last_mono < KEEPALIVE or now - self.last_keepalive < KEEPALIVE:
+        wait = self.options.probe_after
+        if meter.last_mono is None or now - meter.last_mono < wait or now - self.last_keepalive < wait:
             return
         self.last_keepalive = now
         self.quic.send_ping(0)
         self.transmit()
+        self.emit(ProbeSent, silence_ms=round((now - meter.last_mono) * 1000, 3),
+                  probe_after_ms=round(wait * 1000, 3))
 
     async def _with_progress(self, meter: DataMeter, done: asyncio.Future[bool]) -> bool:
-        while not done.done():
-            await asyncio.wait([done], timeout=PROGRESS_INTERVAL)
-            meter.progress()
-            self.keepalive(meter)
+        async def watch() -> None:  # the detection delay is looked at finer than progress is reported
+            while True:
+                await asyncio.sleep(self.options.probe_after / PROBE_CHECKS)
+                self.keepalive(meter)
+
+        watcher = self.loop.create_task(watch())
+        try:
+            while not done.done():
+                await asyncio.wait([done], timeout=PROGRESS_INTERVAL)
+                meter.progress()
+        finally:
+            watcher.cancel()
         return done.result()
 
 

@@ -22,6 +22,7 @@ from lab.events import (
     MigrationCompleted,
     PathValidated,
     PeerCidChanged,
+    ProbeSent,
     Progress,
     Reconnected,
     ReconnectStarted,
@@ -56,6 +57,8 @@ class Metrics:
     first_action_s: float | None = None  # relative time of the first network-changing action
     noise_floor_ms: float | None = None  # longest data gap outside every network change (see noise_floor)
     noise_floor_below: bool = False  # no gap outside the changes reached the meter's threshold: < noise_floor_ms
+    probes: int = 0  # PINGs the client sent after its detection delay of silence (probe_sent)
+    detection_delay_ms: float | None = None  # the client's detection delay, as its probe_sent events state it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -167,6 +170,7 @@ def compute_metrics(timeline: Timeline, transport: str | None = None, t0: float 
     rtts = [e.rtt_ms for e in view.of(EchoRtt, "client") if isinstance(e, EchoRtt)]
     network_actions = view.actions(network_only=True)
     floor, below = noise_floor(view)
+    probes = [e for e in view.of(ProbeSent, "client") if isinstance(e, ProbeSent)]
     return Metrics(
         transport=transport,
         disruption_ms=disruption,
@@ -190,6 +194,8 @@ def compute_metrics(timeline: Timeline, transport: str | None = None, t0: float 
         first_action_s=(action.ts - zero) if action is not None else None,
         noise_floor_ms=floor,
         noise_floor_below=below,
+        probes=len(probes),
+        detection_delay_ms=probes[0].probe_after_ms if probes else None,
     )
 
 

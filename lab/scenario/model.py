@@ -86,6 +86,9 @@ class Workload:
     migration: str = "passive"  # none | passive | active | preferred
     rotate_cid: bool = False  # move to a new connection ID when migrating (RFC 9000 §9.5)
     port: int = 443
+    # The client's detection delay: how long it waits without data before it sends a PING (QUIC; a
+    # passive client's only way to show the server its new address). Reported in every run.
+    probe_after: float = 0.2
 
     @property
     def transports(self) -> tuple[str, ...]:

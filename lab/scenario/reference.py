@@ -230,6 +230,7 @@ def _workload_definition() -> dict[str, Any]:
         "size": _ref("size"), "rate": _ref("byte_rate"), "interval": _ref("duration"), "duration": _ref("duration"),
         "migration": {"enum": list(MIGRATIONS), "default": "passive"},
         "rotate_cid": _ref("boolean"), "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "probe_after": _ref("duration"),
     }
     assert tuple(properties) == WORKLOAD_KEYS
     return {"type": "object", "properties": properties, "additionalProperties": False, "allOf": [

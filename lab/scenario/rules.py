@@ -41,7 +41,8 @@ from lab.scenario.steps import ACTIONS, ActionSpec, Attachment
 from lab.units import human_bytes, human_seconds, parse_bit_rate, parse_byte_rate, parse_percent, parse_size
 
 TOP_KEYS = ("name", "description", "timeout", "tags", "initial", "workload", "steps", "expect", "optional_evidence")
-WORKLOAD_KEYS = ("transport", "kind", "size", "rate", "interval", "duration", "migration", "rotate_cid", "port")
+WORKLOAD_KEYS = ("transport", "kind", "size", "rate", "interval", "duration", "migration", "rotate_cid", "port",
+                 "probe_after")
 IMPAIRMENT_KEYS = ("delay", "jitter", "loss", "rate", "blackhole", "profile")
 STEP_KEYS = ("action", *TRIGGERS, "delay", "description")  # every step may have these, whatever its action
 
@@ -189,6 +190,7 @@ class ScenarioValidator(NodeValidator):
         duration = get("duration", self.duration, True, MAX_TIMEOUT)
         rotate = get("rotate_cid", self.boolean)
         port = get("port", self.integer, 1, 65535)
+        probe_after = get("probe_after", self.duration, True, 10.0)
 
         def only_for(key: str, wanted: str) -> None:
             if key in keys:
@@ -235,7 +237,8 @@ class ScenarioValidator(NodeValidator):
             port = self.topology.preferred_port if migration == "preferred" else self.topology.port
         return Workload(transport=transport, kind=kind, size=size if kind == "download" else None,
                         rate=rate, interval=interval if interval is not None else 0.02, duration=duration,
-                        migration=migration, rotate_cid=rotate, port=port)
+                        migration=migration, rotate_cid=rotate, port=port,
+                        probe_after=probe_after if probe_after is not None else Workload.probe_after)
 
     def trigger(self, keys: dict[str, tuple[Node, Node]], path: str, workload: Workload) -> Trigger | None:
         present = [k for k in TRIGGERS if k in keys]

@@ -89,6 +89,8 @@ def client_command(scenario: Scenario, topology: Topology, transport: str, run_i
         # An aware client binds to its interface's address; only its own migrate moves it.
         args.append(f"--local={topology.client_addresses[scenario.initial.networks[0]]}")
     args.append("--rotate-cid" if workload.rotate_cid else "--no-rotate-cid")
+    if transport == "quic":
+        args.append(f"--probe-after={workload.probe_after * 1000:g}ms")
     # Also copy the events to the container's own log, so `docker compose logs client` shows them.
     return ["bash", "-c", 'set -o pipefail; mkdir -p "$0/qlog"; "${@}" 2>&1 | tee -a /proc/1/fd/1', logs, *args]
 

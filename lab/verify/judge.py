@@ -335,6 +335,9 @@ def judge_run(run_dir: str | Path, tools: ImageTools | None = None) -> Verdict:
     for transport in scenario.transports:
         verdict.checks.extend(evaluate(timeline, scenario.expect, transport))
         verdict.metrics[transport] = compute_metrics(timeline, transport).to_dict()
+        if transport == "quic" and verdict.metrics[transport]["detection_delay_ms"] is None:
+            # No probe was needed: the delay the client ran with is the scenario's (configured, not observed).
+            verdict.metrics[transport]["detection_delay_ms"] = scenario.workload.probe_after * 1000
     completed = run_completed(timeline, len(scenario.plan()))
     verdict.checks.append(completed)
     end = next((e for e in reversed(timeline.events) if isinstance(e, ev.Action) and e.action == RUN_END), None)
