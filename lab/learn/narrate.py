@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from lab import events as ev
-from lab.observe.describe import describe
+from lab.observe.describe import describe, worth_showing
 from lab.observe.live import PlainView
 from lab.observe.timeline import NETWORK_ACTIONS, read_jsonl
 
@@ -121,6 +121,8 @@ class Narrator:
 
     def sentence(self, event: ev.Event) -> str | None:
         """One sentence from the event's fields, with what it means; None when not narrated."""
+        if not worth_showing(event):
+            return None
         base = describe(event)
         match event:
             case ev.Progress():

@@ -5,6 +5,16 @@ from __future__ import annotations
 from lab import events as ev
 
 _SKIP_DETAIL = {"route", "gateway"}
+# Gaps the client meters from 5 ms on (lab.endpoints.gaps); a person watching wants the stalls
+# they would notice. Shorter ones stay in the events, the histogram and the report.
+SHOWN_GAP_MS = 50.0
+
+
+def worth_showing(event: ev.Event) -> bool:
+    """Whether a live view or a narration prints the event (every event is recorded regardless)."""
+    if isinstance(event, ev.DataGap):
+        return event.gap_ms >= SHOWN_GAP_MS
+    return not isinstance(event, ev.GapHistogram)
 
 
 def describe(event: ev.Event) -> str:
@@ -47,6 +57,10 @@ def describe(event: ev.Event) -> str:
             return f"{event.bytes / 1e6:.2f}{total} MB via {event.local or '?'}"
         case ev.DataGap():
             return f"data stalled for {event.gap_ms:.0f} ms"
+        case ev.GapHistogram():
+            return f"{event.samples} data arrivals, longest gap {event.max_ms:.1f} ms"
+        case ev.ProbeSent():
+            return f"no data for {event.silence_ms:.0f} ms: PING sent (detection delay {event.probe_after_ms:.0f} ms)"
         case ev.TransferComplete():
             verdict = "sha256 verified" if event.ok else "sha256 MISMATCH"
             return f"transfer complete: {event.bytes} B, {verdict} ({event.sha256[:16]}...)"

@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lab import events as ev
-from lab.observe.describe import describe
+from lab.observe.describe import describe, worth_showing
 
 COLOURS = {"controller": "bold magenta", "client": "cyan", "server": "green", "router": "yellow"}
 NOISY = (ev.Progress, ev.EchoRtt)  # shown at most once a second per source
@@ -86,6 +86,8 @@ class PlainView:
         return ts - self.t0
 
     def _throttled(self, event: ev.Event, source: str) -> bool:
+        if not worth_showing(event):
+            return True
         if isinstance(event, NOISY):
             key = f"{source}:{event.TYPE}:{event.transport}"
             if event.ts - self._last_noisy.get(key, 0.0) < 1.0:
