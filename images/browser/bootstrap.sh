@@ -61,8 +61,11 @@ chroot "$rootfs" /usr/bin/env DEBIAN_FRONTEND=noninteractive sh -c \
     "apt-get update -qq && apt-get install -y -qq --no-install-recommends $(echo "$packages" | tr ',' ' ') >/dev/null"
 version="$(chroot "$rootfs" chromium --version 2>/dev/null || echo 'chromium (version unknown)')"
 umount "$rootfs/proc"
-# Keep the image small: package lists and caches are not needed at run time.
-rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+# Keep the image small: package lists, caches, documentation and translations are not needed to
+# render a page (Chromium keeps its en-US resources).
+rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
+    "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* "$rootfs"/usr/share/locale/*
+find "$rootfs"/usr/lib/chromium/locales -name '*.pak' ! -name 'en-US.pak' -delete 2>/dev/null || true
 echo "importing $IMAGE ($version)..."
 tar -C "$rootfs" -c . | docker import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
