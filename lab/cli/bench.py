@@ -1,4 +1,12 @@
-"""`python -m lab bench`: measured accuracy of the link impairments, configured vs measured.
+"""`python -m lab bench [impair|noise|migration|all]`: measured figures, each with its runs and method.
+
+* noise: the lab's own noise floor (baseline scenario, N runs), against its 5 ms limit.
+* migration: migration scenarios at r = 0 and r = 50 ms, N runs each, against their physical limits.
+* impair: measured accuracy of the link impairments, configured vs measured.
+
+Every part writes artifacts/bench/<run>/bench.json (and a histogram of the noise floor).
+
+The impairment part:
 
 From the client, through the router of NETWORK (the client must be on it, routed through it), to
 the server; every measurement is bounded in packets and time, and the network is reset at the end.
@@ -16,16 +24,22 @@ import argparse
 import json
 import re
 import time
+from pathlib import Path
 from typing import Any
 
+from lab.bench.figures import histogram_svg
+from lab.bench.runs import BenchRun, migration, noise
 from lab.control.actions import ActionError, Lab
 from lab.errors import LabError
 from lab.scenario.schema import Impairment
-from lab.topology.load import load_topology
+from lab.topology.load import ROOT, load_topology
 from lab.topology.model import CLIENT, SERVER
 from lab.units import parse_bit_rate, parse_duration, parse_percent
 
-HELP = "measure impairment accuracy (RTT, loss, rate) and the delay line's ceiling"
+HELP = "measured figures: noise floor, migration disruption against its limits, impairment accuracy"
+PARTS = ("all", "noise", "migration", "impair")
+SCENARIOS = ROOT / "scenarios"
+MIGRATION_SCENARIOS = "wifi-to-cellular-active,nat-rebinding,wifi-to-cellular,preferred-address,tcp-vs-quic"
 PORT = 5201
 HEADERS = 8 + 20 + 14  # UDP + IPv4 + Ethernet: what the qdisc counts beyond the payload
 
@@ -64,6 +78,7 @@ print(json.dumps({"sent": n, "seconds": time.monotonic() - start}))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("part", nargs="?", choices=PARTS, default="all", help="which figures (default all)")
     parser.add_argument("--network", default="home", help="the client network to impair (default home)")
     parser.add_argument("--delay", default="25ms", help="one-way delay to measure (RTT = 2 x delay)")
     parser.add_argument("--loss", default="5%", help="per-direction loss to measure")
@@ -72,8 +87,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pings", type=int, default=200, help="pings for the RTT measurement")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.add_argument("--force", action="store_true", help="run even while a scenario's client is active")
-    parser.add_argument("--runs", type=int, default=3, help="runs per migration scenario (default 3; 0 = skip)")
-    parser.add_argument("--scenarios", default="tcp-vs-quic,wifi-to-cellular-active,nat-rebinding,wifi-to-cellular-rtt",
+    parser.add_argument("--runs", type=int, default=3, help="runs per migration scenario and RTT (default 3)")
+    parser.add_argument("--noise-runs", type=int, default=5, help="runs of the baseline for the noise floor (5)")
+    parser.add_argument("--rtts", default="0,50", help="round-trip times r in ms to run the migrations at (0,50)")
+    parser.add_argument("--scenarios", default=MIGRATION_SCENARIOS,
                         help="migration scenarios to measure (comma separated)")
 
 
@@ -188,6 +205,7 @@ def _line(name: str, configured: str, data: dict[str, Any], measured: str, ratio
 def run(args: argparse.Namespace) -> int:
     try:
         delay, loss, rate = parse_duration(args.delay), parse_percent(args.loss), parse_bit_rate(args.rate)
+        rtts = [float(r) for r in args.rtts.split(",") if r.strip()]
     except ValueError as exc:
         raise LabError(f"bench: {exc}") from None
     lab = Lab(load_topology())
@@ -198,13 +216,77 @@ def run(args: argparse.Namespace) -> int:
     if busy and not args.force:
         raise LabError("a client workload (scenario run) is active: the bench would disturb it; "
                        "wait for it to end or pass --force")
-    if args.network not in lab.client_attachments():
-        raise LabError(f"--network {args.network}: the client is not on it (run a scenario reset or `connect`)")
-    progress = None if args.format == "json" else (lambda text: print(f"... {text}", flush=True))
-    report = measure(lab, args.network, delay, loss, rate, args.packets, args.pings, progress)
+    bench = BenchRun.start()
+    say = (lambda text: None) if args.format == "json" else (lambda text: print(f"... {text}", flush=True))
+    if args.part in ("all", "noise"):
+        bench.results["noise"] = noise(lab.topology, SCENARIOS / "baseline.yaml", args.noise_runs, say)
+        (bench.directory / "noise-histogram.svg").write_text(histogram_svg(bench.results["noise"]))
+        if args.format == "text":
+            _print_noise(bench.results["noise"])
+    if args.part in ("all", "migration") and args.runs > 0:
+        found = []
+        for name in [n for n in args.scenarios.split(",") if n]:
+            for rtt in rtts:
+                found.append(migration(lab.topology, resolve_file(name), args.runs, rtt, bench.directory, say))
+        bench.results["migration"] = found
+        if args.format == "text":
+            _print_migration(found)
+    if args.part in ("all", "impair"):
+        if args.network not in lab.client_attachments():
+            lab.reset(lab.topology.client_start_networks)
+        progress = None if args.format == "json" else (lambda text: print(f"... {text}", flush=True))
+        bench.results["impair"] = measure(lab, args.network, delay, loss, rate, args.packets, args.pings, progress)
+        if args.format == "text":
+            _print_impair(bench.results["impair"], delay, loss, rate)
+    path = bench.write()
     if args.format == "json":
-        print(json.dumps(report, indent=2))
-        return 0
+        print(json.dumps(bench.results, indent=2, default=str))
+    else:
+        print(f"written: {path.relative_to(ROOT)}")
+    return 0
+
+
+def resolve_file(name: str) -> Path:
+    path = SCENARIOS / f"{name}.yaml"
+    if not path.exists():
+        raise LabError(f"--scenarios: no scenario named {name!r}")
+    return path
+
+
+def _print_noise(found: dict[str, Any]) -> None:
+    dist = found["noise_floor_ms"]
+    print(f"noise floor ({found['runs']} runs of the baseline, captures and qlog on): "
+          f"max {dist['maximum']:.1f} ms, median {dist['median']:.1f} ms; {found['within_limit']}/{found['runs']} runs "
+          f"<= {found['limit_ms']:g} ms; ratio max/limit {found['ratio_to_limit']:.2f}")
+
+
+def _print_migration(found: list[dict[str, Any]]) -> None:
+    print("migration figures: median [min-max] over the runs; limit = the physical floor (docs/references.md)")
+    for entry in found:
+        for transport, figures in entry["transports"].items():
+            parts = []
+            for key in ("disruption_ms", "recovery_ms", "validation_ms"):
+                d = figures[key]
+                if d["runs"]:
+                    parts.append(f"{key.removesuffix('_ms')} {d['median']:.0f} [{d['minimum']:.0f}-{d['maximum']:.0f}]")
+            limit = figures.get("limit")
+            against = ""
+            if limit and limit["ratio_of_median"] is not None:
+                against = (f"; {limit['figure'].removesuffix('_ms')} / limit {limit['limit_ms']:.0f} ms "
+                           f"({limit['rule']}) = {limit['ratio_of_median']:.2f}")
+            print(f"  {entry['scenario']:<24} r={entry['rtt_ms']:<3g} {transport:<4} {entry['runs']} runs: "
+                  + ", ".join(parts) + " ms" + against)
+    pairs: dict[tuple[str, float], dict[str, Any]] = {(e["scenario"], e["rtt_ms"]): e for e in found}
+    for (name, rtt), entry in pairs.items():
+        quic, tcp = entry["transports"].get("quic"), entry["transports"].get("tcp")
+        if quic and tcp:
+            for key in ("disruption_ms", "recovery_ms"):
+                q, t = quic[key]["median"], tcp[key]["median"]
+                if q and t:
+                    print(f"  ratio {name} r={rtt:g} {key.removesuffix('_ms')} tcp/quic (medians) = {t / q:.2f}")
+
+
+def _print_impair(report: dict[str, Any], delay: float, loss: float, rate: int) -> None:
     print(f"impairment accuracy on {report['network']} (mode {report.get('mode', '?')}), client -> server")
     base = report["baseline"]
     print(f"  baseline RTT {base.get('avg_ms', float('nan')):.3f} ms (ping x{base.get('count', 0)})")
@@ -220,47 +302,6 @@ def run(args: argparse.Namespace) -> int:
     print(_line("rate", f"{rate / 1e6:g} mbit", rated,
                 f"{rated.get('wire_mbit', 0):.2f} mbit on wire ({rated.get('goodput_mbit', 0):.2f} goodput)"))
     _print_ceiling(report)
-    if args.runs > 0:
-        _migration_bench(lab, [n for n in args.scenarios.split(",") if n], args.runs)
-    return 0
-
-
-def _migration_bench(lab: Lab, names: list[str], runs: int) -> None:
-    """Run migration scenarios several times (no captures) and print disruption figures and ratios."""
-    import io
-    import statistics
-
-    from lab.cli.scenario import resolve
-    from lab.observe.live import PlainView
-    from lab.scenario.runner import ScenarioRunner
-    from lab.verify.judge import judge_and_report
-
-    print(f"migration disruption, {runs} run(s) each (median [min-max]); recovery = after the network was usable")
-    ratios = []
-    for name in names:
-        scenario = resolve(name)
-        figures: dict[str, dict[str, list[float]]] = {}
-        for _ in range(runs):
-            result = ScenarioRunner(scenario, lab.topology, PlainView(io.StringIO()), capture=False).run()
-            result.verdict = judge_and_report(result.run_dir)  # the judge of `scenario run`; captures opted out
-            for transport, metrics in result.metrics.items():
-                for key in ("disruption_ms", "recovery_ms", "validation_ms"):
-                    if metrics.get(key) is not None:
-                        figures.setdefault(transport, {}).setdefault(key, []).append(metrics[key])
-            if not result.passed:
-                print(f"  {name}: a run failed ({result.error or 'checks'}); figures kept for what was observed")
-        for transport, values in figures.items():
-            parts = [f"{key.removesuffix('_ms')} {statistics.median(v):.0f} [{min(v):.0f}-{max(v):.0f}] ms"
-                     for key, v in values.items()]
-            print(f"  {name:<26} {transport:<4} " + ", ".join(parts))
-        if {"quic", "tcp"} <= set(figures):
-            for key in ("disruption_ms", "recovery_ms"):
-                q, t = figures["quic"].get(key), figures["tcp"].get(key)
-                if q and t and statistics.median(q) > 0:
-                    ratio = statistics.median(t) / statistics.median(q)
-                    ratios.append(f"{name} {key.removesuffix('_ms')} tcp/quic = {ratio:.2f}")
-    for ratio in ratios:
-        print(f"  ratio (medians): {ratio}")
 
 
 def _print_ceiling(report: dict[str, Any]) -> None:

@@ -1,0 +1,129 @@
+"""Benchmarks that replay scenarios on the live lab (the edge): repeated runs, judged as always.
+
+Every run goes through the same runner and judge as `scenario run` and leaves its artifacts; the
+bench keeps each run's directory in bench.json, so every figure can be traced to its runs.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lab.bench.figures import NOISE_LIMIT_MS, Distribution, limit_for, ratio
+from lab.observe.live import PlainView
+from lab.scenario.names import topology_names
+from lab.scenario.runner import ARTIFACTS, ScenarioRunner
+from lab.scenario.schema import Scenario, load_scenario
+from lab.topology.model import Topology
+from lab.verify.judge import Verdict, judge_and_report
+
+BENCH = ARTIFACTS / "bench"
+Say = Callable[[str], None]
+
+
+@dataclass
+class BenchRun:
+    """One bench invocation: its directory under artifacts/bench/ and what it found."""
+
+    directory: Path
+    results: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls) -> BenchRun:
+        directory = BENCH / time.strftime("%Y%m%d-%H%M%S")
+        directory.mkdir(parents=True, exist_ok=True)
+        latest = BENCH / "latest"
+        if latest.is_symlink() or latest.exists():
+            latest.unlink()
+        latest.symlink_to(directory.name)
+        return cls(directory)
+
+    def write(self) -> Path:
+        path = self.directory / "bench.json"
+        path.write_text(json.dumps(self.results, indent=2, default=str) + "\n")
+        return path
+
+
+def run_times(scenario: Scenario, topology: Topology, runs: int, capture: bool, say: Say) -> list[Verdict]:
+    """``runs`` runs of a scenario, each judged (and reported) like `scenario run`."""
+    verdicts = []
+    for number in range(1, runs + 1):
+        result = ScenarioRunner(scenario, topology, PlainView(io.StringIO()), capture=capture).run()
+        verdict = judge_and_report(result.run_dir)
+        verdicts.append(verdict)
+        say(f"{scenario.name} run {number}/{runs}: {'PASS' if verdict.passed else 'FAIL'} "
+            f"({result.run_dir.relative_to(ARTIFACTS.parent)})")
+    return verdicts
+
+
+def with_rtt(source: Path, rtt_ms: float, directory: Path, topology: Topology) -> Scenario:
+    """The scenario with every client network given a round-trip time of ``rtt_ms`` (r/2 each way).
+
+    Written as a file of the same name under ``directory`` (a run records its scenario's file);
+    explicit impairments of the scenario are replaced, since the bench states r itself.
+    """
+    data = yaml.safe_load(source.read_text())
+    initial = data.setdefault("initial", {})
+    initial["impair"] = {network: {"delay": f"{rtt_ms / 2:g}ms"} for network in topology.gateways} if rtt_ms else {}
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / source.name
+    target.write_text(yaml.safe_dump(data, sort_keys=False))
+    return load_scenario(target, topology_names(topology))
+
+
+def noise(topology: Topology, source: Path, runs: int, say: Say) -> dict[str, Any]:
+    """The lab's noise floor: the baseline scenario (no network change, captures and qlog on)."""
+    scenario = load_scenario(source, topology_names(topology))
+    verdicts = run_times(scenario, topology, runs, True, say)
+    floors = [v.metrics.get("quic", {}).get("noise_floor_ms") for v in verdicts]
+    histogram: dict[str, int] = {}
+    for verdict in verdicts:
+        for event in verdict.timeline:
+            if event.TYPE == "gap_histogram" and event.role == "client":
+                for ms, count in event.counts.items():  # type: ignore[attr-defined]
+                    histogram[ms] = histogram.get(ms, 0) + count
+    within = sum(1 for f in floors if f is not None and f <= NOISE_LIMIT_MS)
+    dist = Distribution.of(floors)
+    return {
+        "method": f"{scenario.name} ({scenario.workload.size} B at {scenario.workload.rate} B/s, no network change, "
+                  "captures and qlog on); noise floor = the longest gap between arrivals of application data at "
+                  "the client, from its 1 ms gap histogram",
+        "limit_ms": NOISE_LIMIT_MS, "runs": len(verdicts), "within_limit": within,
+        "noise_floor_ms": dist.to_dict(), "ratio_to_limit": ratio(dist.maximum, NOISE_LIMIT_MS),
+        "passed": [v.passed for v in verdicts], "run_dirs": [str(v.run_dir) for v in verdicts],
+        "gap_histogram_ms": dict(sorted(histogram.items(), key=lambda kv: int(kv[0]))),
+    }
+
+
+def migration(topology: Topology, source: Path, runs: int, rtt_ms: float, directory: Path,
+              say: Say) -> dict[str, Any]:
+    """A migration scenario at round-trip time r = ``rtt_ms``: its figures against its physical limit."""
+    scenario = with_rtt(source, rtt_ms, directory / f"r{rtt_ms:g}ms", topology)
+    verdicts = run_times(scenario, topology, runs, False, say)
+    out: dict[str, Any] = {"scenario": scenario.name, "rtt_ms": rtt_ms, "runs": len(verdicts),
+                           "passed": [v.passed for v in verdicts], "run_dirs": [str(v.run_dir) for v in verdicts],
+                           "transports": {}}
+    found = limit_for(scenario.tags, scenario.workload.migration)
+    for transport in scenario.transports:
+        metrics = [v.metrics.get(transport, {}) for v in verdicts]
+        figures = {key: Distribution.of(m.get(key) for m in metrics)
+                   for key in ("disruption_ms", "recovery_ms", "validation_ms", "noise_floor_ms")}
+        entry: dict[str, Any] = {key: d.to_dict() for key, d in figures.items()}
+        entry["probes"] = Distribution.of(m.get("probes") for m in metrics).to_dict()
+        if found is not None and transport == "quic":
+            kind, limit = found
+            detection = metrics[0].get("detection_delay_ms") or scenario.workload.probe_after * 1000
+            floor = figures["noise_floor_ms"].maximum or NOISE_LIMIT_MS
+            value = limit.value(rtt_ms, detection, floor)
+            measured = figures[limit.figure].median
+            entry["limit"] = {"kind": kind, "figure": limit.figure, "rule": limit.rule, "limit_ms": round(value, 1),
+                              "detection_delay_ms": detection, "ratio_of_median": ratio(measured, value)}
+        out["transports"][transport] = entry
+    return out

@@ -1,0 +1,39 @@
+"""Bench figures: distributions carry their run count, limits follow the scenario, ratios are honest."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from lab.bench.figures import LIMITS, Distribution, histogram_svg, limit_for, ratio
+
+
+def test_a_distribution_keeps_its_run_count_and_ignores_unobserved_runs():
+    d = Distribution.of([12.0, None, 3.0, 7.0])
+    assert (d.runs, d.median, d.minimum, d.maximum, d.p95) == (3, 7.0, 3.0, 12.0, 12.0)
+    assert d.text() == "median 7 [3-12] ms, 3 run(s)"
+    assert Distribution.of([None]).text() == "not observed" and Distribution.of([]).runs == 0
+
+
+def test_each_scenario_kind_gets_its_physical_limit():
+    assert limit_for(["active", "make-before-break"], "active")[0] == "make-before-break"
+    assert limit_for(["passive", "rebinding"], "passive")[0] == "rebinding"
+    assert limit_for(["flagship", "break-before-make"], "passive")[0] == "break-before-make"
+    assert limit_for(["preferred", "server"], "preferred")[0] == "preferred-address"
+    assert limit_for(["control"], "passive") is None
+    # r = 50 ms, detection delay 200 ms, noise floor 4 ms
+    assert LIMITS["make-before-break"].value(50, 200, 4) == 55
+    assert LIMITS["break-before-make"].value(50, 200, 4) == 275
+    assert LIMITS["rebinding"].value(50, 200, 4) == 275
+    assert LIMITS["preferred-address"].value(50, 200, 4) == 4
+
+
+def test_ratio_to_a_limit():
+    assert ratio(110.0, 55.0) == 2.0 and ratio(None, 5.0) is None and ratio(3.0, 0.0) is None
+
+
+def test_the_histogram_is_a_valid_svg_with_one_bar_per_bucket():
+    svg = histogram_svg({"runs": 5, "gap_histogram_ms": {"1": 120, "2": 9, "7": 1}})
+    root = ET.fromstring(svg)
+    bars = [r for r in root.iter("{http://www.w3.org/2000/svg}rect") if r.find("{http://www.w3.org/2000/svg}title")
+            is not None]
+    assert [b.find("{http://www.w3.org/2000/svg}title").text for b in bars] == ["1 ms: 120", "2 ms: 9", "7 ms: 1"]
