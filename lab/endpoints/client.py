@@ -14,6 +14,7 @@ import os
 import sys
 
 from lab.addresses import parse_host_port
+from lab.endpoints.gaps import freeze_startup_objects
 from lab.endpoints.quic_client import PROBE_AFTER, ClientOptions, run_quic_client
 from lab.endpoints.tcp_client import run_tcp_client
 from lab.events import Emitter
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: --server: {exc}", file=sys.stderr)
         return 2
+    freeze_startup_objects()
     if args.transport == "tcp":
         return asyncio.run(_run_tcp(args, server))
     rotate = args.rotate_cid

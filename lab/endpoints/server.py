@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from lab.addresses import parse_host_port
+from lab.endpoints.gaps import freeze_startup_objects
 from lab.endpoints.quic_server import ServerOptions, serve_quic
 from lab.endpoints.tcp_server import serve_tcp
 from lab.events import Emitter
@@ -87,6 +88,7 @@ async def main_async(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        freeze_startup_objects()
         return asyncio.run(main_async(args))
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
