@@ -16,10 +16,11 @@ NAME        ?= wifi-to-cellular
 DEBIAN_IMAGE ?= debian:bookworm-slim
 ARCH        := $(shell uname -m)
 PLATFORMS   := $(foreach p,manylinux_2_36 manylinux_2_34 manylinux_2_28 manylinux_2_17 manylinux2014,--platform $(p)_$(ARCH))
-export LAB_IMAGE
+BROWSER_IMAGE ?= quic-migration-lab-browser:bookworm-$(shell sha256sum images/browser/packages.txt | cut -c1-8)
+export LAB_IMAGE BROWSER_IMAGE
 
 .PHONY: help setup venv compose base wheelhouse images certs up down status logs test unit integration \
-        lint demo explain walkthrough scenario scenarios bench clean verify
+        lint demo explain walkthrough scenario scenarios bench clean verify browser-image
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -64,6 +65,9 @@ images: base wheelhouse  ## the lab image (a change to lab/ rebuilds in seconds)
 	@set -o pipefail; docker build --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(LAB_IMAGE) -f images/lab/Dockerfile . \
 		| grep -E --line-buffered '^(Step|Successfully tagged)' | sed 's/^/    /'
 	@echo "    built $$(docker image inspect -f '{{.Id}}' $(LAB_IMAGE) | cut -c8-19)"
+
+browser-image:  ## headless Chromium from Debian packages, renders report.html in the tests (no registry needed)
+	@docker image inspect $(BROWSER_IMAGE) >/dev/null 2>&1 || bash images/browser/bootstrap.sh $(BROWSER_IMAGE)
 
 certs: venv  ## local CA and server certificate (first run only)
 	@$(PY) -m lab certs
@@ -113,14 +117,14 @@ lint: venv  ## ruff
 unit: venv  ## fast tests, no Docker
 	@$(PY) -m pytest -q -m "not integration" tests
 
-integration: up  ## tests against the real lab (captures are judged with the lab image's tshark)
+integration: up browser-image  ## tests against the real lab (captures are judged with the lab image's tshark)
 	@$(PY) -m pytest -q -m integration tests
 
-test: up  ## lint, unit and integration tests (what CI runs)
+test: up browser-image  ## lint, unit and integration tests (what CI runs)
 	@$(PY) -m ruff check lab tests
 	@$(PY) -m pytest -q tests
 
 clean: down  ## also remove images, wheelhouse, venv, certificates and caches (artifacts are kept)
-	-docker image rm -f $(LAB_IMAGE) $$(docker images -q quic-migration-lab-base) 2>/dev/null
+	-docker image rm -f $(LAB_IMAGE) $(BROWSER_IMAGE) $$(docker images -q quic-migration-lab-base) 2>/dev/null
 	-docker image prune -f --filter label=org.quic-migration-lab=image >/dev/null
 	rm -rf build $(VENV) certs .pytest_cache .ruff_cache

@@ -32,7 +32,7 @@ from lab.scenario.steps import ACTIONS
 from lab.topology.model import Topology, TopologyError, topology_from_config
 from lab.verify import capture_checks, cross_checks
 from lab.verify.checks import evaluate
-from lab.verify.pcap import ImageTools, TsharkError, prepare_captures, read_quic_packets
+from lab.verify.pcap import ImageTools, QuicPacket, TsharkError, prepare_captures, read_quic_packets
 from lab.verify.result import NOT_VERIFIED, CheckResult, Figure, not_verified
 
 # Steps that move the client to a new path (new address or port), from the action table. Connect,
@@ -69,6 +69,7 @@ class Verdict:
     duration_s: float = 0.0
     description: str = ""
     packets: int | None = None
+    decoded: list[Any] | None = field(default=None, repr=False)  # the server-side capture as judged
     timeline: Timeline = field(default_factory=Timeline, repr=False)
 
     def counts(self, check: CheckResult) -> bool:
@@ -85,9 +86,20 @@ class Verdict:
         return dict(Counter(c.status for c in self.checks))
 
     def write_reports(self) -> dict[str, Any]:
-        """report.json, report.md and goodput.svg in the run directory; returns the report."""
+        """report.json, report.md, goodput.svg, report.html (...) in the run directory; returns the report.
+
+        report.html draws the packets: the server-side capture is handed over as the judge decoded
+        it (decoding is the slow part), the NATs' client sides are decoded for it.
+        """
         report = self.to_dict()
-        write_reports(self.run_dir, report, self.timeline, self.description)
+        judged = (self.run_dir / SERVER_CAPTURE).resolve()
+
+        def read_packets(pcap: Path, keylog: Path | None, ports: Any) -> list[Any]:
+            if self.decoded is not None and Path(pcap).resolve() == judged:
+                return self.decoded
+            return read_quic_packets(pcap, keylog, ports)
+
+        write_reports(self.run_dir, report, self.timeline, self.description, read_packets=read_packets)
         return report
 
     def to_dict(self) -> dict[str, Any]:
@@ -250,7 +262,7 @@ def _server_addresses(topology: Topology) -> set[str]:
 
 
 def _capture_checks(run_dir: Path, record: RunRecord, timeline: Timeline, migration: bool,
-                    tools: ImageTools | None) -> tuple[list[CheckResult], list[Figure], int | None]:
+                    tools: ImageTools | None) -> tuple[list[CheckResult], list[Figure], list[QuicPacket] | None]:
     scenario, topology = record.scenario, record.topology
     expected = "the server-side capture decoded by the lab image's tshark"
     capture = run_dir / SERVER_CAPTURE
@@ -290,7 +302,7 @@ def _capture_checks(run_dir: Path, record: RunRecord, timeline: Timeline, migrat
         checks.append(cross_checks.challenges_in_capture(timeline, packets, servers))
     linkability = capture_checks.cid_linkability(packets, servers)
     figures = [Figure("cid_linkability", str(linkability.observed), "captures", "quic")]
-    return checks, figures, len(packets)
+    return checks, figures, packets
 
 
 def _qlog_checks(run_dir: Path, timeline: Timeline, migration: bool) -> list[CheckResult]:
@@ -350,5 +362,6 @@ def judge_run(run_dir: str | Path, tools: ImageTools | None = None) -> Verdict:
         checks, figures, packets = _capture_checks(run_dir, record, timeline, migration, tools)
         verdict.checks.extend(checks)
         verdict.figures.extend(figures)
-        verdict.packets = packets
+        verdict.packets = None if packets is None else len(packets)
+        verdict.decoded = packets
     return verdict
