@@ -85,7 +85,7 @@ def setup() -> None:
         nsx(ns, "ip", "link", "set", "lo", "up")
     nsx("cl", "ip", "route", "add", "default", "via", "10.250.1.2")
     nsx("rt", "sysctl", "-qw", "net.ipv4.ip_forward=1")
-    # The lab router's rules (lab/endpoints/router.py): forward LAN -> WAN, replies back, NAT.
+    # The lab router's rules (lab/endpoints/router/nat.py): forward LAN -> WAN, replies back, NAT.
     for rule in (["-P", "FORWARD", "DROP"],
                  ["-A", "FORWARD", "-i", "rt0", "-o", "rt1", "-s", "10.250.1.0/24", "-j", "ACCEPT"],
                  ["-A", "FORWARD", "-i", "rt1", "-o", "rt0", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED",
@@ -104,7 +104,7 @@ def start_delayline(delay_ms: float, jitter_ms: float) -> subprocess.Popen:
     state = Path(f"/tmp/qml-delayline-{QUEUE}.json")
     state.unlink(missing_ok=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(["ip", "netns", "exec", NS["rt"], sys.executable, "-m", "lab.endpoints.delayline",
+    proc = subprocess.Popen(["ip", "netns", "exec", NS["rt"], sys.executable, "-m", "lab.endpoints.router.delayline",
                              "--queue", str(QUEUE), "--delay-ms", str(delay_ms), "--jitter-ms", str(jitter_ms),
                              "--state", str(state)], env=env)
     deadline = time.monotonic() + 5

@@ -24,7 +24,7 @@ from docker.models.containers import Container
 from lab.control import impair
 from lab.control.base import BLACKHOLE_TAG, ActionError, ActionResult, interface_in
 from lab.control.docker_api import client, container, exec_checked
-from lab.endpoints.netconf import route_script
+from lab.endpoints.shared.netconf import route_script
 from lab.topology.model import CLIENT, SERVER, Topology
 
 CAPTURE_DIR = "/tmp/lab-capture"

@@ -37,7 +37,7 @@ def interface_in(target: Container, subnet: str) -> str:
     key = (target.id, subnet)
     if key in _INTERFACES:
         return _INTERFACES[key]
-    script = ("import sys; from lab.endpoints.netconf import interface_in; i = interface_in(sys.argv[1]); "
+    script = ("import sys; from lab.endpoints.shared.netconf import interface_in; i = interface_in(sys.argv[1]); "
               "print(i.name if i else '')")
     name = exec_checked(target, ["python3", "-c", script, subnet]).strip()
     if not name:

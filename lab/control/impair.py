@@ -12,7 +12,7 @@ Two modes, chosen at run time by probing the router's kernel for ``sch_netem``:
   (the egress of each direction), delay/jitter/loss/rate in one qdisc.
 * ``fallback`` (no sch_netem): loss with ``iptables -m statistic --mode random`` in FORWARD (one
   rule per direction); rate with ``tbf`` as the root qdisc of both interfaces; delay and jitter
-  with the userspace delay line (lab/endpoints/delayline.py) fed by ``-j NFQUEUE --queue-bypass``
+  with the userspace delay line (lab/endpoints/router/delayline.py) fed by ``-j NFQUEUE --queue-bypass``
   rules in ``raw PREROUTING`` for packets arriving on either interface. In the raw table the
   packet has no conntrack entry yet, so it is NATed and filtered only after its delay (a queue
   before conntrack confirmation would let a second packet of a new flow make a second, clashing
@@ -50,7 +50,7 @@ FALLBACK = "fallback"
 MODES = (NETEM, FALLBACK)
 TAG = "lab-impair"
 MODE_ENV = "LAB_IMPAIR_MODE"
-DELAYLINE = ["python", "-m", "lab.endpoints.delayline"]
+DELAYLINE = ["python", "-m", "lab.endpoints.router.delayline"]
 STATE_DIR = "/run/lab"
 NETEM_LIMIT = 10000  # packets (containerlab's netem limit)
 TBF_LATENCY_MS = 100  # longest a packet may wait in the tbf queue
@@ -184,7 +184,7 @@ def plan(mode: str, params: LinkParams, lan_if: str, wan_if: str, lan_subnet: st
     """Commands (argv lists) that apply `params` to a router whose impairments are already removed.
 
     The blackhole is not in the plan (`Lab.blackhole` owns it). A command starting with
-    ``python -m lab.endpoints.delayline`` is a long-running process to start in the background.
+    ``python -m lab.endpoints.router.delayline`` is a long-running process to start in the background.
     """
     if mode not in MODES:
         raise ValueError(f"mode {mode!r} is not known; allowed: {', '.join(MODES)}")
@@ -376,9 +376,9 @@ def _stop_delayline(link: _Link) -> None:
 def _start_delayline(link: _Link, command: list[str]) -> None:
     log = f"{STATE_DIR}/delayline-{link.queue}.log"
     state = _state_file(link.queue)
-    if link.target.exec_run(["python", "-c", "import lab.endpoints.delayline"])[0] != 0:
+    if link.target.exec_run(["python", "-c", "import lab.endpoints.router.delayline"])[0] != 0:
         # An image older than the controller: run the controller's own delay line source instead.
-        from lab.endpoints import delayline
+        from lab.endpoints.router import delayline
 
         source = Path(delayline.__file__).read_text()
         command = ["python", "-c", source, *command[len(DELAYLINE):]]

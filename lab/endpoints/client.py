@@ -1,7 +1,7 @@
 """`python -m lab.endpoints.client`: one connection (QUIC or the TCP+TLS baseline), one workload.
 
 A thin launcher: options (env fallbacks QLOGDIR, SSLKEYLOGFILE) -> ``run_quic_client``
-(``lab.endpoints.quic_client``) or ``run_tcp_client`` (``lab.endpoints.tcp_client``). Events
+(``lab.endpoints.quic.client``) or ``run_tcp_client`` (``lab.endpoints.tcp.client``). Events
 go to stdout as JSON lines (``docs/events.md``). Exit 0 when the workload completed and its
 sha256 matched, 1 otherwise, 2 on a usage error.
 """
@@ -14,9 +14,9 @@ import os
 import sys
 
 from lab.addresses import parse_host_port
-from lab.endpoints.gaps import freeze_startup_objects
-from lab.endpoints.quic_client import PROBE_AFTER, ClientOptions, run_quic_client
-from lab.endpoints.tcp_client import run_tcp_client
+from lab.endpoints.quic.client import PROBE_AFTER, ClientOptions, run_quic_client
+from lab.endpoints.shared.gaps import freeze_startup_objects
+from lab.endpoints.tcp.client import run_tcp_client
 from lab.events import Emitter
 from lab.units import parse_byte_rate, parse_duration, parse_size
 

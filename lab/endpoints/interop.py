@@ -8,7 +8,7 @@ compliance probe). See docs/interop.md.
 
 Server: exec ``python -m lab.endpoints.server`` with the flags of the test case
 (``server_command``). Client: download every URL with hq-interop, or h3 for ``http3``
-(``client_plan`` + ``lab.endpoints.http_files.fetch_files``).
+(``client_plan`` + ``lab.endpoints.quic.http_files.fetch_files``).
 
 Overrides for tests and local runs (not used by the runner): ``LAB_INTEROP_ROOT`` (prefix of
 /certs, /www, /downloads), ``LAB_INTEROP_PORT`` (443), ``LAB_INTEROP_LISTEN`` (::),
@@ -95,7 +95,7 @@ class ClientPlan:
 
 def client_plan(env: Mapping[str, str]) -> ClientPlan | None:
     """What the client does for this environment; None when the test case is unsupported."""
-    from lab.endpoints.http_files import H3, HQ_ALPN
+    from lab.endpoints.quic.http_files import H3, HQ_ALPN
 
     testcase = env.get("TESTCASE", "")
     if testcase not in CLIENT_TESTCASES:
@@ -146,7 +146,7 @@ def run_server(env: Mapping[str, str]) -> int:
 
 
 def run_client(env: Mapping[str, str]) -> int:
-    from lab.endpoints.http_files import FetchError, fetch_files
+    from lab.endpoints.quic.http_files import FetchError, fetch_files
 
     plan = client_plan(env)
     if plan is None:

@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from lab.endpoints import netconf
+from lab.endpoints.shared import netconf
 
 READY = Path("/run/lab/ready")
 

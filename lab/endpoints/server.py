@@ -1,8 +1,8 @@
 """`python -m lab.endpoints.server`: the lab's long-lived QUIC server (and TCP+TLS baseline).
 
 A thin launcher: options (with environment fallbacks: QLOGDIR, SSLKEYLOGFILE) -> ``serve_quic``
-(``lab.endpoints.quic_server``) and, unless ``--tcp-port 0``, ``serve_tcp`` from
-``lab.endpoints.tcp_server`` on the same address. Events go to stdout as JSON lines
+(``lab.endpoints.quic.server``) and, unless ``--tcp-port 0``, ``serve_tcp`` from
+``lab.endpoints.tcp.server`` on the same address. Events go to stdout as JSON lines
 (``docs/events.md``); warnings go to stderr.
 
 RFC 9000 §9.4 congestion reset on an IP-address change is on by default; ``--no-cc-reset``
@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 
 from lab.addresses import parse_host_port
-from lab.endpoints.gaps import freeze_startup_objects
-from lab.endpoints.quic_server import ServerOptions, serve_quic
-from lab.endpoints.tcp_server import serve_tcp
+from lab.endpoints.quic.server import ServerOptions, serve_quic
+from lab.endpoints.shared.gaps import freeze_startup_objects
+from lab.endpoints.tcp.server import serve_tcp
 from lab.events import Emitter
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from lab import events as ev
 
 _SKIP_DETAIL = {"route", "gateway"}
-# Gaps the client meters from 5 ms on (lab.endpoints.gaps); a person watching wants the stalls
+# Gaps the client meters from 5 ms on (lab.endpoints.shared.gaps); a person watching wants the stalls
 # they would notice. Shorter ones stay in the events, the histogram and the report.
 SHOWN_GAP_MS = 50.0
 

@@ -1,4 +1,4 @@
-"""``lab.endpoints.aioquic_seam`` on two in-memory QuicConnections, in aioquic's own test style.
+"""``lab.endpoints.quic.aioquic_seam`` on two in-memory QuicConnections, in aioquic's own test style.
 
 A client and a server ``QuicConnection`` pass datagrams to each other (``Pair.transfer`` and
 ``Pair.roundtrip``, as ``transfer``/``roundtrip`` in aioquic's ``tests/test_connection.py``): no
@@ -31,8 +31,8 @@ from aioquic.quic.logger import QuicLogger
 from aioquic.quic.packet import QuicPreferredAddress, pull_quic_transport_parameters, push_quic_transport_parameters
 
 from lab.certs import Certificates, make_certificates
-from lab.endpoints import aioquic_seam as seam
-from lab.endpoints.preferred import advertise_preferred_address
+from lab.endpoints.quic import aioquic_seam as seam
+from lab.endpoints.quic.preferred import advertise_preferred_address
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_ADDR = ("1.2.3.4", 1234)
@@ -354,7 +354,7 @@ def test_drain_takes_the_events_out_of_the_trace(certificates: Certificates) -> 
 def test_incremental_qlog_streams_a_valid_file_and_keeps_no_events(certificates: Certificates, tmp_path) -> None:
     import json
 
-    from lab.endpoints.telemetry import IncrementalQlog
+    from lab.endpoints.quic.telemetry import IncrementalQlog
 
     logger = IncrementalQlog(tmp_path, "client")
     pair = Pair(certificates, client_logger=logger)
@@ -511,8 +511,8 @@ def private_uses(path: Path, names: set[str]) -> list[str]:
 def test_only_the_seam_touches_aioquic_private_attributes(certificates: Certificates) -> None:
     names = aioquic_private_names(certificates)
     assert {"_quic", "_transport", "_protocols", "_network_paths", "_loss", "_QuicConnection__frame_handlers"} <= names
-    seam_path = ROOT / "lab" / "endpoints" / "aioquic_seam.py"
+    seam_path = ROOT / "lab" / "endpoints" / "quic" / "aioquic_seam.py"
     assert len(private_uses(seam_path, names)) > 20  # the scan sees them where they are
     outside = [use for path in sorted((ROOT / "lab").rglob("*.py")) if path != seam_path
                for use in private_uses(path, names)]
-    assert outside == [], "aioquic private attributes outside lab/endpoints/aioquic_seam.py:\n" + "\n".join(outside)
+    assert outside == [], "aioquic private attributes outside the seam:\n" + "\n".join(outside)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lab.endpoints.gaps import GapMeter
+from lab.endpoints.shared.gaps import GapMeter
 from lab.events import Action, DataGap, GapHistogram
 from lab.observe.timeline import Timeline
 from lab.report.metrics import noise_floor

@@ -14,7 +14,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import HandshakeCompleted, QuicEvent
 
 from lab.certs import ensure_certificates
-from lab.endpoints.http_files import FILE_ALPNS, FetchError, HttpFileHandler, fetch_files, resolve_file
+from lab.endpoints.quic.http_files import FILE_ALPNS, FetchError, HttpFileHandler, fetch_files, resolve_file
 
 
 class FileServerProtocol(QuicConnectionProtocol):

@@ -24,7 +24,7 @@ from lab.control.impair import (
     resolve,
     tbf_burst,
 )
-from lab.endpoints.delayline import DelayLine
+from lab.endpoints.router.delayline import DelayLine
 from lab.scenario.schema import Impairment
 
 LAN, WAN, SUBNET = "eth0", "eth1", "10.203.1.0/24"
@@ -78,7 +78,7 @@ def test_netem_plan_for_no_impairment_is_empty():
 def test_fallback_plan_mechanisms():
     commands = plan(FALLBACK, resolve(Impairment(delay=0.025, jitter=0.002, loss=5, rate=2_000_000)),
                     LAN, WAN, SUBNET, queue=3)
-    assert commands[0] == ["python", "-m", "lab.endpoints.delayline", "--queue", "3", "--delay-ms", "25",
+    assert commands[0] == ["python", "-m", "lab.endpoints.router.delayline", "--queue", "3", "--delay-ms", "25",
                            "--jitter-ms", "2"]
     queued = [c for c in commands if "NFQUEUE" in c]
     assert len(queued) == 2 and {c[c.index("-i") + 1] for c in queued} == {LAN, WAN}
@@ -92,7 +92,7 @@ def test_fallback_plan_mechanisms():
 
 def test_fallback_plan_without_delay_starts_no_delay_line():
     commands = plan(FALLBACK, resolve(Impairment(loss=1)), LAN, WAN, SUBNET)
-    assert not any("lab.endpoints.delayline" in c for c in commands)
+    assert not any("lab.endpoints.router.delayline" in c for c in commands)
 
 
 def test_plan_rejects_unknown_mode():

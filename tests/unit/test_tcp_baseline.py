@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from lab.certs import ensure_certificates
-from lab.endpoints.tcp_client import run_tcp_client
-from lab.endpoints.tcp_server import serve_tcp
+from lab.endpoints.tcp.client import run_tcp_client
+from lab.endpoints.tcp.server import serve_tcp
 from lab.events import Emitter, Event, parse_line
 
 REPO = Path(__file__).resolve().parents[2]
@@ -216,13 +216,13 @@ def test_untrusted_server_is_refused(certs, tmp_path):
 @pytest.mark.timeout(20)
 def test_standalone_modules(certs):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    server = subprocess.Popen([sys.executable, "-m", "lab.endpoints.tcp_server", "--host", "127.0.0.1", "--port", "0",
+    server = subprocess.Popen([sys.executable, "-m", "lab.endpoints.tcp.server", "--host", "127.0.0.1", "--port", "0",
                                "--cert", str(certs.cert), "--key", str(certs.key)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
     try:
         line = server.stderr.readline()
         port = int(re.search(r":(\d+)$", line.strip()).group(1))
-        client = subprocess.run([sys.executable, "-m", "lab.endpoints.tcp_client", "--server", f"127.0.0.1:{port}",
+        client = subprocess.run([sys.executable, "-m", "lab.endpoints.tcp.client", "--server", f"127.0.0.1:{port}",
                                  "--server-name", "localhost", "--size", "300KB", "--ca", str(certs.ca)],
                                 capture_output=True, text=True, env=env, cwd=REPO, timeout=15)
         assert client.returncode == 0, client.stderr

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lab.endpoints import netconf
+from lab.endpoints.shared import netconf
 from lab.events import Emitter, NatMapping
 
 READY = Path("/run/lab/ready")

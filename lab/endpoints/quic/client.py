@@ -1,7 +1,7 @@
 """The lab's QUIC client: one connection, one workload, migrations on command or on its own.
 
 The connection is made as aioquic's ``connect()`` makes it, but with our own socket (so that it
-can be bound to a chosen local address and swapped later, see ``lab.endpoints.migrate``).
+can be bound to a chosen local address and swapped later, see ``lab.endpoints.quic.migrate``).
 
 Migration modes (``--migration``):
 
@@ -19,7 +19,7 @@ makes a NAT rebinding or a move happen at a chosen moment.
 Workload events: ``progress`` every 100 ms while data flows, with ``peer`` = the source address
 of the newest datagram received (observed, not what the connection believes); ``data_gap`` when
 data resumes after >= 5 ms without any (50 ms for echo), measured at every read, and at the end a
-``gap_histogram`` of every gap to 1 ms (lab.endpoints.gaps); ``echo_rtt`` per echo reply;
+``gap_histogram`` of every gap to 1 ms (lab.endpoints.shared.gaps); ``echo_rtt`` per echo reply;
 ``transfer_complete`` with the sha256 checked against ``workload.expected_sha256``.
 """
 
@@ -39,10 +39,8 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import NetworkAddress, QuicConnection
 
 from lab.addresses import host_of, same_ip, v4_mapped
-from lab.endpoints import aioquic_seam as seam
-from lab.endpoints.control import ControlServer
-from lab.endpoints.gaps import DOWNLOAD_THRESHOLD_S, ECHO_THRESHOLD_S, GapMeter
-from lab.endpoints.migrate import (
+from lab.endpoints.quic import aioquic_seam as seam
+from lab.endpoints.quic.migrate import (
     bind_client_socket,
     candidate_addresses,
     local_addresses,
@@ -50,8 +48,10 @@ from lab.endpoints.migrate import (
     socket_local,
     swap_socket,
 )
-from lab.endpoints.telemetry import ConnectionTelemetry, IncrementalQlog
-from lab.endpoints.workload import ALPN_LAB, ECHO_FRAME, Request, expected_sha256
+from lab.endpoints.quic.telemetry import ConnectionTelemetry, IncrementalQlog
+from lab.endpoints.shared.control import ControlServer
+from lab.endpoints.shared.gaps import DOWNLOAD_THRESHOLD_S, ECHO_THRESHOLD_S, GapMeter
+from lab.endpoints.shared.workload import ALPN_LAB, ECHO_FRAME, Request, expected_sha256
 from lab.events import (
     DataGap,
     EchoRtt,

@@ -17,7 +17,7 @@ to their initial values (a port-only change, i.e. NAT rebinding, keeps them). Di
 QLOG_FLUSH_INTERVAL while a connection is open, keeping no events in memory, so that an open
 connection's trace can be read live.
 
-Both read aioquic's internals only through ``lab.endpoints.aioquic_seam``.
+Both read aioquic's internals only through ``lab.endpoints.quic.aioquic_seam``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from aioquic.quic.connection import NetworkAddress, QuicConnection
 from aioquic.quic.logger import QLOG_VERSION, QuicLogger, QuicLoggerTrace
 
 from lab.addresses import same_ip
-from lab.endpoints import aioquic_seam as seam
+from lab.endpoints.quic import aioquic_seam as seam
 from lab.events import (
     ActivePathChanged,
     AmplificationLimited,

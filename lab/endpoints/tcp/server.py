@@ -7,7 +7,7 @@ download from ``request.offset`` (optionally paced at ``request.rate`` bytes/s) 
 ``ECHO_FRAME`` frames until the client closes.
 
 Each connection gets a short random id (``conn``) since TCP has no connection ID of its own.
-``python -m lab.endpoints.tcp_server --port 4433 --cert ... --key ...`` runs it standalone.
+``python -m lab.endpoints.tcp.server --port 4433 --cert ... --key ...`` runs it standalone.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import ssl
 import sys
 import time
 
-from lab.endpoints.workload import CHUNK, ECHO_FRAME, Request, stream_bytes
+from lab.endpoints.shared.workload import CHUNK, ECHO_FRAME, Request, stream_bytes
 from lab.events import ConnectionClosed, Emitter, Error, HandshakeCompleted, normalise_address
 
 HANDSHAKE_TIMEOUT_S = 10.0
@@ -179,7 +179,7 @@ async def serve_tcp(host: str, port: int, certfile: str, keyfile: str, emitter: 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lab.endpoints.tcp_server", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m lab.endpoints.tcp.server", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="::", help="address to listen on (default: all, dual-stack)")
     parser.add_argument("--port", type=int, default=4433)
     parser.add_argument("--cert", required=True)

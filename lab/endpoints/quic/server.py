@@ -10,13 +10,13 @@ the newest non-probing packet from that peer arrived -- and for replies made whi
 a datagram (PATH_RESPONSE, ACK), the socket that datagram arrived on.
 
 Connections that arrive on ``preferred_port`` get the preferred_address transport parameter
-(``lab.endpoints.preferred``); those on the main port do not, so one server serves both kinds
+(``lab.endpoints.quic.preferred``); those on the main port do not, so one server serves both kinds
 of scenario. Each connection has a ``ConnectionTelemetry`` (events, §9.4 congestion reset).
 
-ALPN ``quic-lab`` serves the lab's workloads (``lab.endpoints.workload``): the first line of a
+ALPN ``quic-lab`` serves the lab's workloads (``lab.endpoints.shared.workload``): the first line of a
 bidirectional stream is a Request; a download is answered with ``stream_bytes`` (paced at
 ``rate`` bytes/s when rate > 0) then FIN; an echo sends back every byte that follows the
-request line. ``h3`` and ``hq-interop`` are delegated to ``lab.endpoints.http_files``.
+request line. ``h3`` and ``hq-interop`` are delegated to ``lab.endpoints.quic.http_files``.
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import NetworkAddress, QuicConnection
 
 from lab.addresses import v4_mapped
-from lab.endpoints import aioquic_seam as seam
-from lab.endpoints.http_files import HttpFileHandler
-from lab.endpoints.migrate import bind_udp
-from lab.endpoints.preferred import advertise_preferred_address
-from lab.endpoints.telemetry import ConnectionTelemetry, IncrementalQlog
-from lab.endpoints.workload import ALPN_LAB, Request, stream_bytes
+from lab.endpoints.quic import aioquic_seam as seam
+from lab.endpoints.quic.http_files import HttpFileHandler
+from lab.endpoints.quic.migrate import bind_udp
+from lab.endpoints.quic.preferred import advertise_preferred_address
+from lab.endpoints.quic.telemetry import ConnectionTelemetry, IncrementalQlog
+from lab.endpoints.shared.workload import ALPN_LAB, Request, stream_bytes
 from lab.events import ActivePathChanged, Emitter, Error, normalise_address
 
 HIGH_WATER = 1 << 20  # unacknowledged bytes per stream before a download waits

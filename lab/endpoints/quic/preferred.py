@@ -12,10 +12,10 @@ connection answers its first datagram:
 - that CID registered in the server's routing table (``QuicServer._protocols``), which
   otherwise only learns CIDs from ConnectionIdIssued events.
 
-The aioquic internals involved are reached through ``lab.endpoints.aioquic_seam``.
+The aioquic internals involved are reached through ``lab.endpoints.quic.aioquic_seam``.
 
 The other half -- a socket listening on the preferred address and replies sent from the socket
-the client moved to -- lives in ``lab.endpoints.quic_server``, because aioquic connections
+the client moved to -- lives in ``lab.endpoints.quic.server``, because aioquic connections
 have no notion of their own local address.
 """
 
@@ -33,7 +33,7 @@ from aioquic.quic.packet import (
     push_quic_transport_parameters,
 )
 
-from lab.endpoints import aioquic_seam as seam
+from lab.endpoints.quic import aioquic_seam as seam
 
 
 def make_preferred_address(host: str, port: int, connection_id: bytes, token: bytes) -> QuicPreferredAddress:

@@ -29,9 +29,9 @@ import time
 from dataclasses import dataclass
 
 from lab.addresses import parse_host_port
-from lab.endpoints.gaps import DOWNLOAD_THRESHOLD_S, GapMeter
-from lab.endpoints.tcp_server import close_reason, tune_socket
-from lab.endpoints.workload import ECHO_FRAME, Request, expected_sha256
+from lab.endpoints.shared.gaps import DOWNLOAD_THRESHOLD_S, GapMeter
+from lab.endpoints.shared.workload import ECHO_FRAME, Request, expected_sha256
+from lab.endpoints.tcp.server import close_reason, tune_socket
 from lab.events import (
     ConnectionClosed,
     DataGap,
@@ -313,7 +313,7 @@ async def run_tcp_client(server: tuple[str, int], server_name: str, workload: st
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lab.endpoints.tcp_client", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m lab.endpoints.tcp.client", description=__doc__.splitlines()[0])
     parser.add_argument("--server", default="server:4433", help="host:port (default server:4433)")
     parser.add_argument("--server-name", default=None, help="TLS server name (default: the host)")
     parser.add_argument("--workload", choices=("download", "echo"), default="download")

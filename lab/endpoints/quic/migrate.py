@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.addresses import v4_mapped_host
-from lab.endpoints import aioquic_seam as seam
+from lab.endpoints.quic import aioquic_seam as seam
 from lab.events import normalise_address
 
 SIOCGIFADDR = 0x8915

@@ -9,7 +9,7 @@ Bound with ctypes to libnetfilter_queue.so.1 (Debian package libnetfilter-queue1
 NetfilterQueue wheel. The queue is opened in NFQNL_COPY_META mode and verdicts carry no payload,
 so packets are never copied or rewritten in userspace: checksum offload needs no change.
 
-    python -m lab.endpoints.delayline --queue 1 --delay-ms 25 --jitter-ms 5
+    python -m lab.endpoints.router.delayline --queue 1 --delay-ms 25 --jitter-ms 5
 
 On SIGTERM/SIGINT every held packet is released (accepted) before the queue closes, so a
 reconfiguration loses no packet; with ``--queue-bypass`` on the rules, traffic flows undelayed
@@ -218,7 +218,8 @@ def state_path(queue: int) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lab.endpoints.delayline", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lab.endpoints.router.delayline",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--queue", type=int, required=True, help="NFQUEUE number")
     parser.add_argument("--delay-ms", type=float, default=0.0, help="one-way delay added to every packet")
     parser.add_argument("--jitter-ms", type=float, default=0.0, help="uniform jitter, +/- this much")

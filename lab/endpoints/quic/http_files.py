@@ -28,7 +28,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamDataReceived, StreamReset
 from aioquic.quic.logger import QuicFileLogger
 
-from lab.endpoints import aioquic_seam as seam
+from lab.endpoints.quic import aioquic_seam as seam
 from lab.events import normalise_address
 
 HQ_ALPN = "hq-interop"
@@ -269,10 +269,10 @@ async def fetch_files(urls: Iterable[str], alpn: str, downloads: Path, *, cafile
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m lab.endpoints.http_files [--alpn h3|hq-interop] [--ca FILE] DIR URL...``: a small fetch tool."""
+    """``python -m lab.endpoints.quic.http_files [--alpn h3|hq-interop] [--ca FILE] DIR URL...``: a small fetch tool."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m lab.endpoints.http_files", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m lab.endpoints.quic.http_files", description=main.__doc__)
     parser.add_argument("--alpn", choices=FILE_ALPNS, default=HQ_ALPN)
     parser.add_argument("--ca", default=None, help="CA to verify the server with (default: no verification)")
     parser.add_argument("downloads")

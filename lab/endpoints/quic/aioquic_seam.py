@@ -40,7 +40,7 @@ def check_version(found: str) -> None:
     """Raise AioquicVersionError unless ``found`` is exactly AIOQUIC_VERSION."""
     if found != AIOQUIC_VERSION:
         raise AioquicVersionError(
-            f"lab.endpoints.aioquic_seam needs aioquic {AIOQUIC_VERSION} exactly (it uses private attributes),"
+            f"lab.endpoints.quic.aioquic_seam needs aioquic {AIOQUIC_VERSION} exactly (it uses private attributes),"
             f" found aioquic {found}: pin aioquic=={AIOQUIC_VERSION} or port this module and its tests"
             " (tests/unit/test_aioquic_seam.py)")
 
