@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 import subprocess
@@ -16,7 +15,6 @@ from lab.certs import ensure_certificates
 from lab.endpoints.interop import UNSUPPORTED, client_plan, server_command
 
 REPO = Path(__file__).resolve().parents[2]
-HAVE_SERVER = importlib.util.find_spec("lab.endpoints.server") is not None
 
 
 def run_module(env: dict[str, str], timeout: float = 20) -> subprocess.CompletedProcess:
@@ -131,7 +129,6 @@ def start_server(env: dict[str, str]) -> subprocess.Popen:
     pytest.fail(f"the interop server did not start (exit {server.wait()})")
 
 
-@pytest.mark.skipif(not HAVE_SERVER, reason="lab.endpoints.server (the QUIC server) is not in the tree yet")
 @pytest.mark.timeout(40)
 @pytest.mark.parametrize("testcase", ["transfer", "http3", "connectionmigration"])
 def test_real_transfer_through_the_interop_module(testcase, interop_root):
