@@ -7,21 +7,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from lab import api
 from lab.errors import LabError
 from lab.observe.live import make_view
 from lab.scenario.names import topology_names
 from lab.scenario.schema import Scenario, ScenarioError, load_catalogue, load_scenario
 from lab.topology.load import ROOT, load_topology
-from lab.verify.judge import judge_and_report
 from lab.verify.result import FAILED, NOT_VERIFIED, PASSED
 
 HELP = "run, list or validate scenarios (YAML files in scenarios/)"
-SCENARIOS = ROOT / "scenarios"
+SCENARIOS = api.SCENARIOS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,15 +40,7 @@ def _names():
 
 
 def resolve(name: str) -> Scenario:
-    path = Path(name)
-    if not path.suffix:
-        path = SCENARIOS / f"{name}.yaml"
-        if not path.exists():
-            known = ", ".join(sorted(p.stem for p in SCENARIOS.glob("*.yaml")))
-            raise LabError(f"no scenario named {name!r}; known: {known}")
-    elif not path.exists():
-        raise LabError(f"{name}: no such file")
-    return load_scenario(path, _names())
+    return api.scenario(name, _names)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,14 +74,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_many(scenarios: list[Scenario], json_output: bool = False, capture: bool = True) -> int:
-    from lab.scenario.runner import ScenarioRunner
-
     topology = load_topology()
     results = []
     for scenario in scenarios:
-        runner = ScenarioRunner(scenario, topology, make_view(json_output), capture=capture)
-        result = runner.run()
-        result.verdict = judge_and_report(result.run_dir)
+        result = api.run_scenario(scenario, topology, make_view(json_output), capture=capture)
         results.append((scenario, result))
         if not json_output:
             _print_checks(result)

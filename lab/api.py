@@ -1,0 +1,159 @@
+"""The lab's Python API: what `python -m lab scenario run` and `docs/tutorial.ipynb` are built on.
+
+Stable surface (everything else in ``lab`` may change between commits)::
+
+    topology() -> Topology           the lab as compose.yaml describes it (networks, routers, addresses)
+    up(timeout=90) -> None           start the lab and wait until it is healthy (as `python -m lab up`)
+    scenario(name_or_path) -> Scenario   a catalogue name ("nat-rebinding") or a YAML file, validated
+    run(name_or_path, capture=True, live=False) -> Verdict
+                                     play a scenario on the live lab, judge it, write its reports
+    verify(run_dir) -> Verdict       judge a recorded run again from its files (as `python -m lab verify`)
+    goodput_chart(verdict) -> str    the client's goodput over time as standalone SVG, network actions
+                                     marked and each transport's disruption window shaded
+
+A :class:`~lab.verify.judge.Verdict` holds ``passed``, ``checks`` (each a
+:class:`~lab.verify.result.CheckResult`: ``name``, ``status`` ("passed", "failed", "not verified"),
+``observed``, ``expected``, ``evidence``, ``transport``), ``metrics`` (transport -> figures:
+``disruption_ms``, ``recovery_ms``, ``validation_ms``, ``noise_floor_ms``, ``handshakes``,
+``paths_seen``, ...; ``None`` when not observed), ``timeline`` (every event of the run) and
+``run_dir`` (``artifacts/<scenario>/<run-id>/``, with report.json, report.html, captures, qlog).
+
+Errors are :class:`lab.errors.LabError` with a one-line message (the lab is not running, another
+run holds it, no such scenario...). Example::
+
+    from lab import api
+
+    api.up()
+    verdict = api.run("nat-rebinding")
+    print("PASSED" if verdict.passed else "FAILED", verdict.run_dir)
+    for check in verdict.checks:
+        print(check.status, check.name, check.observed)
+    print(verdict.metrics["quic"]["disruption_ms"])
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lab.errors import LabError
+from lab.observe.live import PlainView
+from lab.scenario.schema import Scenario, load_scenario
+from lab.topology.load import ROOT, load_topology
+from lab.topology.model import Topology
+from lab.verify.judge import Verdict, judge_and_report, judge_run
+from lab.verify.result import CheckResult
+
+if TYPE_CHECKING:
+    from lab.scenario.runner import RunResult
+
+__all__ = ["SCENARIOS", "CheckResult", "LabError", "Verdict", "goodput_chart", "run", "run_scenario", "scenario",
+           "scenario_path", "topology", "up", "verify"]
+
+SCENARIOS = ROOT / "scenarios"
+
+
+def topology() -> Topology:
+    """The lab's topology, read from compose.yaml through `docker compose config` (cached)."""
+    return load_topology()
+
+
+def up(timeout: int = 90) -> None:
+    """Start the lab (`docker compose up --wait`) and wait until every service is healthy.
+
+    Runs `python -m lab up` itself (lab.cli.up holds the steps; the CLI sits above this module,
+    so it is run, not imported) and prints its lines. Does nothing harmful when the lab is already
+    up. Raises LabError with the verb's one-line reason (a bad compose.yaml, a subnet taken, no
+    certificates, compose failed).
+    """
+    result = subprocess.run([sys.executable, "-m", "lab", "up", "--timeout", str(timeout)], cwd=ROOT,
+                            capture_output=True, text=True)
+    if result.stdout:
+        print(result.stdout, end="", flush=True)
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+        reason = lines[-1] if lines else f"exit code {result.returncode}"
+        raise LabError(reason.removeprefix(LabError.prefix))
+
+
+def scenario_path(name_or_path: str | Path) -> Path:
+    """A catalogue name ("nat-rebinding", in scenarios/) or a file path -> the scenario's file."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = SCENARIOS / f"{name_or_path}.yaml"
+        if not path.exists():
+            known = ", ".join(sorted(p.stem for p in SCENARIOS.glob("*.yaml")))
+            raise LabError(f"no scenario named {str(name_or_path)!r}; known: {known}")
+    elif not path.exists():
+        raise LabError(f"{name_or_path}: no such file")
+    return path
+
+
+def _topology_names() -> Any:
+    from lab.scenario.names import topology_names
+
+    return topology_names(load_topology())
+
+
+def scenario(name_or_path: str | Path, names: Mapping[str, Any] | Callable[[], Any] | None = None) -> Scenario:
+    """Load and validate a scenario (raises ScenarioError listing every located problem).
+
+    ``names``: the topology's names to validate against (default: this lab's, from compose.yaml).
+    """
+    path = scenario_path(name_or_path)
+    if names is None:
+        names = _topology_names
+    return load_scenario(path, names() if callable(names) else names)
+
+
+def run_scenario(scenario: Scenario, topology: Topology | None = None, view: PlainView | None = None,
+                 capture: bool = True) -> RunResult:
+    """Play a loaded scenario on the live lab, judge the run and write its reports.
+
+    Returns the runner's :class:`~lab.scenario.runner.RunResult` (``error``, ``duration_s``,
+    ``client_exit``) with its ``verdict`` set. ``view`` shows the live events (default: none).
+    """
+    from lab.scenario.runner import ScenarioRunner
+
+    view = view if view is not None else PlainView(io.StringIO())
+    runner = ScenarioRunner(scenario, topology or load_topology(), view, capture=capture)
+    result = runner.run()
+    result.verdict = judge_and_report(result.run_dir)
+    return result
+
+
+def run(name_or_path: str | Path | Scenario, capture: bool = True, live: bool = False) -> Verdict:
+    """Run a scenario (a name, a file or a loaded Scenario) on the live lab; return its judged Verdict.
+
+    ``capture=False`` skips the packet captures (faster; the capture checks are then not verified
+    and do not count, as with `--no-capture`). ``live=True`` prints the events as they are observed.
+    The run's files are in ``verdict.run_dir``.
+    """
+    loaded = name_or_path if isinstance(name_or_path, Scenario) else scenario(name_or_path)
+    return run_scenario(loaded, view=PlainView() if live else None, capture=capture).verdict
+
+
+def verify(run_dir: str | Path) -> Verdict:
+    """Judge a recorded run again from its directory alone (raises NotARunDir when it is not a run's)."""
+    return judge_run(run_dir)
+
+
+def goodput_chart(verdict: Verdict) -> str:
+    """The client's goodput over time as a standalone SVG (display it with IPython.display.SVG).
+
+    The same chart as report.html's: QUIC from the client's qlog, TCP from its progress events, the
+    network actions as vertical lines and each transport's disruption window shaded.
+    """
+    from lab.report.charts import build_charts, time_zero
+    from lab.report.render import read_qlogs
+
+    traces, _, _ = read_qlogs(Path(verdict.run_dir))
+    charts = build_charts(verdict.timeline, list(verdict.metrics), traces, time_zero(verdict.timeline))
+    svg = charts.svgs[0]
+    if "xmlns=" not in svg.split(">", 1)[0]:
+        svg = svg.replace("<svg", '<svg xmlns="http://www.w3.org/2000/svg"', 1)
+    return svg
