@@ -36,13 +36,13 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lab.errors import LabError
 from lab.observe.live import PlainView
-from lab.scenario.schema import Scenario, load_scenario
+from lab.scenario.schema import Scenario, TopologyNames, load_scenario
 from lab.topology.load import ROOT, load_topology
 from lab.topology.model import Topology
 from lab.verify.judge import Verdict, judge_and_report, judge_run
@@ -93,13 +93,14 @@ def scenario_path(name_or_path: str | Path) -> Path:
     return path
 
 
-def _topology_names() -> Any:
+def _topology_names() -> TopologyNames:
     from lab.scenario.names import topology_names
 
     return topology_names(load_topology())
 
 
-def scenario(name_or_path: str | Path, names: Mapping[str, Any] | Callable[[], Any] | None = None) -> Scenario:
+def scenario(name_or_path: str | Path,
+             names: TopologyNames | Callable[[], TopologyNames] | None = None) -> Scenario:
     """Load and validate a scenario (raises ScenarioError listing every located problem).
 
     ``names``: the topology's names to validate against (default: this lab's, from compose.yaml).
