@@ -35,16 +35,17 @@ from __future__ import annotations
 
 import io
 import subprocess
-import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lab.control.docker_api import subnet_conflicts
 from lab.errors import LabError
 from lab.observe.live import PlainView
 from lab.scenario.schema import Scenario, TopologyNames, load_scenario
-from lab.topology.load import ROOT, load_topology
-from lab.topology.model import Topology
+from lab.topology.load import ROOT, compose_command, load_topology
+from lab.topology.model import Topology, validate
 from lab.verify.judge import Verdict, judge_and_report, judge_run
 from lab.verify.result import CheckResult
 
@@ -65,19 +66,35 @@ def topology() -> Topology:
 def up(timeout: int = 90) -> None:
     """Start the lab (`docker compose up --wait`) and wait until every service is healthy.
 
-    Runs `python -m lab up` itself (lab.cli.up holds the steps; the CLI sits above this module,
-    so it is run, not imported) and prints its lines. Does nothing harmful when the lab is already
-    up. Raises LabError with the verb's one-line reason (a bad compose.yaml, a subnet taken, no
-    certificates, compose failed).
+    Validates the topology first, so a bad override leaves a running lab as it was. Does nothing
+    harmful when the lab is already up. Raises LabError with a one-line reason (a bad compose.yaml,
+    a subnet taken, no certificates, compose failed). `python -m lab up` is this function.
     """
-    result = subprocess.run([sys.executable, "-m", "lab", "up", "--timeout", str(timeout)], cwd=ROOT,
-                            capture_output=True, text=True)
-    if result.stdout:
-        print(result.stdout, end="", flush=True)
+    topo = load_topology()
+    problems = validate(topo)
+    if problems:  # before anything changes: a running lab is left as it was
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise LabError(f"compose.yaml: {problems[0]}{more}")
+    conflicts = subnet_conflicts(topo)
+    if conflicts:
+        raise LabError(f"subnet already taken: {conflicts[0]} (set the *_SUBNET variables, see README)")
+    if not (ROOT / "certs" / "server.crt").exists():
+        raise LabError("certs/server.crt is missing: run `make certs` (or `make up`)")
+    for service in ("server", "client"):
+        (ROOT / "artifacts" / ".runtime" / service).mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    print("==> starting the lab (docker compose up --wait)", flush=True)
+    result = subprocess.run([*compose_command(), "up", "-d", "--wait", "--wait-timeout", str(timeout),
+                             "--remove-orphans", "--quiet-pull"], capture_output=True, text=True)
     if result.returncode != 0:
         lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-        reason = lines[-1] if lines else f"exit code {result.returncode}"
-        raise LabError(reason.removeprefix(LabError.prefix))
+        reason = lines[-1] if lines else "unknown error"
+        if "address already in use" in result.stderr or "port is already allocated" in result.stderr:
+            raise LabError(f"a port is already in use: {reason}")
+        if "Pool overlaps" in result.stderr:
+            raise LabError(f"a lab subnet is already taken: {reason} (set the *_SUBNET variables, see README)")
+        raise LabError(f"docker compose up failed: {reason} (see `make logs`)")
+    print(f"==> lab healthy in {time.monotonic() - start:.1f} s: {', '.join(sorted(topo.services))}", flush=True)
 
 
 def scenario_path(name_or_path: str | Path) -> Path:
