@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from lab.bench.figures import NOISE_LIMIT_MS, Distribution, limit_for, ratio
+from lab.bench.page import bench_html
 from lab.observe.live import PlainView
 from lab.scenario.names import topology_names
 from lab.scenario.runner import ARTIFACTS, ScenarioRunner
@@ -46,8 +47,10 @@ class BenchRun:
         return cls(directory)
 
     def write(self) -> Path:
+        """bench.json, and report.html beside it (every figure linked to its runs)."""
         path = self.directory / "bench.json"
         path.write_text(json.dumps(self.results, indent=2, default=str) + "\n")
+        (self.directory / "report.html").write_text(bench_html(self.results, self.directory))
         return path
 
 

@@ -37,3 +37,19 @@ def test_the_histogram_is_a_valid_svg_with_one_bar_per_bucket():
     bars = [r for r in root.iter("{http://www.w3.org/2000/svg}rect") if r.find("{http://www.w3.org/2000/svg}title")
             is not None]
     assert [b.find("{http://www.w3.org/2000/svg}title").text for b in bars] == ["1 ms: 120", "2 ms: 9", "7 ms: 1"]
+
+
+def test_the_bench_page_links_every_figure_to_its_runs(tmp_path):
+    from lab.bench.page import bench_html
+
+    run = tmp_path.parent / "artifacts" / "nat-rebinding" / "20261201-101113-f8ba"
+    results = {"migration": [{"scenario": "nat-rebinding", "rtt_ms": 50.0, "runs": 1, "run_dirs": [str(run)],
+                              "transports": {"quic": {
+                                  "disruption_ms": {"runs": 1, "median": 148.0, "minimum": 148.0, "maximum": 148.0},
+                                  "recovery_ms": {"runs": 0}, "validation_ms": {"runs": 0},
+                                  "limit": {"kind": "rebinding", "figure": "disruption_ms", "rule": "<= detection",
+                                            "limit_ms": 275.0, "ratio_of_median": 148 / 275}}}}]}
+    page = bench_html(results, tmp_path / "bench")
+    assert "148 [148-148] ms" in page and "0.54" in page
+    assert 'href="../../artifacts/nat-rebinding/20261201-101113-f8ba/report.html"' in page
+    assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "<script" not in page
