@@ -6,7 +6,6 @@ bench keeps each run's directory in bench.json, so every figure can be traced to
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Callable
@@ -16,14 +15,14 @@ from typing import Any
 
 import yaml
 
+from lab import api
 from lab.bench.figures import NOISE_LIMIT_MS, Distribution, limit_for, ratio
 from lab.bench.page import bench_html
-from lab.observe.live import PlainView
 from lab.scenario.names import topology_names
-from lab.scenario.runner import ARTIFACTS, ScenarioRunner
+from lab.scenario.runner import ARTIFACTS
 from lab.scenario.schema import Scenario, load_scenario
 from lab.topology.model import Topology
-from lab.verify.judge import Verdict, judge_and_report
+from lab.verify.judge import Verdict
 
 BENCH = ARTIFACTS / "bench"
 Say = Callable[[str], None]
@@ -58,8 +57,8 @@ def run_times(scenario: Scenario, topology: Topology, runs: int, capture: bool, 
     """``runs`` runs of a scenario, each judged (and reported) like `scenario run`."""
     verdicts = []
     for number in range(1, runs + 1):
-        result = ScenarioRunner(scenario, topology, PlainView(io.StringIO()), capture=capture).run()
-        verdict = judge_and_report(result.run_dir)
+        result = api.run_scenario(scenario, topology, capture=capture)  # as `scenario run` does
+        verdict = result.verdict
         verdicts.append(verdict)
         say(f"{scenario.name} run {number}/{runs}: {'PASS' if verdict.passed else 'FAIL'} "
             f"({result.run_dir.relative_to(ARTIFACTS.parent)})")

@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from lab.verify.judge import judge_run
+from lab import api
 from lab.verify.result import NOT_VERIFIED
 
 HELP = "judge a recorded run again from its artifacts (events, qlog, captures)"
@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    verdict = judge_run(args.run_dir)
+    verdict = api.verify(args.run_dir)
     if args.write:
         verdict.write_reports()
     if args.json:

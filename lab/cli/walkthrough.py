@@ -52,20 +52,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _live(name: str, pause, packets: bool) -> int:
-    from lab.cli.scenario import resolve
-    from lab.scenario.runner import ScenarioRunner
-    from lab.topology.load import ROOT, load_topology
-    from lab.verify.judge import judge_and_report
+    from lab import api
+    from lab.topology.load import ROOT
 
-    scenario = resolve(name)
-    topology = load_topology()
+    scenario = api.scenario(name)
     view = NarratingView(list(scenario.plan()), write=_write, pause=pause)
-    runner = ScenarioRunner(scenario, topology, view, capture=True)
-    result = runner.run()
-    result.verdict = judge_and_report(result.run_dir)
+    result = api.run_scenario(scenario, view=view, capture=True)
     if packets:
         pause("packet view")
-        packet_view(result.run_dir, runner.events, _write)
+        packet_view(result.run_dir, list(result.verdict.timeline), _write)
     _write("")
     _write(f"== checks ({'PASSED' if result.passed else 'FAILED'}), judged from the same events and capture")
     for check in result.checks:
