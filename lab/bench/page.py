@@ -64,6 +64,17 @@ def bench_html(results: dict[str, Any], directory: Path) -> str:
                              f"</td><td>{limit_text}</td><td>{ratio_text}</td>"
                              f"<td>{_runs(entry['run_dirs'], directory)}</td></tr>")
         parts.append("</table>")
+    found = results.get("detection")
+    if found:
+        parts.append(f"<h2>Detection delay</h2><p>{escape(found['method'])} ({escape(found['scenario'])}).</p>"
+                     "<table><tr><th>probe_after</th><th>disruption</th><th>probes sent</th><th>runs</th></tr>")
+        for row in found["rows"]:
+            probes = row["probes"]
+            shown = "-" if not probes.get("runs") else \
+                f"{probes['median']:g} [{probes['minimum']:g}-{probes['maximum']:g}]"
+            parts.append(f"<tr><td>{row['probe_after_ms']:g} ms</td><td>{_dist(row['disruption_ms'])}</td>"
+                         f"<td>{shown}</td><td>{_runs(row['run_dirs'], directory)}</td></tr>")
+        parts.append("</table>")
     impair = results.get("impair")
     if impair:
         parts.append(f"<h2>Impairment accuracy</h2><p>mode {escape(str(impair.get('mode', '?')))} on "

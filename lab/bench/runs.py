@@ -65,6 +65,32 @@ def run_times(scenario: Scenario, topology: Topology, runs: int, capture: bool, 
     return verdicts
 
 
+def with_probe_after(source: Path, probe_after_ms: float, directory: Path, topology: Topology) -> Scenario:
+    """The scenario with the client's detection delay set to ``probe_after_ms`` (a file of the same name)."""
+    data = yaml.safe_load(source.read_text())
+    data.setdefault("workload", {})["probe_after"] = f"{probe_after_ms:g}ms"
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / source.name
+    target.write_text(yaml.safe_dump(data, sort_keys=False))
+    return load_scenario(target, topology_names(topology))
+
+
+def detection(topology: Topology, source: Path, runs: int, delays_ms: list[float], directory: Path,
+              say: Say) -> dict[str, Any]:
+    """The detection-delay trade-off: a passive migration at several delays, disruption against probes sent."""
+    rows = []
+    for delay in delays_ms:
+        scenario = with_probe_after(source, delay, directory / f"probe-after-{delay:g}ms", topology)
+        verdicts = run_times(scenario, topology, runs, False, say)
+        metrics = [v.metrics.get("quic", {}) for v in verdicts]
+        rows.append({"probe_after_ms": delay, "runs": len(verdicts), "passed": [v.passed for v in verdicts],
+                     "disruption_ms": Distribution.of(m.get("disruption_ms") for m in metrics).to_dict(),
+                     "probes": Distribution.of(m.get("probes") for m in metrics).to_dict(),
+                     "run_dirs": [str(v.run_dir) for v in verdicts]})
+    return {"scenario": source.stem, "method": "the same passive migration with the client's detection delay "
+            "(workload.probe_after) set to each value; probes = the PINGs it sent (probe_sent events)", "rows": rows}
+
+
 def with_rtt(source: Path, rtt_ms: float, directory: Path, topology: Topology) -> Scenario:
     """The scenario with every client network given a round-trip time of ``rtt_ms`` (r/2 each way).
 

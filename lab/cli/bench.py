@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.bench.figures import histogram_svg
-from lab.bench.runs import BenchRun, migration, noise
+from lab.bench.runs import BenchRun, detection, migration, noise
 from lab.control.actions import ActionError, Lab
 from lab.errors import LabError
 from lab.scenario.schema import Impairment
@@ -37,7 +37,7 @@ from lab.topology.model import CLIENT, SERVER
 from lab.units import parse_bit_rate, parse_duration, parse_percent
 
 HELP = "measured figures: noise floor, migration disruption against its limits, impairment accuracy"
-PARTS = ("all", "noise", "migration", "impair")
+PARTS = ("all", "noise", "migration", "detection", "impair")
 SCENARIOS = ROOT / "scenarios"
 MIGRATION_SCENARIOS = "wifi-to-cellular-active,nat-rebinding,wifi-to-cellular,preferred-address,tcp-vs-quic"
 PORT = 5201
@@ -90,6 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs per migration scenario and RTT (default 3)")
     parser.add_argument("--noise-runs", type=int, default=5, help="runs of the baseline for the noise floor (5)")
     parser.add_argument("--rtts", default="0,50", help="round-trip times r in ms to run the migrations at (0,50)")
+    parser.add_argument("--probe-after", default="50,100,200",
+                        help="detection delays in ms for the trade-off on nat-rebinding (50,100,200)")
     parser.add_argument("--scenarios", default=MIGRATION_SCENARIOS,
                         help="migration scenarios to measure (comma separated)")
 
@@ -206,6 +208,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         delay, loss, rate = parse_duration(args.delay), parse_percent(args.loss), parse_bit_rate(args.rate)
         rtts = [float(r) for r in args.rtts.split(",") if r.strip()]
+        delays = [float(d) for d in args.probe_after.split(",") if d.strip()]
     except ValueError as exc:
         raise LabError(f"bench: {exc}") from None
     lab = Lab(load_topology())
@@ -231,6 +234,11 @@ def run(args: argparse.Namespace) -> int:
         bench.results["migration"] = found
         if args.format == "text":
             _print_migration(found)
+    if args.part in ("all", "detection") and args.runs > 0:
+        bench.results["detection"] = detection(lab.topology, resolve_file("nat-rebinding"), args.runs, delays,
+                                               bench.directory, say)
+        if args.format == "text":
+            _print_detection(bench.results["detection"])
     if args.part in ("all", "impair"):
         if args.network not in lab.client_attachments():
             lab.reset(lab.topology.client_start_networks)
@@ -258,6 +266,16 @@ def _print_noise(found: dict[str, Any]) -> None:
     print(f"noise floor ({found['runs']} runs of the baseline, captures and qlog on): "
           f"max {dist['maximum']:.1f} ms, median {dist['median']:.1f} ms; {found['within_limit']}/{found['runs']} runs "
           f"<= {found['limit_ms']:g} ms; ratio max/limit {found['ratio_to_limit']:.2f}")
+
+
+def _print_detection(found: dict[str, Any]) -> None:
+    print(f"detection delay trade-off on {found['scenario']} (median [min-max] over the runs):")
+    for row in found["rows"]:
+        d, p = row["disruption_ms"], row["probes"]
+        if d["runs"]:
+            print(f"  probe_after {row['probe_after_ms']:>4g} ms: disruption {d['median']:.0f} [{d['minimum']:.0f}-"
+                  f"{d['maximum']:.0f}] ms, probes {p['median']:g} [{p['minimum']:g}-{p['maximum']:g}], "
+                  f"{row['runs']} runs")
 
 
 def _print_migration(found: list[dict[str, Any]]) -> None:

@@ -53,3 +53,25 @@ def test_the_bench_page_links_every_figure_to_its_runs(tmp_path):
     assert "148 [148-148] ms" in page and "0.54" in page
     assert 'href="../../artifacts/nat-rebinding/20261201-101113-f8ba/report.html"' in page
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "<script" not in page
+
+
+def test_a_detection_delay_variant_is_the_scenario_with_only_probe_after_changed(tmp_path):
+    import json
+    from pathlib import Path
+
+    from lab.bench.runs import with_probe_after
+    from lab.scenario.names import topology_names
+    from lab.scenario.schema import load_scenario
+    from lab.topology.model import topology_from_config
+
+    root = Path(__file__).resolve().parents[2]
+    topology = topology_from_config(json.loads((root / "tests/data/runs/recorded-rebinding/topology.json").read_text()))
+    source = root / "scenarios" / "nat-rebinding.yaml"
+    variant = with_probe_after(source, 50, tmp_path, topology)
+    original = load_scenario(source, topology_names(topology))
+    assert variant.workload.probe_after == 0.05 and original.workload.probe_after == 0.2
+    def steps(s):
+        return [(x.action, x.trigger, x.router, x.network) for x in s.plan()]
+
+    assert variant.name == original.name and steps(variant) == steps(original)
+    assert [(e.check, e.argument) for e in variant.expect] == [(e.check, e.argument) for e in original.expect]
