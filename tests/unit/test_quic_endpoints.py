@@ -127,8 +127,12 @@ def quic_lab(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @pytest.fixture(scope="module")
 def moving_download(quic_lab: Lab) -> dict[str, Any]:
-    """A paced 3 MB download: a rebinding at 0.6 MB, a move to 127.0.0.2 at 1.4 MB."""
-    client, control = quic_lab.client("--size", "3MB", "--rate", "3MB/s", "--local", "127.0.0.1",
+    """A paced 3 MB download (2 s): a rebinding at 0.6 MB, a move to 127.0.0.2 at 1.4 MB.
+
+    Paced at 1.5 MB/s so the transfer is still open when the qlog is read after the move (at
+    3 MB/s a loaded CI machine finished first, and the snapshot was of a closed connection).
+    """
+    client, control = quic_lab.client("--size", "3MB", "--rate", "1500KB/s", "--local", "127.0.0.1",
                                       "--migration", "active", name="moving")
     hello = client.wait_for(lambda e: e.TYPE == "handshake_completed")
     client.wait_for(lambda e: e.TYPE == "progress" and e.bytes >= 600_000)
