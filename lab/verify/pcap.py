@@ -28,13 +28,13 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from lab.verify.tshark import ImageTools, TsharkError, common_dir, inside
 
-__all__ = ["ImageTools", "QuicPacket", "TsharkError", "parse_tshark_json", "prepare_captures", "read_quic_packets",
-           "tshark_args"]
+__all__ = ["ImageTools", "QuicPacket", "TsharkError", "packets_from_json", "packets_to_json", "parse_tshark_json",
+           "prepare_captures", "read_quic_packets", "tshark_args"]
 
 # RFC 9000 §19 frame types -> names (STREAM 0x08-0x0f and ACK 0x02-0x03 collapse to one name).
 FRAME_NAMES: dict[int, str] = {
@@ -77,6 +77,8 @@ class QuicPacket:
     retire_connection_id_seqs: tuple[int, ...] = ()
     udp_payload_length: int = 0  # of the whole datagram (same for coalesced packets)
     packet_length: int = 0  # of this QUIC packet
+    new_connection_ids: tuple[str, ...] = ()  # NEW_CONNECTION_ID connection IDs, hex, beside new_connection_id_seqs
+    preferred_address_cid: str = ""  # the preferred_address transport parameter's CID (sequence 1), hex
 
     @property
     def four_tuple(self) -> tuple[str, int, str, int]:
@@ -205,6 +207,17 @@ def _all(node: object, key: str) -> list[object]:
     return [v for k, v in node if k == key] if isinstance(node, list) else []
 
 
+def _find(node: object, key: str) -> object:
+    """The first value of ``key`` anywhere below ``node`` (transport parameters sit deep in a CRYPTO frame)."""
+    if not isinstance(node, list):
+        return None
+    for k, v in node:
+        found = v if k == key else _find(v, key)
+        if found is not None:
+            return found
+    return None
+
+
 def _hex(value: object) -> str:
     return str(value or "").replace(":", "").lower()
 
@@ -265,6 +278,7 @@ def _packet(quic: Pairs, index: int, common: dict) -> QuicPacket:
     challenges: list[str] = []
     responses: list[str] = []
     ncid: list[int] = []
+    ncid_ids: list[str] = []
     rcid: list[int] = []
     for fr in frames:
         ftype = _int(_get(fr, "quic.frame_type"))
@@ -277,6 +291,7 @@ def _packet(quic: Pairs, index: int, common: dict) -> QuicPacket:
             responses.append(_hex(_get(fr, "quic.path_response.data")))
         elif ftype == NEW_CONNECTION_ID:
             ncid.append(_int(_get(fr, "quic.nci.sequence"), -1))
+            ncid_ids.append(_hex(_get(fr, "quic.nci.connection_id")))
         elif ftype == 0x19:
             rcid.append(_int(_get(fr, "quic.rci.sequence"), -1))
     decrypted = ptype in ("retry", "vn") or bool(frame_types)
@@ -295,5 +310,27 @@ def _packet(quic: Pairs, index: int, common: dict) -> QuicPacket:
         new_connection_id_seqs=tuple(ncid),
         retire_connection_id_seqs=tuple(rcid),
         packet_length=_int(_get(quic, "quic.packet_length"), 0),
+        new_connection_ids=tuple(ncid_ids),
+        preferred_address_cid=_hex(_find(quic, "tls.quic.parameter.preferred_address.connectionid")) if long_header
+        else "",
         **common,
     )
+
+
+# --- decoded packets as JSON (recorded traces for tests that must not need Docker) ------------------------------
+
+def packets_to_json(packets: Iterable[QuicPacket]) -> str:
+    """One JSON object per line per packet (the dataclass's fields), for :func:`packets_from_json`."""
+    return "".join(json.dumps(asdict(p), separators=(",", ":")) + "\n" for p in packets)
+
+
+def packets_from_json(text: str) -> list[QuicPacket]:
+    """Read :func:`packets_to_json` output back; fields a record lacks take their defaults."""
+    names = {f.name for f in fields(QuicPacket)}
+    out = []
+    for line in text.splitlines():
+        if line.strip():
+            record = json.loads(line)
+            out.append(QuicPacket(**{k: tuple(v) if isinstance(v, list) else v for k, v in record.items()
+                                     if k in names}))
+    return out
