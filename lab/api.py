@@ -129,18 +129,24 @@ def scenario(name_or_path: str | Path,
 
 
 def run_scenario(scenario: Scenario, topology: Topology | None = None, view: PlainView | None = None,
-                 capture: bool = True) -> RunResult:
+                 capture: bool = True, client: str | None = None, server: str | None = None,
+                 strict: bool = False) -> RunResult:
     """Play a loaded scenario on the live lab, judge the run and write its reports.
 
     Returns the runner's :class:`~lab.scenario.runner.RunResult` (``error``, ``duration_s``,
     ``client_exit``) with its ``verdict`` set. ``view`` shows the live events (default: none).
+    ``client`` / ``server``: a stack name (``lab``, ``aioquic``, ``qh3``) or an image speaking the
+    interop-runner contract (:mod:`lab.scenario.stacks`); default: the scenario's, else the lab's own.
+    ``strict``: RFC MUST violations found in the capture fail the run.
     """
     from lab.scenario.runner import ScenarioRunner
+    from lab.scenario.stacks import endpoints
 
     view = view if view is not None else PlainView(io.StringIO())
-    runner = ScenarioRunner(scenario, topology or load_topology(), view, capture=capture)
+    ends = endpoints(client or scenario.stacks.get("client"), server or scenario.stacks.get("server"))
+    runner = ScenarioRunner(scenario, topology or load_topology(), view, capture=capture, endpoints=ends)
     result = runner.run()
-    result.verdict = judge_and_report(result.run_dir)
+    result.verdict = judge_and_report(result.run_dir, strict=strict)
     return result
 
 

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"{verdict.scenario} {verdict.run_id}: {'PASSED' if verdict.passed else 'FAILED'}")
         for check in verdict.checks:
-            mark = {"passed": "ok  ", NOT_VERIFIED: "n/v "}.get(check.status, "FAIL")
+            mark = {"passed": "ok  ", NOT_VERIFIED: "n/v ", "not applicable": "n/a "}.get(check.status, "FAIL")
             optional = " (optional evidence)" if check.status == NOT_VERIFIED and check.source in verdict.optional \
                 else ""
             evidence = "" if check.evidence is None else f" [{check.evidence} observed]"

@@ -64,7 +64,7 @@ def _live(name: str, pause, packets: bool) -> int:
     _write("")
     _write(f"== checks ({'PASSED' if result.passed else 'FAILED'}), judged from the same events and capture")
     for check in result.checks:
-        mark = {"passed": "ok  ", "not verified": "n/v "}.get(check.status, "FAIL")
+        mark = {"passed": "ok  ", "not verified": "n/v ", "not applicable": "n/a "}.get(check.status, "FAIL")
         transport = f"{check.transport}:" if check.transport else ""
         _write(f"   {mark} {transport}{check.name}: {check.observed}")
     _write(f"   artifacts: {result.run_dir.relative_to(ROOT)}/  (replay: python -m lab walkthrough "

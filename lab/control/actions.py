@@ -21,7 +21,7 @@ from typing import Any
 import docker.errors
 from docker.models.containers import Container
 
-from lab.control import impair
+from lab.control import foreign, impair
 from lab.control.base import BLACKHOLE_TAG, ActionError, ActionResult, interface_in
 from lab.control.docker_api import client, container, exec_checked
 from lab.endpoints.shared.netconf import route_script
@@ -286,6 +286,9 @@ class Lab:
         # Connections of earlier runs would go on sending to their last address (PTO probes).
         with contextlib.suppress(docker.errors.APIError):
             self.ctr(SERVER).kill(signal="SIGUSR1")
+        # A foreign endpoint left by an interrupted black-box run; the lab's server takes its port back.
+        if foreign.remove_all(self.topology.project):
+            foreign.reclaim_main_port(self.ctr(SERVER), self.topology.server_port)
         if not self._attach_exactly(networks):
             # The Engine can be left half-connected by a failed connect; a fresh client fixes it.
             recreate_client(self.topology)

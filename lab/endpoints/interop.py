@@ -13,7 +13,8 @@ Server: exec ``python -m lab.endpoints.server`` with the flags of the test case
 Overrides for tests and local runs (not used by the runner): ``LAB_INTEROP_ROOT`` (prefix of
 /certs, /www, /downloads), ``LAB_INTEROP_PORT`` (443), ``LAB_INTEROP_LISTEN`` (::),
 ``LAB_INTEROP_SPARE_PORT`` (8443), ``LAB_PREFERRED_HOST`` and ``LAB_PREFERRED_PORT`` (4443),
-``LAB_INTEROP_CA`` (verify the server; default: no verification, as interop clients do).
+``LAB_INTEROP_CA`` (verify the server; default: no verification, as interop clients do),
+``PROBE_AFTER_MS`` (the client PINGs after this long without a datagram; default 200, 0 = never).
 """
 
 from __future__ import annotations
@@ -156,6 +157,7 @@ def run_client(env: Mapping[str, str]) -> int:
         print("REQUESTS is empty: nothing to download", file=sys.stderr)
         return 0
     timeout = float(env.get("LAB_INTEROP_TIMEOUT") or 120)
+    probe_after = float(env.get("PROBE_AFTER_MS") or 200) / 1000
 
     def report(client) -> None:
         print(f"server address at the end: {client.server_address}", file=sys.stderr)
@@ -163,7 +165,7 @@ def run_client(env: Mapping[str, str]) -> int:
     try:
         saved = asyncio.run(fetch_files(plan.urls, plan.alpn, plan.downloads, cafile=plan.cafile,
                                         keylog=plan.keylog, qlog_dir=plan.qlog_dir, timeout=timeout,
-                                        on_done=report))
+                                        on_done=report, probe_after=probe_after))
     except (FetchError, OSError, ConnectionError, TimeoutError, ValueError) as exc:
         print(f"client failed: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return 1

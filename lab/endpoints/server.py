@@ -74,6 +74,21 @@ async def main_async(args: argparse.Namespace) -> int:
     # SIGUSR1: forget every connection, so that a new run starts with none (the lab's reset).
     loop.add_signal_handler(signal.SIGUSR1, lambda: print(f"closed {server.close_connections()} connection(s)",
                                                           file=sys.stderr, flush=True))
+    # SIGUSR2: yield the main UDP port to a foreign server in this network namespace (a black-box
+    # run, lab.scenario.stacks); SIGHUP: take it back. Connections on it are closed first.
+    loop.add_signal_handler(signal.SIGUSR2, lambda: print(
+        f"main port {'yielded' if server.yield_main_port() else 'already yielded'}", file=sys.stderr, flush=True))
+
+    def reclaim() -> None:
+        async def bind() -> None:
+            try:
+                print(f"main port {'reclaimed' if await server.reclaim_main_port() else 'was not yielded'}",
+                      file=sys.stderr, flush=True)
+            except OSError as exc:  # still held by a foreign server: the controller retries
+                print(f"main port not reclaimed: {exc}", file=sys.stderr, flush=True)
+        loop.create_task(bind())
+
+    loop.add_signal_handler(signal.SIGHUP, reclaim)
     await stop.wait()
     server.close()
     if tcp is not None:

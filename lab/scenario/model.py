@@ -165,6 +165,8 @@ class Scenario:
     file: str = ""
     # Sources of evidence whose checks may end "not verified" without failing the run.
     optional_evidence: tuple[str, ...] = ()
+    # role -> a stack name or image (lab.scenario.stacks); absent: the lab's own endpoints.
+    stacks: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def transports(self) -> tuple[str, ...]:

@@ -12,6 +12,9 @@ EVENTS = "events.jsonl"  # the merged timeline
 CAPTURES = "captures"
 SERVER_CAPTURE = "captures/server-side.pcapng"  # the routers' WAN sides merged: the server's view
 KEYLOG = "client/keys-quic.log"
+SERVER_KEYLOG = "server/keys.log"  # a black-box server's (lab.scenario.stacks)
+DOWNLOADS = "client/downloads"  # a black-box client's /downloads
+WWW = "www"  # the files a black-box run served
 RUN_END = "run_end"  # the controller's last event: error, exit codes, steps played, duration
 
 

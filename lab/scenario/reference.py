@@ -36,6 +36,8 @@ from lab.scenario.expectations import (
 )
 from lab.scenario.model import KINDS, MAX_TIMEOUT, MIGRATIONS, NAME_PATTERN, ROLES, TRANSPORTS, TRIGGERS
 from lab.scenario.rules import IMPAIRMENT_KEYS, TOP_KEYS, WORKLOAD_KEYS
+from lab.scenario.stacks import ROLES as STACK_ROLES
+from lab.scenario.stacks import STACKS
 from lab.scenario.steps import ACTIONS, FLAP_TIMES, ActionSpec, Field
 from lab.units import BIT_RATE_UNITS, DURATION_UNITS, SIZE_UNITS
 
@@ -266,6 +268,10 @@ def json_schema() -> dict[str, Any]:
         "steps": {"type": "array", "items": _ref("step")},
         "expect": {"type": "array", "items": _ref("expectation"), "minItems": 1},
         "optional_evidence": {"type": "array", "items": {"enum": list(EVIDENCE_SOURCES)}, "uniqueItems": True},
+        "stacks": {"type": "object", "additionalProperties": False,
+                   "properties": {role: {"type": "string", "minLength": 1} for role in STACK_ROLES},
+                   "description": "the stack of each end: lab (default), " + ", ".join(n for n in STACKS if n != "lab")
+                                  + ", or an image speaking the interop-runner contract (a black-box run)"},
     }
     assert tuple(properties) == TOP_KEYS
     return {

@@ -37,10 +37,14 @@ from lab.scenario.model import (
     Workload,
 )
 from lab.scenario.nodes import NodeValidator, not_allowed
+from lab.scenario.stacks import ROLES as STACK_ROLES
+from lab.scenario.stacks import StackError
+from lab.scenario.stacks import resolve as resolve_stack
 from lab.scenario.steps import ACTIONS, ActionSpec, Attachment
 from lab.units import human_bytes, human_seconds, parse_bit_rate, parse_byte_rate, parse_percent, parse_size
 
-TOP_KEYS = ("name", "description", "timeout", "tags", "initial", "workload", "steps", "expect", "optional_evidence")
+TOP_KEYS = ("name", "description", "timeout", "tags", "initial", "workload", "steps", "expect", "optional_evidence",
+            "stacks")
 WORKLOAD_KEYS = ("transport", "kind", "size", "rate", "interval", "duration", "migration", "rotate_cid", "port",
                  "probe_after")
 IMPAIRMENT_KEYS = ("delay", "jitter", "loss", "rate", "blackhole", "profile")
@@ -90,11 +94,24 @@ class ScenarioValidator(NodeValidator):
                 source = self.choice(node, f"optional_evidence[{i}]", EVIDENCE_SOURCES)
                 if source is not None:
                     optional.append(source)
+        stacks: dict[str, str] = {}
+        if "stacks" in top:
+            sides = self.mapping(top["stacks"][1], "stacks", STACK_ROLES) or {}
+            for role, (_, node) in sides.items():
+                value = self.string(node, f"stacks.{role}")
+                if value is None:
+                    continue
+                try:
+                    resolve_stack(value, role)
+                except StackError as exc:
+                    self.error(node, f"stacks.{role}", str(exc).removeprefix("stack: "))
+                    continue
+                stacks[role] = value
         if self.errors or name is None or description is None or workload is None or initial is None:
             return None
         return Scenario(name=name, description=description.strip(), workload=workload, initial=initial, steps=steps,
                         expect=expect, timeout=timeout, tags=tags, file=self.file,
-                        optional_evidence=tuple(optional))
+                        optional_evidence=tuple(optional), stacks=stacks)
 
     def _name(self, top: dict[str, tuple[Node, Node]]) -> str | None:
         if "name" not in top:

@@ -19,13 +19,15 @@ from typing import Any
 from lab import events as ev
 from lab.control import impair
 from lab.control.actions import ActionError, ActionResult, Lab
-from lab.control.preflight import DeathWatch, RunLock, check_lab
+from lab.control.preflight import DeathWatch, PreflightError, RunLock, check_lab
 from lab.observe.live import PlainView
 from lab.observe.stream import ExecStream, LineQueue
 from lab.observe.timeline import Timeline, write_jsonl
+from lab.scenario.foreign_run import ForeignEnds, missing_images
 from lab.scenario.names import topology_names
 from lab.scenario.record import RECORD, RUN_END, TOPOLOGY_COPY, scenario_copy
 from lab.scenario.schema import Scenario, Step
+from lab.scenario.stacks import Endpoints
 from lab.scenario.steps import ACTIONS
 from lab.topology.load import ROOT
 from lab.topology.model import CLIENT, SERVER, Topology
@@ -49,6 +51,7 @@ class RunResult:
     duration_s: float = 0.0
     client_exit: dict[str, int | None] = field(default_factory=dict)
     steps_played: int = 0
+    foreign: dict[str, int | None] = field(default_factory=dict)  # a black-box server's state at the end
     verdict: Any = None  # a lab.verify.judge.Verdict once judged (verify sits above scenario)
 
     @property
@@ -119,8 +122,10 @@ class StepTrigger:
 
 class ScenarioRunner:
     def __init__(self, scenario: Scenario, topology: Topology, view: PlainView | None = None,
-                 capture: bool = True) -> None:
+                 capture: bool = True, endpoints: Endpoints | None = None) -> None:
         self.scenario = scenario
+        self.endpoints = endpoints or Endpoints()
+        self.foreign: ForeignEnds | None = None
         self.topology = topology
         self.lab = Lab(topology)
         self.view = view or PlainView()
@@ -152,6 +157,10 @@ class ScenarioRunner:
 
     def _ingest(self, line_source: str, text: str, received: float) -> None:
         self.raw_lines.setdefault(line_source, []).append(text)
+        if line_source.startswith("foreign/"):  # a black box's own log: shown, kept, never taken as an event
+            if text.strip():
+                self.view.note(f"{line_source}: {text.strip()[:160]}")
+            return
         try:
             event = ev.parse_line(text)
         except (ev.SchemaError, TypeError) as exc:
@@ -172,6 +181,12 @@ class ScenarioRunner:
         lock = RunLock(LOCK).acquire(scenario.name)
         try:
             check_lab(self.topology)
+            missing = missing_images(self.endpoints) if self.endpoints.black_box else []
+            if missing:
+                raise PreflightError(f"image missing for {', '.join(missing)}: build it (make qh3-image for qh3)")
+            if self.endpoints.black_box and self.scenario.workload.kind != "download":
+                raise PreflightError(f"{self.scenario.name}: a black-box run needs a download workload "
+                                     f"(the interop contract's transfer), not {self.scenario.workload.kind}")
             return self._run()
         finally:
             lock.release()
@@ -197,11 +212,17 @@ class ScenarioRunner:
             result.error = result.error or str(exc)
         finally:
             deaths.close()
+            if self.foreign is not None:
+                try:
+                    result.foreign.update({f"{k}_exit_after_stop": v for k, v in self.foreign.teardown().items()})
+                except (ActionError, RuntimeError) as exc:
+                    result.error = result.error or str(exc)
             self.view.stop()
             result.duration_s = time.time() - started
             self._record(ev.Action(ts=time.time(), mono=time.monotonic(), role="controller", conn=None, transport="",
                                    action=RUN_END, target=scenario.name, ok=result.error is None,
                                    detail={"error": result.error, "exit_codes": result.client_exit,
+                                           **({"foreign": result.foreign} if result.foreign else {}),
                                            "steps_played": result.steps_played,
                                            "steps_planned": len(scenario.plan()),
                                            "duration_s": round(result.duration_s, 3)}), "controller")
@@ -220,7 +241,8 @@ class ScenarioRunner:
         (run_dir / TOPOLOGY_COPY).write_text(json.dumps(config, indent=1) + "\n")
         (run_dir / RECORD).write_text(json.dumps({
             "run_id": run_id, "scenario": self.scenario.name, "file": str(source), "started": started,
-            "capture": self.capture}, indent=1) + "\n")
+            "capture": self.capture, "endpoints": self.endpoints.to_dict(),
+            "files": [f.to_dict() for f in (self.foreign.files if self.foreign else ())]}, indent=1) + "\n")
 
     def _play(self, run_id: str, run_dir: Path, streams: LineQueue, result: RunResult, deaths: DeathWatch) -> None:
         scenario = self.scenario
@@ -230,6 +252,11 @@ class ScenarioRunner:
         for network, impairment in scenario.initial.impair.items():
             t = time.time()
             self._record(self._action_event(impair.apply(self.lab, network, impairment), t), "controller")
+        if self.endpoints.black_box:
+            self.foreign = ForeignEnds(self.lab, self.topology, scenario, self.endpoints, run_dir, run_id)
+            t = time.time()
+            self._record(self._action_event(self.foreign.prepare(), t), "controller")
+            self._write_record(run_dir, run_id, t)  # now with the served file's sha256
         if self.capture:
             t = time.time()
             names = self.lab.start_captures()
@@ -240,15 +267,19 @@ class ScenarioRunner:
         for router in self.topology.routers:
             streams.follow_container(router, self.lab.ctr(router), since)
         clients: dict[str, ExecStream] = {}
-        for transport in scenario.transports:
-            command = client_command(scenario, self.topology, transport, run_id)
-            clients[transport] = ExecStream(self.lab.ctr(CLIENT), command)
-            streams.add(f"client/{transport}", clients[transport].output)
+        if self.foreign is not None:
+            end = self.foreign.start_client()
+            streams.follow_container("foreign/client", end.container, time.time() - 5)
+        else:
+            for transport in scenario.transports:
+                command = client_command(scenario, self.topology, transport, run_id)
+                clients[transport] = ExecStream(self.lab.ctr(CLIENT), command)
+                streams.add(f"client/{transport}", clients[transport].output)
         workload_start = time.time()
         plan = list(scenario.plan())
         step_index, previous_done = 0, workload_start
         deadline = workload_start + scenario.timeout
-        client_sources = {f"client/{t}" for t in clients}
+        client_sources = {f"client/{t}" for t in clients} or {"foreign/client"}
         finished_at: float | None = None
         while True:
             line = streams.get(timeout=0.02)
@@ -286,10 +317,15 @@ class ScenarioRunner:
             if now > deadline:
                 result.error = f"timeout: the scenario did not finish within {scenario.timeout:g} s"
                 self.lab.ctr(CLIENT).exec_run(["pkill", "-f", "lab.endpoints.client"])
+                if self.foreign is not None:
+                    self.foreign.kill_client()
                 break
         for line in streams.drain():
             self._ingest(line.source, line.text, line.received)
         result.client_exit = {t: s.exit_code() for t, s in clients.items()}
+        if self.foreign is not None:
+            result.client_exit["client"] = self.foreign.client_exit()
+            result.foreign["server_running_at_end"] = self.foreign.server_running()
         died = deaths.death()
         if died is not None and result.error is None:
             result.error = died

@@ -14,8 +14,10 @@ everything here is a function of the files.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,14 +28,26 @@ from lab.observe.timeline import Timeline
 from lab.report.metrics import compute_metrics
 from lab.report.render import write_reports
 from lab.scenario.names import topology_names
-from lab.scenario.record import EVENTS, KEYLOG, RECORD, RUN_END, SERVER_CAPTURE, TOPOLOGY_COPY, scenario_copy
+from lab.scenario.record import (
+    DOWNLOADS,
+    EVENTS,
+    KEYLOG,
+    RECORD,
+    RUN_END,
+    SERVER_CAPTURE,
+    SERVER_KEYLOG,
+    TOPOLOGY_COPY,
+    scenario_copy,
+)
 from lab.scenario.schema import Scenario, ScenarioError, parse_scenario
+from lab.scenario.stacks import Endpoints
 from lab.scenario.steps import ACTIONS
 from lab.topology.model import Topology, TopologyError, topology_from_config
-from lab.verify import capture_checks, cross_checks
+from lab.verify import blackbox, capture_checks, conformance, cross_checks
 from lab.verify.checks import evaluate
+from lab.verify.conformance import Finding
 from lab.verify.pcap import ImageTools, QuicPacket, TsharkError, prepare_captures, read_quic_packets
-from lab.verify.result import NOT_VERIFIED, CheckResult, Figure, not_verified
+from lab.verify.result import NOT_APPLICABLE, NOT_VERIFIED, CheckResult, Figure, not_verified
 
 # Steps that move the client to a new path (new address or port), from the action table. Connect,
 # disconnect, blackhole and impairment change reachability, not the path; a preferred-address
@@ -54,6 +68,8 @@ class RunRecord:
     topology: Topology
     capture: bool
     started: float
+    endpoints: Endpoints = field(default_factory=Endpoints)
+    files: tuple[dict[str, Any], ...] = ()  # served by a black-box run: name, size, sha256
 
 
 @dataclass
@@ -70,11 +86,14 @@ class Verdict:
     description: str = ""
     packets: int | None = None
     decoded: list[Any] | None = field(default=None, repr=False)  # the server-side capture as judged
+    endpoints: Endpoints = field(default_factory=Endpoints)
+    conformance: list[Finding] | None = None  # None: not judged (no decoded capture)
+    strict: bool = False
     timeline: Timeline = field(default_factory=Timeline, repr=False)
 
     def counts(self, check: CheckResult) -> bool:
         """Whether ``check`` stands in the way of a pass."""
-        if check.passed:
+        if check.passed or check.status == NOT_APPLICABLE:
             return False
         return not (check.status == NOT_VERIFIED and check.source in self.optional)
 
@@ -119,6 +138,9 @@ class Verdict:
             "metrics": {**first, "by_transport": self.metrics},
             "captures": {"tool": "tshark (lab image)", "packets": self.packets,
                          "files": sorted(p.name for p in (self.run_dir / "captures").glob("*.pcapng"))},
+            "endpoints": self.endpoints.to_dict(),
+            **({} if self.conformance is None else {"conformance": [f.to_dict() for f in self.conformance],
+                                                     "conformance_strict": self.strict}),
         }
 
 
@@ -137,7 +159,8 @@ def read_record(run_dir: Path) -> RunRecord:
         copy = run_dir / scenario_copy(str(record["scenario"]))
         scenario = parse_scenario(copy.read_text(), str(copy), topology_names(topology))
         return RunRecord(str(record["run_id"]), scenario, topology, bool(record.get("capture", True)),
-                         float(record.get("started", 0.0)))
+                         float(record.get("started", 0.0)), Endpoints.from_dict(record.get("endpoints")),
+                         tuple(record.get("files") or ()))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, TopologyError) as exc:
         if isinstance(exc, ScenarioError):
             raise NotARunDir(str(exc).splitlines()[0]) from None
@@ -278,6 +301,8 @@ def _capture_checks(run_dir: Path, record: RunRecord, timeline: Timeline, migrat
         return [CheckResult("capture_verified", False, f"{SERVER_CAPTURE} is missing", expected, "quic", 0,
                             "captures")], [], None
     keylog = run_dir / KEYLOG
+    if not keylog.is_file() and (run_dir / SERVER_KEYLOG).is_file():
+        keylog = run_dir / SERVER_KEYLOG  # a black-box client that writes none; its server did
     ports = (topology.server_port, topology.server_preferred_port)
     try:
         packets = read_quic_packets(capture, keylog if keylog.is_file() else None, ports, tools)
@@ -297,6 +322,8 @@ def _capture_checks(run_dir: Path, record: RunRecord, timeline: Timeline, migrat
     checks += capture_checks.run_all(packets, servers, migration=migration, active_migration=active and migration,
                                      lossy=lossy, rotating=rotating and migration)
     checks = [c.with_(name=c.name if c.name.startswith("capture_") else f"capture_{c.name}") for c in checks]
+    if record.endpoints.black_box:  # the cross-checks compare with the lab's own events
+        return checks, [], packets
     checks.append(cross_checks.paths_in_capture(timeline, packets, servers))
     if migration:
         checks.append(cross_checks.challenges_in_capture(timeline, packets, servers))
@@ -305,7 +332,7 @@ def _capture_checks(run_dir: Path, record: RunRecord, timeline: Timeline, migrat
     return checks, figures, packets
 
 
-def _qlog_checks(run_dir: Path, timeline: Timeline, migration: bool) -> list[CheckResult]:
+def _qlog_checks(run_dir: Path, timeline: Timeline, migration: bool, black_box: bool = False) -> list[CheckResult]:
     checks: list[CheckResult] = []
     server_logs: list[Qlog] = []
     for side in ("client", "server"):
@@ -317,6 +344,9 @@ def _qlog_checks(run_dir: Path, timeline: Timeline, migration: bool) -> list[Che
         events = sum(len(log.events) for log in logs)
         if problems:
             checks.append(CheckResult(name, False, "; ".join(problems), expected, "quic", events, "qlog"))
+        elif not logs and black_box:  # the contract's QLOGDIR is a request, not an obligation
+            checks.append(not_verified(name, f"the {side}'s stack wrote no qlog to {side}/qlog/", expected, "qlog",
+                                       "quic"))
         elif not logs:
             checks.append(CheckResult(name, False, f"no qlog in {side}/qlog/", expected, "quic", 0, "qlog"))
         else:
@@ -327,23 +357,99 @@ def _qlog_checks(run_dir: Path, timeline: Timeline, migration: bool) -> list[Che
     return checks
 
 
-def judge_and_report(run_dir: str | Path) -> Verdict:
+def judge_and_report(run_dir: str | Path, strict: bool = False) -> Verdict:
     """What every verb does after a run: judge it from its artifacts, then write its reports."""
-    verdict = judge_run(run_dir)
+    verdict = judge_run(run_dir, strict=strict)
     verdict.write_reports()
     return verdict
 
 
-def judge_run(run_dir: str | Path, tools: ImageTools | None = None) -> Verdict:
-    """Judge a run from its directory. Raises :class:`NotARunDir` when it is not one."""
+def judge_run(run_dir: str | Path, tools: ImageTools | None = None, strict: bool = False) -> Verdict:
+    """Judge a run from its directory. Raises :class:`NotARunDir` when it is not one.
+
+    ``strict``: MUST violations among the RFC 9000 conformance findings fail the run (they are
+    reported either way, apart from the scenario's checks).
+    """
     run_dir = Path(run_dir)
     record = read_record(run_dir)
     scenario = record.scenario
     timeline, stream = read_events_file(run_dir / EVENTS)
     optional = set(scenario.optional_evidence) | (set() if record.capture else {"captures"})
+    if record.endpoints.black_box:
+        optional.add("qlog")  # the contract asks for a qlog only where the stack can write one
     verdict = Verdict(scenario.name, record.run_id, run_dir, optional=frozenset(optional),
-                      description=scenario.description, timeline=timeline)
+                      description=scenario.description, timeline=timeline, endpoints=record.endpoints,
+                      strict=strict)
     verdict.checks.append(stream)
+    if record.endpoints.black_box:
+        _judge_black_box(verdict, record, timeline, tools)
+    else:
+        _judge_white_box(verdict, record, timeline, tools)
+    if verdict.decoded is not None:
+        verdict.conformance = conformance.evaluate(verdict.decoded, _server_addresses(record.topology))
+        if strict:
+            verdict.checks.append(conformance_check(verdict.conformance))
+    return verdict
+
+
+def conformance_check(findings: list[Finding]) -> CheckResult:
+    """--strict: the MUST rules of RFC 9000 the capture can show, as one check."""
+    bad = conformance.violations(findings)
+    observed = "; ".join(f"{f.rule} ({f.endpoint}): {f.summary}" for f in bad) or \
+        f"no MUST violation in {len(findings)} finding(s)"
+    judged = [f for f in findings if f.verdict != "not observed"]
+    return CheckResult("conformance_strict", not bad, observed, "no RFC 9000 MUST violation in the capture", "quic",
+                       len(judged), "captures", verified=bool(judged))
+
+
+def _downloads(run_dir: Path, files: Iterable[dict[str, Any]]) -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for item in files:
+        path = run_dir / DOWNLOADS / str(item["name"])
+        found[str(item["name"])] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    return found
+
+
+def _judge_black_box(verdict: Verdict, record: RunRecord, timeline: Timeline, tools: ImageTools | None) -> None:
+    """A run with a foreign end: captures, qlog, the files' sha256 and the exit code (lab.verify.blackbox)."""
+    run_dir, scenario, ends = verdict.run_dir, record.scenario, record.endpoints
+    completed = run_completed(timeline, len(scenario.plan()))
+    verdict.checks.append(completed)
+    end = next((e for e in reversed(timeline.events) if isinstance(e, ev.Action) and e.action == RUN_END), None)
+    codes: dict[str, Any] = {}
+    if isinstance(end, ev.Action):
+        verdict.duration_s = float(end.detail.get("duration_s") or 0.0)
+        verdict.error = end.detail.get("error")
+        codes = dict(end.detail.get("exit_codes") or {})
+        codes.update(end.detail.get("foreign") or {})
+    verdict.checks.append(blackbox.exit_check(ends.client.name, codes.get("client")))
+    if not ends.server.white_box:
+        verdict.checks.append(blackbox.server_check(ends.server.name, codes.get("server_running_at_end")))
+    verdict.checks.append(blackbox.files_check(record.files, _downloads(run_dir, record.files)))
+    verdict.checks.extend(_qlog_checks(run_dir, timeline, False, black_box=True))
+    checks, figures, packets = _capture_checks(run_dir, record, timeline, expects_migration(scenario), tools)
+    verdict.checks.extend(checks)
+    verdict.figures.extend(figures)
+    verdict.packets = None if packets is None else len(packets)
+    verdict.decoded = packets
+    servers = _server_addresses(record.topology)
+    why = next((str(c.observed) for c in checks if c.name == "capture_verified" and not c.passed), "")
+    verdict.checks.extend(blackbox.expectation_checks(scenario.expect, packets, servers, why))
+    facts = blackbox.capture_facts(packets, servers) if packets else None
+    verdict.metrics["quic"] = {
+        "method": "black box: the server-side capture",
+        "disruption_ms": None if facts is None else facts.longest_client_silence_ms,
+        "validation_ms": None if facts is None else facts.validation_ms,
+        "handshakes": None if facts is None else facts.handshakes,
+        "paths_seen": None if facts is None else len(facts.client_tuples),
+        "capture": None if facts is None else facts.to_dict(),
+        "detection_delay_ms": scenario.workload.probe_after * 1000,
+    }
+
+
+def _judge_white_box(verdict: Verdict, record: RunRecord, timeline: Timeline, tools: ImageTools | None) -> None:
+    """A run of the lab's own endpoints: their events, both qlogs, the capture and the cross-checks."""
+    run_dir, scenario = verdict.run_dir, record.scenario
     for transport in scenario.transports:
         verdict.checks.extend(evaluate(timeline, scenario.expect, transport))
         verdict.metrics[transport] = compute_metrics(timeline, transport).to_dict()
@@ -364,4 +470,3 @@ def judge_run(run_dir: str | Path, tools: ImageTools | None = None) -> Verdict:
         verdict.figures.extend(figures)
         verdict.packets = None if packets is None else len(packets)
         verdict.decoded = packets
-    return verdict

@@ -4,7 +4,9 @@ A leaf module: it imports nothing of the lab, so every checker can depend on it 
 
 A check has three outcomes, never two: ``passed``, ``failed`` and ``not verified``. The last one is
 a check that had nothing to judge (no packets, no events of the kind it looks at): it is never
-counted as a pass. ``evidence`` says how many observations the verdict rests on, so a reader can
+counted as a pass. A fourth, ``not applicable``, is a white-box check in a black-box run (it needs
+the lab's own events from an end the lab did not instrument): it is neither a pass nor a failure.
+``evidence`` says how many observations the verdict rests on, so a reader can
 tell "0 reconnects in a run of 4,000 packets" from "0 reconnects in an empty file".
 """
 
@@ -14,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-PASSED, FAILED, NOT_VERIFIED = "passed", "failed", "not verified"
+PASSED, FAILED, NOT_VERIFIED, NOT_APPLICABLE = "passed", "failed", "not verified", "not applicable"
 
 @dataclass(frozen=True)
 class CheckResult:
@@ -33,13 +35,16 @@ class CheckResult:
     source: str = "events"  # events | qlog | captures
     verified: bool = True
     details: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    applicable: bool = True
 
     def __post_init__(self) -> None:
-        if not self.verified and self.passed:
+        if (not self.verified or not self.applicable) and self.passed:
             object.__setattr__(self, "passed", False)
 
     @property
     def status(self) -> str:
+        if not self.applicable:
+            return NOT_APPLICABLE
         if not self.verified:
             return NOT_VERIFIED
         return PASSED if self.passed else FAILED
@@ -60,13 +65,19 @@ class CheckResult:
         status = data.get("status", PASSED if data.get("passed") else FAILED)
         return cls(str(data["name"]), status == PASSED, data.get("observed", ""), data.get("expected", ""),
                    data.get("transport"), data.get("evidence"), data.get("source", "events"),
-                   verified=status != NOT_VERIFIED)
+                   verified=status != NOT_VERIFIED, applicable=status != NOT_APPLICABLE)
 
 
 def not_verified(name: str, why: str, expected: str | int | float, source: str = "events",
                  transport: str | None = None) -> CheckResult:
     """A check that had nothing to judge: ``why`` says what was missing."""
     return CheckResult(name, False, why, expected, transport, 0, source, verified=False)
+
+
+def not_applicable(name: str, why: str, expected: str | int | float, source: str = "events",
+                   transport: str | None = None) -> CheckResult:
+    """A white-box check in a black-box run: ``why`` names the evidence it would need."""
+    return CheckResult(name, False, why, expected, transport, 0, source, applicable=False)
 
 
 @dataclass(frozen=True)

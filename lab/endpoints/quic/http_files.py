@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import sys
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -149,6 +150,28 @@ class FileClientProtocol(QuicConnectionProtocol):
         self._bodies: dict[int, bytearray] = {}
         self._status: dict[int, int] = {}
         self._waiters: dict[int, asyncio.Future[bytes]] = {}
+        self.last_received = time.monotonic()
+        self.probes = 0
+
+    def datagram_received(self, data: bytes, addr) -> None:  # type: ignore[no-untyped-def]
+        self.last_received = time.monotonic()
+        super().datagram_received(data, addr)
+
+    async def keep_alive(self, probe_after: float) -> None:
+        """While requests are open, PING after ``probe_after`` s without a datagram from the server.
+
+        A downloading client sends only ACKs, which answer what arrives: when its network changes
+        under it (break-before-make) nothing arrives, so without a probe its new address would
+        never reach the server. The lab's own client does the same (``--probe-after``).
+        """
+        while True:
+            await asyncio.sleep(probe_after / 4)
+            if self._waiters and time.monotonic() - self.last_received >= probe_after:
+                self.quic.send_ping(self.probes)
+                self.transmit()
+                self.probes += 1
+                self.last_received = time.monotonic()  # one probe per silent interval
+                print(f"probe sent after {probe_after * 1000:g} ms of silence", file=sys.stderr, flush=True)
 
     @property
     def server_address(self) -> str:
@@ -235,12 +258,15 @@ def download_name(url: str) -> str:
 async def fetch_files(urls: Iterable[str], alpn: str, downloads: Path, *, cafile: str | None = None,
                       keylog: str | None = None, qlog_dir: str | None = None,
                       configuration: QuicConfiguration | None = None, timeout: float = 60.0,
-                      on_done: Callable[[FileClientProtocol], None] | None = None) -> list[Path]:
+                      on_done: Callable[[FileClientProtocol], None] | None = None,
+                      probe_after: float = 0.0) -> list[Path]:
     """GET every URL over one QUIC connection (all requests in parallel) into ``downloads``.
 
     All URLs must name the same server. ``on_done`` sees the protocol once every body has arrived,
     before the connection closes (e.g. to read which server address it ended on, see
-    ``server_address``). Raises FetchError (or TimeoutError, ConnectionError) on failure.
+    ``server_address``). ``probe_after`` > 0 sends a PING after that many seconds without a
+    datagram while requests are open (:meth:`FileClientProtocol.keep_alive`).
+    Raises FetchError (or TimeoutError, ConnectionError) on failure.
     """
     urls = list(urls)
     if not urls:
@@ -257,7 +283,12 @@ async def fetch_files(urls: Iterable[str], alpn: str, downloads: Path, *, cafile
     async with asyncio.timeout(timeout):
         async with connect(host, port, configuration=configuration, create_protocol=FileClientProtocol) as client:
             assert isinstance(client, FileClientProtocol)
-            bodies = await asyncio.gather(*(client.get(authority, p.path or "/") for p in parts))
+            keep_alive = asyncio.create_task(client.keep_alive(probe_after)) if probe_after > 0 else None
+            try:
+                bodies = await asyncio.gather(*(client.get(authority, p.path or "/") for p in parts))
+            finally:
+                if keep_alive is not None:
+                    keep_alive.cancel()
             if on_done is not None:
                 on_done(client)
     saved = []

@@ -286,6 +286,33 @@ class LabQuicServer(QuicServer):
         routes.clear()
         return len(protocols)
 
+    def yield_main_port(self) -> bool:
+        """Close the main port's socket so that a foreign server in this network namespace can bind it.
+
+        The other sockets (preferred address, preferred port) stay open. Returns whether a socket was closed.
+        """
+        closed = False
+        for sock in [s for s in self.sockets if s.kind == "main"]:
+            self.close_connections()
+            if sock.transport is not None:
+                sock.transport.close()
+            self.sockets.remove(sock)
+            closed = True
+        return closed
+
+    async def reclaim_main_port(self) -> bool:
+        """Bind the main port again after :meth:`yield_main_port`; False when it was never yielded."""
+        if any(s.kind == "main" for s in self.sockets):
+            return False
+        await self._bind(self.options.listen, self.options.port, "main")
+        return True
+
+    async def _bind(self, host: str, port: int, kind: str) -> None:
+        loop = asyncio.get_running_loop()
+        sock = bind_udp(host, port, reuse_address=True)
+        _, protocol = await loop.create_datagram_endpoint(lambda: ServerSocket(self, kind), sock=sock)
+        self.sockets.append(protocol)  # type: ignore[arg-type]
+
     def close(self) -> None:
         self.close_connections()
         for sock in self.sockets:
@@ -303,7 +330,6 @@ def server_configuration(options: ServerOptions, alpns: list[str], quic_logger: 
 
 async def serve_quic(options: ServerOptions, emitter: Emitter) -> LabQuicServer:
     """Open the sockets and start serving; returns the server (close() it to stop)."""
-    loop = asyncio.get_running_loop()
     alpns = [ALPN_LAB, "h3", "hq-interop"]
     quic_logger = IncrementalQlog(options.qlog_dir, "server") if options.qlog_dir else None
     keylog = open(options.keylog, "a", buffering=1) if options.keylog else None  # noqa: SIM115
@@ -316,9 +342,7 @@ async def serve_quic(options: ServerOptions, emitter: Emitter) -> LabQuicServer:
             binds.append((options.listen, options.preferred_port, "preferred-port"))
         binds.append((options.preferred_address[0], options.preferred_address[1], "preferred"))
     for host, port, kind in binds:
-        sock = bind_udp(host, port, reuse_address=True)
-        _, protocol = await loop.create_datagram_endpoint(lambda kind=kind: ServerSocket(server, kind), sock=sock)
-        server.sockets.append(protocol)  # type: ignore[arg-type]
+        await server._bind(host, port, kind)
     if quic_logger is not None:
         quic_logger.start()
     return server
