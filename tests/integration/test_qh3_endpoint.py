@@ -369,3 +369,107 @@ def test_lab_client_against_qh3_server(qh3_image, lab_image, tmp_path, testcase)
     assert "connected: peer" in server_log and "sent /a.bin" in server_log
     assert "CLIENT_TRAFFIC_SECRET_0" in keylog_labels(box.logs / "server" / "keys.log")
     print(f"aioquic client <- qh3 server, {testcase}: {elapsed:.2f} s (container start included)")
+
+
+# --- a port rebinding on loopback, judged from a decrypted capture ----------------------------
+
+RELAY = '''
+"""client -> 127.0.0.1:15444 -> 127.0.0.1:443; from REBIND_AT s after the client's first datagram
+on, the relay forwards from a new source port (the old one closed): a NAT rebinding."""
+import asyncio, socket, sys, time
+rebind_at = float(sys.argv[1])
+async def main():
+    loop = asyncio.get_running_loop()
+    front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    front.bind(("127.0.0.1", 15444))
+    front.setblocking(False)
+    state = {"client": None, "back": None, "first": None}
+    def back_socket():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        def readable():
+            try:
+                data = sock.recv(65535)
+            except OSError:
+                return
+            if state["back"] is sock and state["client"]:
+                front.sendto(data, state["client"])
+        loop.add_reader(sock.fileno(), readable)
+        return sock
+    state["back"] = back_socket()
+    rebound = False
+    def front_readable():
+        nonlocal rebound
+        while True:
+            try:
+                data, addr = front.recvfrom(65535)
+            except BlockingIOError:
+                return
+            state["client"] = addr
+            now = time.monotonic()
+            state["first"] = state["first"] or now
+            if not rebound and now - state["first"] >= rebind_at:
+                old = state["back"]
+                loop.remove_reader(old.fileno())
+                old.close()
+                state["back"] = back_socket()
+                rebound = True
+                print("rebound", state["back"].getsockname()[1], flush=True)
+            state["back"].sendto(data, ("127.0.0.1", 443))
+    loop.add_reader(front.fileno(), front_readable)
+    await asyncio.sleep(3600)
+asyncio.run(main())
+'''
+
+
+def test_qh3_server_challenges_a_rebound_client(qh3_image, lab_image, tmp_path):
+    """The runner's rebind-port rule: the server's first packet to a new client port carries PATH_CHALLENGE.
+
+    Server, relay and client in one qh3 container (tcpdump from the base image captures lo);
+    the lab image's tshark decrypts the capture with the client's key log.
+    """
+    box = make_box(tmp_path, {"r.bin": 8_000_000})
+    (box.logs / "relay.py").write_text(RELAY)
+    script = """
+tcpdump -i lo -U -w /logs/lo.pcap udp port 443 2>/logs/tcpdump.log & TP=$!
+ROLE=server TESTCASE=transfer python /opt/qh3/endpoint.py 2>/logs/server.log & SP=$!
+python /logs/relay.py 0.3 >/logs/relay.log & RP=$!
+for _ in $(seq 100); do ss -Huln | grep -q ':15444 ' && ss -Huln | grep -q ':443 ' && break; sleep 0.1; done
+sleep 0.5
+ROLE=client TESTCASE=transfer REQUESTS=https://127.0.0.1:15444/r.bin SSLKEYLOGFILE=/logs/keys.log \
+  python /opt/qh3/endpoint.py 2>/logs/client.log; rc=$?
+sleep 0.3; kill $RP $SP; sleep 0.3; kill $TP; wait; exit $rc
+"""
+    name = f"{box.name}-rebind"
+    try:
+        result = docker("run", "--name", name, "--network", "none", "--cap-add", "NET_RAW", "--cap-add", "NET_ADMIN",
+                        "-v", f"{box.certs}:/certs:ro", "-v", f"{box.www}:/www:ro", "-v", f"{box.logs}:/logs",
+                        "-v", f"{box.downloads}:/downloads", "--entrypoint", "sh", qh3_image, "-c", script,
+                        check=False, timeout=120)
+    finally:
+        docker("rm", "-f", name, check=False)
+    client_log = (box.logs / "client.log").read_text()
+    assert result.returncode == 0, client_log + result.stderr
+    assert box.downloaded() == box.files
+    assert "rebound" in (box.logs / "relay.log").read_text()
+
+    fields = ["frame.number", "udp.srcport", "udp.dstport", "quic.frame_type", "quic.path_challenge.data",
+              "quic.path_response.data"]
+    decode = ("editcap --inject-secrets tls,/logs/keys.log /logs/lo.pcap /logs/lo.pcapng && "
+              "tshark -r /logs/lo.pcapng -d udp.port==443,quic -T fields -E separator=/t "
+              + " ".join(f"-e {f}" for f in fields))
+    rows = docker("run", "--rm", "--network", "none", "-v", f"{box.logs}:/logs", "--entrypoint", "sh", lab_image,
+                  "-c", decode, timeout=120).stdout.splitlines()
+    first_to_port: dict[str, list[str]] = {}
+    challenges, responses = set(), set()
+    for row in rows:
+        _number, src, dst, types, challenge, response = (row.split("\t") + [""] * 6)[:6]
+        if src == "443":
+            first_to_port.setdefault(dst, types.split(","))
+        challenges |= {c for c in challenge.split(",") if c} if src == "443" else set()
+        responses |= {r for r in response.split(",") if r} if dst == "443" else set()
+    assert len(first_to_port) == 2, f"expected two client ports, saw {sorted(first_to_port)}"
+    new_port_first = list(first_to_port.values())[1]
+    assert "26" in new_port_first, f"first packet on the new path carries frames {new_port_first}, no PATH_CHALLENGE"
+    assert challenges and challenges <= responses, f"unanswered challenges: {challenges - responses}"
