@@ -2,11 +2,12 @@
 
 Everything is inline (CSS, a few lines of JS, SVG); the page loads nothing, so it opens the same
 with no network. Sections: the verdict and every check with links to its evidence (capture frames,
-event lines, qlog files), the figures and metrics, the packet sequence of the migration drawn from
-the captures, goodput/RTT/cwnd over time from the qlog, the packets the page refers to, every
-event, and how to open the artifacts in qvis and Wireshark. Every value shown is read from the
-run's files (report.json from the judge, events.jsonl, the qlog, the captures decoded by the lab
-image's tshark); where a source is missing the page says so instead of drawing anything.
+event lines, qlog files), the RFC 9000 conformance findings per endpoint (apart from the checks),
+the figures and metrics, the packet sequence of the migration drawn from the captures,
+goodput/RTT/cwnd over time from the qlog, the packets the page refers to, every event, and how to
+open the artifacts in qvis and Wireshark. Every value shown is read from the run's files
+(report.json from the judge, events.jsonl, the qlog, the captures decoded by the lab image's
+tshark); where a source is missing the page says so instead of drawing anything.
 """
 
 from __future__ import annotations
@@ -20,11 +21,18 @@ from typing import Any
 from lab.report.evidence import EventLine, Evidence, check_evidence
 from lab.report.sequence import Message, SequenceDiagram, describe_packet, sequence_svg
 
-__all__ = ["HtmlInputs", "QVIS", "event_summary", "report_html"]
+__all__ = ["CONFORMANCE_NOTE", "CONFORMANCE_TITLE", "HtmlInputs", "QVIS", "conformance_groups", "conformance_tally",
+           "event_summary", "report_html"]
 
 QVIS = "https://qvis.quictools.info/"  # a link for the reader, never loaded by the page
 BULK = frozenset({"progress", "data_gap"})  # event kinds folded away by default (shown when linked)
 _SKIP_KEYS = ("type", "ts", "mono", "role", "conn", "transport")
+CONFORMANCE_TITLE = "Conformance (RFC 9000, from the server-side capture)"
+CONFORMANCE_NOTE = ("Findings about the endpoints (what each one sent, judged against RFC 9000 by "
+                    "lab/verify/conformance.py), apart from the checks: they do not change the verdict. "
+                    "\"not observed\": nothing in the capture to judge, or nothing a server-side capture can tell.")
+_VERDICT_ORDER = {"violation": 0, "compliant": 1, "not observed": 2}
+_CONFORMANCE_CELLS = (("rule", "mono"), ("level", ""), ("title", ""), ("direction", "mono"), ("summary", "mono"))
 
 
 @dataclass(frozen=True)
@@ -62,7 +70,9 @@ th { background: #f6f8fa; }
 td.status { font-weight: 600; white-space: nowrap; }
 tr.passed td.status { color: var(--ok); } tr.failed td.status { color: var(--fail); }
 tr.not-verified td.status { color: var(--nv); }
-tr.failed { background: #fff5f5; }
+tr.failed, tr.violation { background: #fff5f5; }
+tr.violation td.status { color: var(--fail); } tr.compliant td.status { color: var(--ok); }
+tr.not-observed td.status { color: var(--muted); }
 .mono, td.mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px; }
 .links a { margin-right: 6px; white-space: nowrap; }
 .muted { color: var(--muted); }
@@ -155,6 +165,46 @@ def _checks(inputs: HtmlInputs, linked_frames: set[int]) -> str:
         note = (f'<p class="note">Capture frames are named but not linked: {escape(inputs.packets_note)}</p>')
     return (f'<section id="checks"><h2>Checks</h2>{note}<div class="scroll"><table>{head}{"".join(rows)}</table>'
             "</div></section>")
+
+
+def conformance_groups(findings: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[Mapping[str, Any]]]]:
+    """``report["conformance"]`` (Finding.to_dict() each) by endpoint (server first), violations first, then
+    MUST before SHOULD, in the judge's order otherwise."""
+    endpoints = sorted({str(f.get("endpoint", "")) for f in findings}, key=lambda e: (e != "server", e))
+    return [(endpoint, sorted((f for f in findings if str(f.get("endpoint", "")) == endpoint),
+                              key=lambda f: (_VERDICT_ORDER.get(str(f.get("verdict")), 3), f.get("level") != "MUST")))
+            for endpoint in endpoints]
+
+
+def conformance_tally(findings: Sequence[Mapping[str, Any]]) -> str:
+    broken = [f for f in findings if f.get("verdict") == "violation"]
+    return f"{len(broken)} violation(s), {sum(1 for f in broken if f.get('level') == 'MUST')} of a MUST."
+
+
+def conformance_frames(report: Mapping[str, Any]) -> list[int]:
+    return [int(n) for f in report.get("conformance") or () for n in f.get("frames") or ()]
+
+
+def _conformance(report: Mapping[str, Any], linked_frames: set[int]) -> str:
+    head = f'<section id="conformance"><h2>{escape(CONFORMANCE_TITLE)}</h2>'
+    findings = report.get("conformance")
+    if findings is None:
+        return f'{head}<p class="note">Not judged: this report has no conformance findings.</p></section>'
+    if not findings:
+        return f'{head}<p class="note">No findings.</p></section>'
+    parts = [head, f'<p class="note">{escape(CONFORMANCE_NOTE)} {escape(conformance_tally(findings))}</p>']
+    for endpoint, group in conformance_groups(findings):
+        rows = []
+        for f in group:
+            verdict = str(f.get("verdict", ""))
+            frames = " ".join(_frame_link(int(n), linked_frames) for n in f.get("frames") or ())
+            cells = "".join(f'<td class="{cls}">{escape(str(f.get(key, "")))}</td>' for key, cls in _CONFORMANCE_CELLS)
+            rows.append(f'<tr class="{escape(verdict.replace(" ", "-"))}"><td class="status">{escape(verdict)}</td>'
+                        f'{cells}<td class="links">{frames}</td></tr>')
+        parts.append(f"<h3>{escape(endpoint)}</h3><div class=\"scroll\"><table><tr><th>verdict</th><th>rule</th>"
+                     "<th>level</th><th>what it asks</th><th>sent</th><th>what the capture shows</th>"
+                     f"<th>frames</th></tr>{''.join(rows)}</table></div>")
+    return "".join(parts) + "</section>"
 
 
 def _figures_and_metrics(report: Mapping[str, Any]) -> str:
@@ -310,6 +360,7 @@ def _frames_to_list(inputs: HtmlInputs, packets_linked: set[int]) -> list[int]:
     for check in inputs.report.get("checks", []):
         evidence = check_evidence(check, inputs.packets, inputs.events, inputs.servers, inputs.qlog_files)
         frames += list(evidence.frames)
+    frames += conformance_frames(inputs.report)
     present = {p.frame for p in inputs.packets or ()}
     return sorted({f for f in frames if f in present} | packets_linked)
 
@@ -337,11 +388,13 @@ def report_html(inputs: HtmlInputs) -> str:
         f'<header><h1>{escape(str(report.get("scenario", "")))} <span class="badge {verdict.lower()}">{verdict}</span>'
         f'</h1><div>Run <code>{escape(str(report.get("run_id", "")))}</code>, '
         f'{float(report.get("duration_s") or 0):.1f} s; checks: {escape(tally)}.</div>',
-        '<nav><a href="#checks">checks</a><a href="#metrics">metrics</a><a href="#sequence">packet sequence</a>'
+        '<nav><a href="#checks">checks</a><a href="#conformance">conformance</a><a href="#metrics">metrics</a>'
+        '<a href="#sequence">packet sequence</a>'
         '<a href="#charts">over time</a><a href="#packets">packets</a><a href="#events">events</a>'
         '<a href="#artifacts">open the artifacts</a></nav></header>',
         f"<main>{description}{error}{optional}",
         _checks(inputs, linked),
+        _conformance(report, linked),
         _figures_and_metrics(report),
         _sequence(inputs),
         _charts(inputs),

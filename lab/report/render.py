@@ -23,7 +23,14 @@ from typing import Any
 from lab.observe.timeline import Timeline
 from lab.report.charts import build_charts, goodput_csv, time_zero
 from lab.report.evidence import event_lines
-from lab.report.html import HtmlInputs, report_html
+from lab.report.html import (
+    CONFORMANCE_NOTE,
+    CONFORMANCE_TITLE,
+    HtmlInputs,
+    conformance_groups,
+    conformance_tally,
+    report_html,
+)
 from lab.report.metrics import goodput_series, network_events
 from lab.report.plot import goodput_svg
 from lab.report.qlog import QlogTrace, qlog_traces
@@ -81,12 +88,32 @@ def report_markdown(report: dict[str, Any], description: str = "", plot: str | N
                   "|---|" + "---|" * len(names)]
         for key in keys:
             lines.append(f"| {key} | " + " | ".join(_fmt(by_transport[n].get(key)) for n in names) + " |")
+    lines += conformance_markdown(report.get("conformance"))
     if plot:
         lines += ["", "## Goodput", "", f"![goodput over time with the network events]({plot})"]
     lines += ["", "Artifacts: `events.jsonl` (the merged timeline), `logs/`, `client/` (qlog, key logs), "
               "`server/qlog/`, `captures/` (pcapng with the key log injected). Re-judge with "
               "`python -m lab verify <this directory>`.", ""]
     return "\n".join(lines)
+
+
+def conformance_markdown(findings: Sequence[dict[str, Any]] | None) -> list[str]:
+    """report.md's conformance section: ``report["conformance"]`` by endpoint, violations first with their frames."""
+    lines = ["", f"## {CONFORMANCE_TITLE}", ""]
+    if findings is None:
+        return lines + ["Not judged: this report has no conformance findings."]
+    if not findings:
+        return lines + ["No findings."]
+    lines.append(f"{CONFORMANCE_NOTE} {conformance_tally(findings)}")
+    for endpoint, group in conformance_groups(findings):
+        lines += ["", f"### {endpoint}", "", "| verdict | rule | level | what it asks | what the capture shows | "
+                  "frames (server-side.pcapng) |", "|---|---|---|---|---|---|"]
+        for f in group:
+            verdict = f"**{f.get('verdict')}**" if f.get("verdict") == "violation" else str(f.get("verdict", ""))
+            frames = ", ".join(str(n) for n in f.get("frames") or ())
+            cells = [verdict, f.get("rule", ""), f.get("level", ""), f.get("title", ""), f.get("summary", ""), frames]
+            lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    return lines
 
 
 def goodput_chart(timeline: Timeline, transports: list[str], title: str) -> str:
