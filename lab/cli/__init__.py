@@ -30,6 +30,7 @@ VERBS = {
     "walkthrough": "lab.cli.walkthrough",
     "verify": "lab.cli.verify",
     "open": "lab.cli.open",
+    "matrix": "lab.cli.matrix",
 }
 
 

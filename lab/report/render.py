@@ -44,7 +44,8 @@ GOODPUT_CSV = "goodput.csv"
 SEQUENCE_SVG = "sequence.svg"
 # (pcap, keylog or None, UDP ports decoded as QUIC) -> packets: lab.verify.pcap.read_quic_packets
 PacketReader = Callable[[Path, Path | None, Iterable[int]], Sequence[Any]]
-MARKS = {"passed": "yes", "not verified": "**not verified**"}  # anything else: failed
+# anything else: failed
+MARKS = {"passed": "yes", "not verified": "**not verified**", "not applicable": "not applicable"}
 
 
 def _fmt(value: Any) -> str:

@@ -477,11 +477,16 @@ def undecrypted(packets: list[QuicPacket], max_fraction: float = 0.0) -> Capture
     observed = f"{len(bad)}/{len(one_rtt)} 1-RTT packets undecrypted ({frac:.1%})"
     if other_bad:
         observed += f", {other_bad} long-header packet(s) undecrypted"
+    from_qlog = [p for p in one_rtt if p.decoded_from == "qlog"]
+    if from_qlog:
+        observed += (f"; {len(from_qlog)} more that tshark could not decrypt were read from their receiver's qlog "
+                     f"(frames {[p.frame for p in from_qlog][:5]})")
     if bad:
         observed += f", first at frame {bad[0].frame}: frame-based checks unreliable (key log missing or wrong?)"
     return _check("undecrypted", ok, observed, f"<= {max_fraction:.1%} of >= 1 1-RTT packets",
                   {"fraction": frac, "undecrypted_1rtt": len(bad), "total_1rtt": len(one_rtt),
-                   "undecrypted_long_header": other_bad}, len(one_rtt), verified=bool(one_rtt))
+                   "undecrypted_long_header": other_bad, "from_qlog": [p.frame for p in from_qlog]},
+                  len(one_rtt), verified=bool(one_rtt))
 
 
 def run_all(packets: list[QuicPacket], server_addresses: Iterable[str], *,

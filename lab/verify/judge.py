@@ -43,7 +43,7 @@ from lab.scenario.schema import Scenario, ScenarioError, parse_scenario
 from lab.scenario.stacks import Endpoints
 from lab.scenario.steps import ACTIONS
 from lab.topology.model import Topology, TopologyError, topology_from_config
-from lab.verify import blackbox, capture_checks, conformance, cross_checks
+from lab.verify import blackbox, capture_checks, conformance, cross_checks, qlog_fill
 from lab.verify.checks import evaluate
 from lab.verify.conformance import Finding
 from lab.verify.pcap import ImageTools, QuicPacket, TsharkError, prepare_captures, read_quic_packets
@@ -309,6 +309,11 @@ def _capture_checks(run_dir: Path, record: RunRecord, timeline: Timeline, migrat
     except (TsharkError, OSError) as exc:
         return [CheckResult("capture_verified", False, f"{SERVER_CAPTURE}: {str(exc).splitlines()[0]}", expected,
                             "quic", 0, "captures")], [], None
+    received: dict = {}
+    for side in ("client", "server"):  # what each receiver decrypted itself, for what tshark could not
+        for log in read_qlogs(run_dir / side / "qlog")[0]:
+            received.update(qlog_fill.received_frames(log.events))
+    packets = qlog_fill.fill_from_qlog(packets, received)
     checks = [CheckResult("capture_verified", bool(packets), f"{len(packets)} QUIC packets in {SERVER_CAPTURE}",
                           expected, "quic", len(packets), "captures")]
     servers = _server_addresses(topology)

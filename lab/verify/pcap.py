@@ -79,6 +79,7 @@ class QuicPacket:
     packet_length: int = 0  # of this QUIC packet
     new_connection_ids: tuple[str, ...] = ()  # NEW_CONNECTION_ID connection IDs, hex, beside new_connection_id_seqs
     preferred_address_cid: str = ""  # the preferred_address transport parameter's CID (sequence 1), hex
+    decoded_from: str = "capture"  # "qlog": tshark could not decrypt it, its receiver's qlog gave the frames
 
     @property
     def four_tuple(self) -> tuple[str, int, str, int]:
