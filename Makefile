@@ -20,10 +20,10 @@ BROWSER_IMAGE ?= quic-migration-lab-browser:bookworm-$(shell sha256sum images/br
 export LAB_IMAGE BROWSER_IMAGE
 
 .PHONY: help setup venv compose base wheelhouse images certs up down status logs test unit integration \
-        lint demo explain walkthrough scenario scenarios bench clean verify browser-image
+        lint demo explain walkthrough scenario scenarios bench clean verify browser-image matrix
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 # --- set-up ---------------------------------------------------------------------------------
 
@@ -112,19 +112,25 @@ verify: images venv  ## judge a recorded run again from its artifacts: make veri
 # --- tests ----------------------------------------------------------------------------------
 
 lint: venv  ## ruff
-	@$(PY) -m ruff check lab tests
+	@$(PY) -m ruff check lab tests stacks tools
 
 unit: venv  ## fast tests, no Docker
 	@$(PY) -m pytest -q -m "not integration" tests
 
-integration: up browser-image  ## tests against the real lab (captures are judged with the lab image's tshark)
+include images/qh3/make.mk
+
+matrix: up qh3-image  ## QUIC stacks against each other: make matrix CLIENTS=aioquic,qh3 SERVERS=aioquic,qh3
+	@$(PY) -m lab matrix --clients $(or $(CLIENTS),aioquic,qh3) --servers $(or $(SERVERS),aioquic,qh3) \
+		--scenarios $(or $(SCENARIOS),nat-rebinding,wifi-to-cellular) $(if $(OUT),--out $(OUT))
+
+integration: up browser-image qh3-image  ## tests against the real lab (captures are judged with the lab image's tshark)
 	@$(PY) -m pytest -q -m integration tests
 
-test: up browser-image  ## lint, unit and integration tests (what CI runs)
-	@$(PY) -m ruff check lab tests
+test: up browser-image qh3-image  ## lint, unit and integration tests (what CI runs)
+	@$(PY) -m ruff check lab tests stacks tools
 	@$(PY) -m pytest -q tests
 
 clean: down  ## also remove images, wheelhouse, venv, certificates and caches (artifacts are kept)
-	-docker image rm -f $(LAB_IMAGE) $(BROWSER_IMAGE) $$(docker images -q quic-migration-lab-base) 2>/dev/null
+	-docker image rm -f $(LAB_IMAGE) $(BROWSER_IMAGE) $(QH3_IMAGE) $$(docker images -q quic-migration-lab-base) 2>/dev/null
 	-docker image prune -f --filter label=org.quic-migration-lab=image >/dev/null
 	rm -rf build $(VENV) certs .pytest_cache .ruff_cache

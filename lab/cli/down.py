@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import subprocess
 
+from lab.control import foreign
 from lab.errors import LabError
-from lab.topology.load import compose_command
+from lab.topology.load import compose_command, load_topology
 
 HELP = "remove the lab's containers and networks (artifacts are kept)"
 
@@ -16,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with contextlib.suppress(LabError):  # no daemon: compose says so below
+        # Foreign endpoints of an interrupted black-box run live in the lab's namespaces, outside Compose.
+        foreign.remove_all(load_topology().project)
     result = subprocess.run([*compose_command(), "down", "--remove-orphans", "-t", "2"], capture_output=True,
                             text=True)
     if result.returncode != 0:
