@@ -20,7 +20,16 @@ from lab.control import foreign, impair
 from lab.control.actions import ActionError, ActionResult, Lab
 from lab.scenario.model import Impairment
 from lab.scenario.schema import Scenario
-from lab.scenario.stacks import CERTS, Endpoints, InteropPlan, ServedFile, Stack, interop_plan, served_file_name
+from lab.scenario.stacks import (
+    CERTS,
+    Endpoints,
+    InteropPlan,
+    ServedFile,
+    Stack,
+    interop_plan,
+    served_file_name,
+    testcase_for,
+)
 from lab.topology.load import ROOT
 from lab.topology.model import CLIENT, SERVER, Topology
 
@@ -68,7 +77,14 @@ class ForeignEnds:
 
     @property
     def server_url(self) -> str:
-        return f"https://{self.topology.server_address}:{self.topology.server_port}"
+        # The lab's server advertises its preferred address to connections on its preferred port.
+        preferred = self.scenario.workload.migration == "preferred" and self.endpoints.server.white_box
+        port = self.topology.server_preferred_port if preferred else self.topology.server_port
+        return f"https://{self.topology.server_address}:{port}"
+
+    @property
+    def testcase(self) -> str:
+        return testcase_for(self.scenario.workload.migration)
 
     def _mounts(self, plan: InteropPlan) -> dict[Path, tuple[str, str]]:
         mounts = {}
@@ -96,7 +112,7 @@ class ForeignEnds:
         else:
             foreign.yield_main_port(server, port)
             self.yielded = True
-            plan = interop_plan("server", self.server_url, self.files, workload.probe_after * 1000)
+            plan = interop_plan("server", self.server_url, self.files, workload.probe_after * 1000, self.testcase)
             self.server = self._start("server", self.endpoints.server, plan)
             if not foreign.wait_bound(server, port, self.server):
                 code = self.server.exit_code(timeout=1)
@@ -123,7 +139,8 @@ class ForeignEnds:
             raise ActionError(f"cannot copy {path.name} into the lab server's /www")
 
     def start_client(self) -> foreign.ForeignEndpoint:
-        plan = interop_plan("client", self.server_url, self.files, self.scenario.workload.probe_after * 1000)
+        plan = interop_plan("client", self.server_url, self.files, self.scenario.workload.probe_after * 1000,
+                            self.testcase)
         self.client = self._start("client", self.endpoints.client, plan)
         return self.client
 

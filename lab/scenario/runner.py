@@ -121,11 +121,12 @@ class StepTrigger:
 
 
 class ScenarioRunner:
+    foreign: ForeignEnds | None = None  # the foreign end(s) of a black-box run, once prepared
+
     def __init__(self, scenario: Scenario, topology: Topology, view: PlainView | None = None,
                  capture: bool = True, endpoints: Endpoints | None = None) -> None:
         self.scenario = scenario
         self.endpoints = endpoints or Endpoints()
-        self.foreign: ForeignEnds | None = None
         self.topology = topology
         self.lab = Lab(topology)
         self.view = view or PlainView()
@@ -153,6 +154,10 @@ class ScenarioRunner:
         spec = ACTIONS.get(step.action)
         if spec is None or spec.apply is None:  # flap is expanded by Scenario.plan() before it gets here
             raise ActionError(f"action {step.action!r} is not supported by this controller")
+        if spec.commands_client and self.foreign is not None:
+            return ActionResult(step.action, step.network or "", {
+                "skipped": f"the {self.endpoints.client.name} client is a black box: it cannot be told to "
+                           f"{step.action}; what it did is in the capture"})
         return spec.apply(self.lab, step)
 
     def _ingest(self, line_source: str, text: str, received: float) -> None:

@@ -115,6 +115,7 @@ def endpoints(client: str | None = None, server: str | None = None) -> Endpoints
 # --- the interop contract for one run (pure) --------------------------------------------------
 
 TESTCASE = "transfer"  # the runner's rebind-port / rebind-addr give both ends this test case too
+PREFERRED_TESTCASE = "connectionmigration"  # the runner's name for a server's preferred address
 CLIENT_KEYLOG = "keys-quic.log"  # under the run's client/ directory, where the judge looks for it
 
 
@@ -144,15 +145,22 @@ class InteropPlan:
 CERTS = "@certs"
 
 
-def interop_plan(role: str, server_url: str, files: tuple[ServedFile, ...], probe_after_ms: float) -> InteropPlan:
+def testcase_for(migration: str) -> str:
+    """The runner's test case for a workload's migration mode: a preferred address is its
+    connectionmigration; every other move is a transfer the network changes under."""
+    return PREFERRED_TESTCASE if migration == "preferred" else TESTCASE
+
+
+def interop_plan(role: str, server_url: str, files: tuple[ServedFile, ...], probe_after_ms: float,
+                 testcase: str = TESTCASE) -> InteropPlan:
     """What the interop contract gives ``role``'s container in a lab run."""
     if role == "client":
         return InteropPlan(role, {
-            "ROLE": "client", "TESTCASE": TESTCASE,
+            "ROLE": "client", "TESTCASE": testcase,
             "REQUESTS": " ".join(f"{server_url}/{f.name}" for f in files),
             "SSLKEYLOGFILE": f"/logs/{CLIENT_KEYLOG}", "QLOGDIR": "/logs/qlog",
             "PROBE_AFTER_MS": f"{probe_after_ms:g}",
         }, {"client": ("/logs", "rw"), "client/downloads": ("/downloads", "rw"), CERTS: ("/certs", "ro")})
     return InteropPlan(role, {
-        "ROLE": "server", "TESTCASE": TESTCASE, "SSLKEYLOGFILE": "/logs/keys.log", "QLOGDIR": "/logs/qlog",
+        "ROLE": "server", "TESTCASE": testcase, "SSLKEYLOGFILE": "/logs/keys.log", "QLOGDIR": "/logs/qlog",
     }, {"www": ("/www", "ro"), "server": ("/logs", "rw"), CERTS: ("/certs", "ro")})

@@ -240,6 +240,7 @@ class ActionSpec:
     one_of: tuple[str, ...] = ()
     changes_network: bool = True
     moves_client: bool = False
+    commands_client: bool = False  # it tells the lab's own client what to do (nothing a black box obeys)
 
     @property
     def required(self) -> tuple[str, ...]:
@@ -264,7 +265,8 @@ _SPECS = (
     ActionSpec("migrate", (Field("network", CLIENT_NETWORK),),
                "tell an active client to move the connection to its address on that network (needs "
                "`migration: active`)",
-               _play_migrate, lambda lab, step: lab.migrate(step.network), moves_client=True),  # type: ignore[arg-type]
+               _play_migrate, lambda lab, step: lab.migrate(step.network),  # type: ignore[arg-type]
+               moves_client=True, commands_client=True),
     ActionSpec("rebind", (Field("router", ROUTER),),
                "the router forgets its NAT mappings: a new outside port (NAT rebinding)",
                _as_given, lambda lab, step: lab.rebind(step.router), moves_client=True),  # type: ignore[arg-type]

@@ -44,6 +44,7 @@ class CaptureFacts:
     client_dcids: tuple[str, ...]  # the 1-RTT DCIDs the client used, in order
     longest_client_silence_ms: float | None  # at the server: the longest gap between client datagrams
     packets: int
+    server_tuples: tuple[str, ...] = ()  # server ip:port the client sent non-probing packets to, in order
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
@@ -85,11 +86,13 @@ def capture_facts(packets: list[QuicPacket], server_addresses: Iterable[str]) ->
         if p.packet_type == "1rtt" and p.dcid and p.dcid not in dcids:
             dcids.append(p.dcid)
     silence = max((b - a for a, b in zip(times, times[1:], strict=False)), default=None)
+    servers_used = tuple(dict.fromkeys(_endpoint(p.dst_ip, p.dst_port) for p in packets
+                                       if roles.to_server(p) and p.decrypted and set(p.frame_types) - PROBING))
     tuples = tuple(_endpoint(path[0], path[1]) for path in order)
     ips = tuple(dict.fromkeys(path[0] for path in order))
     return CaptureFacts(handshakes, tuples, ips, len(migrated), len(validated),
                         round(max(validated), 1) if validated else None, tuple(dcids),
-                        None if silence is None else round(silence * 1000, 1), len(packets))
+                        None if silence is None else round(silence * 1000, 1), len(packets), servers_used)
 
 
 # --- the scenario's expectations, judged from the capture ---------------------------------------
@@ -145,6 +148,13 @@ def _validation(f: CaptureFacts, argument: Comparison, *_: Any) -> tuple[bool, s
     return ok, f"{observed} ms (challenge to response at the server)", expected
 
 
+def _preferred(f: CaptureFacts, argument: str | None, *_: Any) -> tuple[bool, str, str]:
+    # Non-probing packets to another server address than the first: the client moved there (§9.6).
+    expected = f"non-probing client packets to {argument or 'a server address other than the first'}"
+    moved = [t for t in f.server_tuples[1:] if argument is None or t == argument or t.rsplit(':', 1)[0] == argument]
+    return bool(moved), f"client sent non-probing packets to {list(f.server_tuples)}", expected
+
+
 def _amplification(f: CaptureFacts, _: Any, packets: list[QuicPacket], servers: set[str]) -> tuple[bool, str, str]:
     result = capture_checks.amplification(packets, servers)
     return result.passed, str(result.observed), str(result.expected)
@@ -163,6 +173,7 @@ FROM_CAPTURE: dict[str, Judge] = {
     "max_disruption_ms": _disruption,
     "validation_ms": _validation,
     "amplification_respected": _amplification,
+    "migrated_to_preferred": _preferred,
 }
 
 

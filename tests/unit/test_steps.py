@@ -10,6 +10,7 @@ from lab.control.base import ActionResult
 from lab.observe.timeline import NETWORK_ACTIONS
 from lab.scenario.model import Impairment, Step
 from lab.scenario.runner import ScenarioRunner
+from lab.scenario.stacks import endpoints
 from lab.scenario.steps import ACTIONS
 from lab.verify.judge import MIGRATING_ACTIONS
 
@@ -82,3 +83,18 @@ def test_the_other_lists_of_actions_agree_with_the_table() -> None:
     """lab/observe sits below the scenario package, so it keeps its own set; so, today, does the judge."""
     assert NETWORK_ACTIONS == {name for name, spec in ACTIONS.items() if spec.changes_network}
     assert MIGRATING_ACTIONS == {name for name, spec in ACTIONS.items() if spec.moves_client}
+
+
+def test_a_black_box_client_is_not_commanded_and_the_skip_is_recorded() -> None:
+    calls: list = []
+
+    class Lab:
+        def migrate(self, network):  # would reach the lab's own client's control socket
+            calls.append(network)
+
+    runner = runner_with(Lab())  # type: ignore[arg-type]
+    runner.foreign = object()  # type: ignore[assignment]
+    runner.endpoints = endpoints(client="qh3")
+    step = Step(action="migrate", network="office")
+    result = runner._apply(step)
+    assert calls == [] and "black box" in result.detail["skipped"]
