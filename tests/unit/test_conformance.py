@@ -53,6 +53,7 @@ REAL = [
     ("unpadded-probes", A822, "client", "violation"),  # 71 B response, no budget applies to the client
     ("misrouted-response", A822, "client", "violation"),  # answered from the old tuple
     ("migrate-addr", A822, "client", "compliant"),
+    ("run-qh3-client-rebinding", A822, "client", "violation"),  # qh3 2.1.0 answers in 36-45 B datagrams
     ("rebind-port", A823, "server", "violation"),  # aioquic: no expanded challenge after a small one
     ("migrate-addr", A823, "server", "violation"),
     ("run-nat-rebinding", A823, "server", "violation"),  # the lab's own NAT rebinding run
