@@ -427,7 +427,12 @@ def main(argv: list[str] | None = None) -> int:
                       f"the client), decoded from tests/data/runs/{run}/captures/server-side.pcapng",
                       "packets": f"run-{run}.jsonl", "capture": f"../runs/{run}/captures/server-side.pcapng",
                       "server_addresses": sorted(servers)})
-    (out / "traces.json").write_text(json.dumps(index, indent=1) + "\n")
+    # Traces recorded elsewhere (a matrix cell of a foreign stack: "capture" is null) are kept as they are.
+    previous = out / "traces.json"
+    made = {entry["name"] for entry in index}
+    if previous.is_file():
+        index += [e for e in json.loads(previous.read_text()) if e.get("capture") is None and e["name"] not in made]
+    (out / "traces.json").write_text(json.dumps(index, indent=1, ensure_ascii=False) + "\n")
     _readme(index, out)
     for entry in index:
         print(f"{entry['name']}: {len((out / entry['packets']).read_text().splitlines())} packets")
