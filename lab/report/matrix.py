@@ -47,9 +47,9 @@ def cell_from_report(client: str, server: str, report: Mapping[str, Any], run: s
     optional = report.get("optional_evidence") or []
     failing = [c for c in checks if c.get("status") == "failed"
                or (c.get("status") == "not verified" and c.get("source") not in optional)]
-    # A timeout is the stacks' failure (they did not finish the transfer while the lab played every step);
-    # any other error is the lab's (an action failed, a container died) until shown otherwise.
-    lab_error = error and not str(error).startswith("timeout")
+    # A timeout or a foreign server's exit is the stacks' failure (the lab played every step); any other
+    # error is the lab's (an action failed, a lab container died) until shown otherwise.
+    lab_error = error and not str(error).startswith(("timeout", "stack "))
     if unsupported:
         status, reason = UNSUPPORTED, str(exit_check.get("observed") if exit_check else error)
     elif report.get("passed"):

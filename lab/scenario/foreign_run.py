@@ -35,6 +35,7 @@ from lab.topology.model import CLIENT, SERVER, Topology
 
 CERTS_DIR = ROOT / "certs"
 LAB_IMAGE = os.environ.get("LAB_IMAGE") or "quic-migration-lab:latest"
+STACK_FAILURE = "stack"  # how a run error caused by a foreign stack begins (a failed cell, not a lab error)
 
 
 def image_of(stack: Stack) -> str:
@@ -150,6 +151,13 @@ class ForeignEnds:
     def server_running(self) -> int | None:
         """1 when the foreign server still runs as the client finishes (as a server should), else 0."""
         return None if self.server is None else int(self.server.running())
+
+    def server_gone(self) -> str | None:
+        """A foreign server that exited mid-run, in one line (a stack failure: see STACK_FAILURE)."""
+        if self.server is None or self.server.running():
+            return None
+        return f"{STACK_FAILURE} {self.endpoints.server.name}: the server exited mid-run (code " \
+               f"{self.server.exit_code(timeout=1)})"
 
     def kill_client(self) -> None:
         if self.client is not None:

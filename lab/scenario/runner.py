@@ -286,6 +286,7 @@ class ScenarioRunner:
         deadline = workload_start + scenario.timeout
         client_sources = {f"client/{t}" for t in clients} or {"foreign/client"}
         finished_at: float | None = None
+        next_foreign_check = 0.0
         while True:
             line = streams.get(timeout=0.02)
             while line is not None:
@@ -315,6 +316,13 @@ class ScenarioRunner:
             if died is not None:
                 result.error = died
                 break
+            if self.foreign is not None and now >= next_foreign_check:
+                next_foreign_check = now + 0.5
+                gone = self.foreign.server_gone()
+                if gone is not None:
+                    result.error = gone
+                    self.foreign.kill_client()
+                    break
             if finished_at is None and not (client_sources & streams.open_sources):
                 finished_at = now
             if finished_at is not None and now - finished_at > 0.8:

@@ -33,6 +33,8 @@ def test_statuses():
     timeout = cell_from_report("a", "b", report(False, "timeout: the scenario did not finish within 30 s"), "r")
     assert timeout.status == FAIL  # the stacks did not finish; the lab played every step
     assert cell_from_report("a", "b", report(False, "client container died"), "r").status == ERROR
+    gone = report(False, "stack qh3: the server exited mid-run (code 1)")
+    assert cell_from_report("a", "qh3", gone, "r").status == FAIL
     optional = cell_from_report("a", "b", report(False, checks=[
         {"name": "qlog_client", "status": "not verified", "source": "qlog", "observed": "none"},
         {"name": "paths", "status": "failed", "observed": "1"}], optional_evidence=["qlog"]), "r")
