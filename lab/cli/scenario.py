@@ -74,10 +74,10 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{file}: {exc.strerror}", file=sys.stderr)
                 failed += 1
         return 2 if failed else 0
+    stacks.endpoints(args.client_image, args.server_image)  # a bad name is rejected before anything is read
     scenarios = list(load_catalogue(SCENARIOS, _names()).values()) if args.all else [resolve(n) for n in args.names]
     if not scenarios:
         raise LabError("name a scenario (see `python -m lab scenario list`) or use --all")
-    stacks.endpoints(args.client_image, args.server_image)  # a bad name is rejected before anything runs
     return run_many(scenarios, json_output=args.json, capture=not args.no_capture, client=args.client_image,
                     server=args.server_image, strict=args.strict)
 

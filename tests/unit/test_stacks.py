@@ -39,3 +39,35 @@ def test_interop_plan():
     assert client.mounts["client/downloads"] == ("/downloads", "rw")
     server = interop_plan("server", "https://10.0.0.1:443", files, 200)
     assert server.mounts["www"] == ("/www", "ro") and server.mounts[stacks.CERTS] == ("/certs", "ro")
+
+
+@pytest.mark.parametrize(("argv", "field"), [
+    (["scenario", "run", "nat-rebinding", "--client-image", "No Such"], "client 'No Such'"),
+    (["scenario", "run", "nat-rebinding", "--server-image", "quic"], "server 'quic'"),
+    (["matrix", "--clients", "aioquic,Bad:Tag:x"], "client 'Bad:Tag:x'"),
+    (["matrix", "--servers", ","], "--servers"),
+    (["matrix", "--assemble", "/nonexistent-dir", "--out", "/tmp/x"], "not a matrix directory"),
+    (["matrix", "--assemble", "/nonexistent-dir"], "--assemble needs --out"),
+])
+def test_bad_stack_options_are_one_line_and_exit_2(argv, field, capsys):
+    from lab.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and field in err, err
+
+
+def test_a_scenario_names_its_stacks_and_a_bad_one_is_located():
+    from lab.scenario.schema import ScenarioError, TopologyNames, parse_scenario
+
+    names = TopologyNames(networks=frozenset({"home", "internet"}), client_networks=frozenset({"home"}),
+                          routers=frozenset({"home-router"}), default_network="home")
+    text = ("name: s\ndescription: A sample.\nworkload:\n  size: 1MB\nexpect:\n  - transfer_complete\n"
+            "stacks:\n  client: {}\n")
+    assert parse_scenario(text.format("qh3"), "s.yaml", names).stacks == {"client": "qh3"}
+    with pytest.raises(ScenarioError) as err:
+        parse_scenario(text.format("'Not An Image'"), "s.yaml", names)
+    assert "s.yaml:8: stacks.client" in str(err.value)
+    with pytest.raises(ScenarioError) as err:
+        parse_scenario(text.format("qh3").replace("client:", "clinet:"), "s.yaml", names)
+    assert "stacks.clinet" in str(err.value)
