@@ -257,6 +257,53 @@ class Reconnected(Event):
     duration_ms: float | None = None
 
 
+
+@dataclass(frozen=True)
+class Segment(Event):
+    """One video segment the player fetched (video workload): its timing, size and sha256 verdict."""
+
+    TYPE: ClassVar[str] = "segment"
+    index: int = 0
+    bytes: int = 0
+    requested_ts: float = 0.0  # wall clock: the request was sent
+    received_ts: float = 0.0  # wall clock: its last byte arrived
+    download_ms: float = 0.0
+    sha256_ok: bool = False
+    segment_s: float = 2.0  # seconds of video in a segment
+    startup_s: float = 2.0  # the player's start-up (and resume) threshold
+    count: int = 0  # segments in the video
+    bitrate: int = 0  # bits per second
+    buffer_s: float = 0.0  # the player's buffer just after this segment arrived
+    target_s: float = 0.0  # the player asks for the next segment while its buffer is below this
+
+
+@dataclass(frozen=True)
+class CallFreeze(Event):
+    """A time in which no call message arrived in one direction (call workload), from 3 intervals on."""
+
+    TYPE: ClassVar[str] = "call_freeze"
+    direction: str = "down"  # up (at the server) | down (at the client)
+    start_ts: float = 0.0
+    end_ts: float = 0.0
+    freeze_ms: float = 0.0
+    ongoing: bool = False
+
+
+@dataclass(frozen=True)
+class CallStats(Event):
+    """The call's summary (call workload), once at its end; see docs/events.md."""
+
+    TYPE: ClassVar[str] = "call_stats"
+    sent: int = 0
+    received: int = 0
+    lost: int = 0
+    interval_ms: float = 20.0
+    latency_ms: dict[str, Any] = field(default_factory=dict)  # up/down -> p50, p95, p99, max
+    late: dict[str, int] = field(default_factory=dict)  # up/down -> messages over threshold_ms one way
+    max_freeze_ms: dict[str, float] = field(default_factory=dict)  # up/down -> longest gap between arrivals
+    threshold_ms: float = 150.0
+    datagrams: bool = False  # QUIC DATAGRAM frames (RFC 9221); false: a stream
+
 # --- the controller and routers ------------------------------------------------------------
 
 
@@ -289,7 +336,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         PathResponseReceived, PathValidated, PathAbandoned, ActivePathChanged,
         AmplificationLimited, CongestionReset, PeerCidChanged, HostCidRetired,
         MigrationStarted, MigrationCompleted, Progress, TransferComplete, EchoRtt, DataGap, GapHistogram,
-        ProbeSent, ReconnectStarted, Reconnected, Action, NatMapping,
+        ProbeSent, ReconnectStarted, Reconnected, Action, NatMapping, Segment, CallFreeze, CallStats,
     )
 }
 

@@ -16,9 +16,10 @@ import sys
 from lab.addresses import parse_host_port
 from lab.endpoints.quic.client import PROBE_AFTER, ClientOptions, run_quic_client
 from lab.endpoints.shared.gaps import freeze_startup_objects
+from lab.endpoints.shared.video import VideoPlan
 from lab.endpoints.tcp.client import run_tcp_client
 from lab.events import Emitter
-from lab.units import parse_byte_rate, parse_duration, parse_size
+from lab.units import parse_bit_rate, parse_byte_rate, parse_duration, parse_size
 
 
 def parse_rate(text: str) -> int:
@@ -31,11 +32,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--server", required=True, metavar="IP:PORT")
     parser.add_argument("--server-name", default="server", help="TLS SNI and certificate name (default server)")
     parser.add_argument("--transport", choices=("quic", "tcp"), default="quic")
-    parser.add_argument("--workload", choices=("download", "echo"), default="download")
+    parser.add_argument("--workload", choices=("download", "echo", "video", "call"), default="download",
+                        help="video: a DASH/HLS player over HTTP/3 (TCP: HTTP/1.1); call: messages both ways")
     parser.add_argument("--size", type=parse_size, default=parse_size("8MB"), help="download size (default 8MB)")
     parser.add_argument("--rate", type=parse_rate, default=0, help="download pacing asked of the server, e.g. 2MB/s")
-    parser.add_argument("--interval-ms", type=float, default=20.0, help="echo interval (default 20)")
-    parser.add_argument("--duration", type=parse_duration, default=10.0, help="echo duration (default 10s)")
+    parser.add_argument("--interval-ms", type=float, default=20.0, help="echo or call interval (default 20)")
+    parser.add_argument("--duration", type=parse_duration, default=10.0, help="echo or call duration (default 10s)")
+    parser.add_argument("--bitrate", type=parse_bit_rate, default=VideoPlan.bitrate,
+                        help="video: the stream's bitrate (default 2500kbit)")
+    parser.add_argument("--segment", type=parse_duration, default=VideoPlan.segment_s,
+                        help="video: seconds of video per segment (default 2s)")
+    parser.add_argument("--segments", type=int, default=VideoPlan.count, help="video: segments (default 10)")
+    parser.add_argument("--startup", type=parse_duration, default=VideoPlan.startup_s,
+                        help="video: buffered video before playback starts or resumes (default 2s)")
+    parser.add_argument("--buffer", type=parse_duration, default=VideoPlan.buffer_s,
+                        help="video: the player asks for the next segment while its buffer is below this (default 4s)")
+    parser.add_argument("--call-stream", action="store_true",
+                        help="call over QUIC: one stream instead of DATAGRAM frames (RFC 9221)")
     parser.add_argument("--migration", choices=("none", "passive", "active", "preferred"), default="none")
     parser.add_argument("--rotate-cid", action=argparse.BooleanOptionalAction, default=True,
                         help="switch to a new peer CID on an active migration (default on)")
@@ -55,7 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
 async def _run_tcp(args: argparse.Namespace, server: tuple[str, int]) -> int:
     emitter = Emitter("client", transport="tcp")
     return await run_tcp_client(server, args.server_name, args.workload, args.size, args.rate,
-                                       args.interval_ms, args.duration, args.ca, emitter, args.keylog)
+                                args.interval_ms, args.duration, args.ca, emitter, args.keylog, video=video_plan(args))
+
+
+def video_plan(args: argparse.Namespace) -> VideoPlan:
+    return VideoPlan(bitrate=args.bitrate, segment_s=args.segment, count=args.segments, startup_s=args.startup,
+                     buffer_s=args.buffer)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
                             migration=args.migration, rotate_cid=rotate, probe_after=args.probe_after,
                             control_socket=args.control_socket or None,
                             watch_interfaces=args.watch_interfaces, ca=args.ca, keylog=args.keylog,
-                            qlog_dir=args.qlog_dir, local=args.local)
+                            qlog_dir=args.qlog_dir, local=args.local, video=video_plan(args),
+                            call_datagrams=not args.call_stream)
     try:
         return asyncio.run(run_quic_client(options, Emitter("client")))
     except OSError as exc:

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.h3.connection import H3_ALPN, H3Connection
+from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic import events as quic_events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import NetworkAddress, QuicConnection
@@ -49,10 +51,14 @@ from lab.endpoints.quic.migrate import (
     swap_socket,
 )
 from lab.endpoints.quic.telemetry import ConnectionTelemetry, IncrementalQlog
+from lab.endpoints.shared.call import CALL_FRAME, CallMeter, Freeze
 from lab.endpoints.shared.control import ControlServer
 from lab.endpoints.shared.gaps import DOWNLOAD_THRESHOLD_S, ECHO_THRESHOLD_S, GapMeter
+from lab.endpoints.shared.video import VideoPlan, run_player
 from lab.endpoints.shared.workload import ALPN_LAB, ECHO_FRAME, Request, expected_sha256
 from lab.events import (
+    CallFreeze,
+    CallStats,
     DataGap,
     EchoRtt,
     Emitter,
@@ -92,6 +98,8 @@ class ClientOptions:
     local: str | None = None
     cc_reset: bool = True
     connect_timeout: float = 10.0
+    video: VideoPlan | None = None  # the video workload's player (HTTP/3)
+    call_datagrams: bool = True  # the call workload: DATAGRAM frames (RFC 9221), else one stream
 
 
 class DataMeter:
@@ -104,6 +112,13 @@ class DataMeter:
         self.digest = hashlib.sha256()
         self.gaps = GapMeter(threshold_s)
         self.reported = -1
+        self.idle = False  # a player between requests: silence is not a stall, and nothing is probed
+
+    def request_started(self) -> None:
+        """A request went out: from now on, silence is waiting (measured from the request, not from
+        the previous response, so that the player's idle time between requests is no gap)."""
+        self.idle = False
+        self.gaps.last_mono, self.gaps.last_wall = time.monotonic(), time.time()
 
     @property
     def last_mono(self) -> float | None:
@@ -141,6 +156,9 @@ class LabClientProtocol(QuicConnectionProtocol):
         self.local = ""
         self.observed_peer: str | None = None
         self.stream_handlers: dict[int, Any] = {}
+        self.http = H3Connection(quic) if options.workload == "video" else None
+        self.h3_handlers: dict[int, Any] = {}  # stream -> handler(h3 event, or None when the connection ended)
+        self.datagram_handler: Any = None
         self.pending_migration: dict[str, Any] | None = None
         self.migrating = asyncio.Lock()
         # While a new socket is being set up, nothing may be sent: a packet leaving on the new path
@@ -175,13 +193,23 @@ class LabClientProtocol(QuicConnectionProtocol):
 
     def quic_event_received(self, event: quic_events.QuicEvent) -> None:
         self.telemetry.quic_event(event, local=self.local)
-        if isinstance(event, quic_events.StreamDataReceived):
+        if self.http is not None:
+            for h3_event in self.http.handle_event(event):
+                h3_handler = self.h3_handlers.get(getattr(h3_event, "stream_id", -1))
+                if h3_handler is not None:
+                    h3_handler(h3_event)
+        if isinstance(event, quic_events.DatagramFrameReceived):
+            if self.datagram_handler is not None:
+                self.datagram_handler(event.data)
+        elif isinstance(event, quic_events.StreamDataReceived):
             handler = self.stream_handlers.get(event.stream_id)
             if handler is not None:
                 handler(event.data, event.end_stream)
         elif isinstance(event, quic_events.ConnectionTerminated):
             for handler in list(self.stream_handlers.values()):
                 handler(b"", None)
+            for h3_handler in list(self.h3_handlers.values()):
+                h3_handler(None)
 
     # --- migrations ---------------------------------------------------------------------------
 
@@ -337,6 +365,135 @@ class LabClientProtocol(QuicConnectionProtocol):
                   duration_ms=round((time.monotonic() - start) * 1000, 3))
         return ok
 
+    async def video(self, plan: VideoPlan) -> bool:
+        """Play a video as a DASH/HLS player does: one HTTP/3 GET per segment (lab.endpoints.shared.video)."""
+        assert self.http is not None
+        http = self.http
+        meter = DataMeter(self, plan.count * plan.segment_bytes)
+        meter.idle = True
+
+        async def fetch(index: int, path: str) -> bytes | None:
+            stream_id = self.quic.get_next_available_stream_id()
+            body = bytearray()
+            status = [0]
+            done: asyncio.Future[bool] = self.loop.create_future()
+
+            def on_h3(event: H3Event | None) -> None:
+                if event is None:
+                    _settle(done, None)
+                elif isinstance(event, HeadersReceived):
+                    status[0] = int(dict(event.headers).get(b":status", b"0"))
+                    _settle(done, event.stream_ended)
+                elif isinstance(event, DataReceived):
+                    meter.feed(event.data)
+                    body.extend(event.data)
+                    _settle(done, event.stream_ended)
+
+            self.h3_handlers[stream_id] = on_h3
+            meter.request_started()
+            http.send_headers(stream_id, [(b":method", b"GET"), (b":scheme", b"https"),
+                                          (b":authority", self.options.server_name.encode()),
+                                          (b":path", path.encode()), (b"user-agent", b"quic-migration-lab")],
+                              end_stream=True)
+            self.transmit()
+            ok = await done
+            meter.idle = True
+            del self.h3_handlers[stream_id]
+            if not ok or status[0] != 200:
+                self.emit(Error, message=f"segment {index}: " + (f"HTTP status {status[0]}" if ok else
+                                                                   "the connection ended"))
+                return None
+            return bytes(body)
+
+        start = time.monotonic()
+        player = self.loop.create_task(run_player(plan, fetch, self.emit))
+        result = await self._with_progress(meter, player)  # type: ignore[arg-type]
+        meter.histogram()
+        self.emit(TransferComplete, bytes=result.bytes, sha256=result.sha256, expected_sha256=result.expected_sha256,
+                  ok=result.ok, duration_ms=round((time.monotonic() - start) * 1000, 3))
+        return bool(result.ok)
+
+    async def call(self, interval_ms: float, duration_s: float) -> bool:
+        """Small messages every interval both ways (lab.endpoints.shared.call), over DATAGRAM frames
+        (RFC 9221) or, with ``call_datagrams`` off, over one stream."""
+        interval = max(interval_ms, 1.0) / 1000
+        meter = DataMeter(self, None, ECHO_THRESHOLD_S)
+        call = CallMeter(interval_s=interval, start_ts=time.time())
+        sent: dict[int, int] = {}
+        got, want = hashlib.sha256(), hashlib.sha256()
+        done: asyncio.Future[bool] = self.loop.create_future()
+        pending = bytearray()
+        datagrams = self.options.call_datagrams
+
+        def on_frame(frame: bytes) -> None:
+            received = time.time()
+            seq, sent_ns, server_ns = CALL_FRAME.unpack(frame)
+            got.update(frame[:16])
+            want.update(CALL_FRAME.pack(seq, sent.get(seq, -1), 0)[:16])
+            meter.feed(frame)
+            self.emit(EchoRtt, seq=seq, rtt_ms=round((received - sent_ns / 1e9) * 1000, 3))
+            for freeze in call.reply(sent_ns / 1e9, server_ns / 1e9, received):
+                self._freeze(freeze)
+
+        def on_stream(data: bytes, end_stream: bool | None) -> None:
+            pending.extend(data)
+            while len(pending) >= CALL_FRAME.size:
+                on_frame(bytes(pending[:CALL_FRAME.size]))
+                del pending[:CALL_FRAME.size]
+            _settle(done, end_stream)
+
+        stream_id = None
+        if datagrams:
+            self.datagram_handler = lambda data: on_frame(data) if len(data) == CALL_FRAME.size else None
+        else:
+            stream_id = self.quic.get_next_available_stream_id()
+            self.stream_handlers[stream_id] = on_stream
+            self.quic.send_stream_data(stream_id, Request(op="call").encode())
+        start = time.monotonic()
+        last_send = time.time()
+
+        async def sender() -> None:
+            nonlocal last_send
+            seq, next_send = 0, time.monotonic()
+            while time.monotonic() < start + duration_s and not done.done():
+                sent_ns = time.time_ns()
+                frame = CALL_FRAME.pack(seq, sent_ns, 0)
+                sent[seq] = sent_ns
+                call.sent += 1
+                last_send = sent_ns / 1e9
+                if stream_id is None:
+                    self.quic.send_datagram_frame(frame)
+                else:
+                    self.quic.send_stream_data(stream_id, frame)
+                self.transmit()
+                seq += 1
+                next_send += interval
+                await asyncio.sleep(max(0.0, next_send - time.monotonic()))
+            await asyncio.sleep(max(0.2, 4 * interval))  # the last replies in flight
+            if stream_id is not None and not done.done():
+                self.quic.send_stream_data(stream_id, b"", end_stream=True)
+                self.transmit()
+                await asyncio.sleep(0.5)
+            _settle(done, True)
+
+        task = self.loop.create_task(sender())
+        finished = await self._with_progress(meter, done)
+        task.cancel()
+        self.datagram_handler = None
+        for freeze in call.finish(last_send + interval):
+            self._freeze(freeze)
+        self.emit(CallStats, datagrams=datagrams, **call.stats())
+        meter.histogram()
+        digest, expected = got.hexdigest(), want.hexdigest()
+        ok = finished and call.received > 0 and digest == expected
+        self.emit(TransferComplete, bytes=meter.bytes, sha256=digest, expected_sha256=expected, ok=ok,
+                  duration_ms=round((time.monotonic() - start) * 1000, 3))
+        return ok
+
+    def _freeze(self, freeze: Freeze) -> None:
+        self.emit(CallFreeze, direction=freeze.direction, start_ts=freeze.start_ts, end_ts=freeze.end_ts,
+                  freeze_ms=freeze.ms, ongoing=freeze.ongoing)
+
     def keepalive(self, meter: DataMeter) -> None:
         """Send a PING when data has stopped for ``probe_after`` (the detection delay), then again
         every ``probe_after`` while it stays stopped; each one is a ``probe_sent`` event.
@@ -349,7 +506,7 @@ class LabClientProtocol(QuicConnectionProtocol):
         """
         now = time.monotonic()
         wait = self.options.probe_after
-        if meter.last_mono is None or now - meter.last_mono < wait or now - self.last_keepalive < wait:
+        if meter.idle or meter.last_mono is None or now - meter.last_mono < wait or now - self.last_keepalive < wait:
             return
         self.last_keepalive = now
         self.quic.send_ping(0)
@@ -382,8 +539,10 @@ def _settle(done: asyncio.Future[bool], end_stream: bool | None) -> None:
 
 
 def client_configuration(options: ClientOptions, quic_logger: IncrementalQlog | None, keylog: Any) -> QuicConfiguration:
-    configuration = QuicConfiguration(is_client=True, alpn_protocols=[ALPN_LAB], server_name=options.server_name,
-                                      quic_logger=quic_logger, secrets_log_file=keylog)
+    alpn = H3_ALPN[0] if options.workload == "video" else ALPN_LAB
+    configuration = QuicConfiguration(is_client=True, alpn_protocols=[alpn], server_name=options.server_name,
+                                      quic_logger=quic_logger, secrets_log_file=keylog,
+                                      max_datagram_frame_size=65536 if options.workload == "call" else None)
     configuration.load_verify_locations(options.ca)
     return configuration
 
@@ -429,6 +588,10 @@ async def run_quic_client(options: ClientOptions, emitter: Emitter) -> int:
             watcher = loop.create_task(protocol.watch_interfaces())
         if options.workload == "echo":
             ok = await protocol.echo(options.interval_ms, options.duration_s)
+        elif options.workload == "video":
+            ok = await protocol.video(options.video or VideoPlan())
+        elif options.workload == "call":
+            ok = await protocol.call(options.interval_ms, options.duration_s)
         else:
             ok = await protocol.download(options.size, options.rate)
     finally:

@@ -22,6 +22,7 @@ request line. ``h3`` and ``hq-interop`` are delegated to ``lab.endpoints.quic.ht
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,10 +35,11 @@ from aioquic.quic.connection import NetworkAddress, QuicConnection
 
 from lab.addresses import v4_mapped
 from lab.endpoints.quic import aioquic_seam as seam
-from lab.endpoints.quic.http_files import HttpFileHandler
 from lab.endpoints.quic.migrate import bind_udp
 from lab.endpoints.quic.preferred import advertise_preferred_address
 from lab.endpoints.quic.telemetry import ConnectionTelemetry, IncrementalQlog
+from lab.endpoints.quic.video import VideoFileHandler
+from lab.endpoints.shared.call import CALL_FRAME
 from lab.endpoints.shared.workload import ALPN_LAB, Request, stream_bytes
 from lab.events import ActivePathChanged, Emitter, Error, normalise_address
 
@@ -117,6 +119,7 @@ class LabServerProtocol(QuicConnectionProtocol):
         self.http_handler: Any = None
         self._requests: dict[int, bytearray] = {}
         self._echo_streams: set[int] = set()
+        self._call_streams: dict[int, bytearray] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- sockets ------------------------------------------------------------------------------
@@ -167,12 +170,24 @@ class LabServerProtocol(QuicConnectionProtocol):
             return
         if isinstance(event, quic_events.StreamDataReceived):
             self._stream_data(event)
+        elif isinstance(event, quic_events.DatagramFrameReceived):
+            self._call_datagram(event.data)
         elif isinstance(event, quic_events.ConnectionTerminated):
             for task in list(self._tasks):
                 task.cancel()
 
+    def _call_datagram(self, data: bytes) -> None:
+        """A call message (RFC 9221 DATAGRAM): stamped with our receive time and sent straight back."""
+        if len(data) != CALL_FRAME.size:
+            return
+        seq, sent_ns, _ = CALL_FRAME.unpack(data)
+        self.quic.send_datagram_frame(CALL_FRAME.pack(seq, sent_ns, time.time_ns()))
+
     def _stream_data(self, event: quic_events.StreamDataReceived) -> None:
         stream_id = event.stream_id
+        if stream_id in self._call_streams:
+            self._call_stream_data(stream_id, event.data, event.end_stream)
+            return
         if stream_id in self._echo_streams:
             self.quic.send_stream_data(stream_id, event.data, end_stream=event.end_stream)
             return
@@ -191,7 +206,10 @@ class LabServerProtocol(QuicConnectionProtocol):
             self.server.emitter.emit(Error, conn=self.telemetry.conn, message=f"bad request: {exc}")
             self.quic.reset_stream(stream_id, 1)
             return
-        if request.op == "echo":
+        if request.op == "call":  # a call over a stream: frames stamped and echoed
+            self._call_streams[stream_id] = bytearray(rest)
+            self._call_stream_data(stream_id, b"", event.end_stream)
+        elif request.op == "echo":
             self._echo_streams.add(stream_id)
             if rest or event.end_stream:
                 self.quic.send_stream_data(stream_id, rest, end_stream=event.end_stream)
@@ -199,6 +217,18 @@ class LabServerProtocol(QuicConnectionProtocol):
             task = self.loop.create_task(self._download(stream_id, request))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _call_stream_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        pending = self._call_streams[stream_id]
+        pending += data
+        now = time.time_ns()
+        replies = bytearray()
+        while len(pending) >= CALL_FRAME.size:
+            seq, sent_ns, _ = CALL_FRAME.unpack_from(pending)
+            del pending[:CALL_FRAME.size]
+            replies += CALL_FRAME.pack(seq, sent_ns, now)
+        if replies or end_stream:
+            self.quic.send_stream_data(stream_id, bytes(replies), end_stream=end_stream)
 
     async def _download(self, stream_id: int, request: Request) -> None:
         """Send the deterministic stream; pace it when asked, never buffer more than HIGH_WATER."""
@@ -335,7 +365,7 @@ async def serve_quic(options: ServerOptions, emitter: Emitter) -> LabQuicServer:
     keylog = open(options.keylog, "a", buffering=1) if options.keylog else None  # noqa: SIM115
     configuration = server_configuration(options, alpns, quic_logger, keylog)
     server = LabQuicServer(configuration=configuration, options=options, emitter=emitter,
-                           http_handler_factory=HttpFileHandler)
+                           http_handler_factory=VideoFileHandler)
     binds = [(options.listen, options.port, "main")]
     if options.preferred_address is not None:
         if options.preferred_port and options.preferred_port != options.port:

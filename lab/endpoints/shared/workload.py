@@ -41,7 +41,7 @@ def expected_sha256(size: int, seed: int = 1) -> str:
 
 @dataclass(frozen=True)
 class Request:
-    op: str  # download | echo
+    op: str  # download | echo | call
     size: int = 0
     offset: int = 0
     seed: int = 1
@@ -54,6 +54,6 @@ class Request:
     def decode(cls, line: bytes) -> Request:
         data = json.loads(line.decode())
         request = cls(**data)
-        if request.op not in ("download", "echo"):
+        if request.op not in ("download", "echo", "call"):
             raise ValueError(f"unknown op {request.op!r}")
         return request

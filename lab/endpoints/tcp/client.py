@@ -29,10 +29,14 @@ import time
 from dataclasses import dataclass
 
 from lab.addresses import parse_host_port
+from lab.endpoints.shared.call import CALL_FRAME, CallMeter, Freeze
 from lab.endpoints.shared.gaps import DOWNLOAD_THRESHOLD_S, GapMeter
+from lab.endpoints.shared.video import PlayerResult, VideoPlan, run_player
 from lab.endpoints.shared.workload import ECHO_FRAME, Request, expected_sha256
 from lab.endpoints.tcp.server import close_reason, tune_socket
 from lab.events import (
+    CallFreeze,
+    CallStats,
     ConnectionClosed,
     DataGap,
     EchoRtt,
@@ -240,8 +244,50 @@ async def _download(client: TcpClient, size: int, rate: int, seed: int) -> int:
     return 0 if ok else 1
 
 
-async def _echo(client: TcpClient, interval_ms: float, duration_s: float) -> int:
+class _Frames:
+    """What the echo loop sends and does with each reply: the echo's (RTT) or the call's (one-way)."""
+
+    def __init__(self, emitter: Emitter, call: CallMeter | None = None) -> None:
+        self.emitter = emitter
+        self.call = call
+        self.size = (CALL_FRAME if call else ECHO_FRAME).size
+        self.sent: dict[int, int] = {}
+        self.got, self.want = hashlib.sha256(), hashlib.sha256()
+        self.bytes = 0
+
+    def pack(self, seq: int) -> bytes:
+        if self.call is None:
+            return ECHO_FRAME.pack(seq, time.monotonic_ns())
+        sent_ns = time.time_ns()
+        self.sent[seq] = sent_ns
+        self.call.sent += 1
+        return CALL_FRAME.pack(seq, sent_ns, 0)
+
+    def reply(self, conn: str, frame: bytes) -> int:
+        """Handle one reply; its sequence number."""
+        self.bytes += len(frame)
+        if self.call is None:
+            seq, sent_ns = ECHO_FRAME.unpack(frame)
+            self.emitter.emit(EchoRtt, conn=conn, seq=seq, rtt_ms=round((time.monotonic_ns() - sent_ns) / 1e6, 3))
+            return seq
+        received = time.time()
+        seq, sent_ns, server_ns = CALL_FRAME.unpack(frame)
+        self.got.update(frame[:16])
+        self.want.update(CALL_FRAME.pack(seq, self.sent.get(seq, -1), 0)[:16])
+        self.emitter.emit(EchoRtt, conn=conn, seq=seq, rtt_ms=round((received - sent_ns / 1e9) * 1000, 3))
+        for freeze in self.call.reply(sent_ns / 1e9, server_ns / 1e9, received):
+            emit_freeze(self.emitter, conn, freeze)
+        return seq
+
+
+def emit_freeze(emitter: Emitter, conn: str | None, freeze: Freeze) -> None:
+    emitter.emit(CallFreeze, conn=conn, direction=freeze.direction, start_ts=freeze.start_ts, end_ts=freeze.end_ts,
+                 freeze_ms=freeze.ms, ongoing=freeze.ongoing)
+
+
+async def _echo(client: TcpClient, interval_ms: float, duration_s: float, frames: _Frames | None = None) -> int:
     emitter = client.emitter
+    frames = frames or _Frames(emitter)
     interval = max(interval_ms, 1.0) / 1000
     deadline = time.monotonic() + duration_s
     replies = 0
@@ -254,14 +300,13 @@ async def _echo(client: TcpClient, interval_ms: float, duration_s: float) -> int
         outstanding: dict[int, int] = {}  # seq -> send time (ns); frames of a dead connection are lost
         reason = None
         try:
-            conn.writer.write(Request("echo").encode())
+            conn.writer.write(Request("call" if frames.call else "echo").encode())
             next_send = time.monotonic()
             while time.monotonic() < deadline:
                 now = time.monotonic()
                 if now >= next_send:
-                    sent_ns = time.monotonic_ns()
-                    conn.writer.write(ECHO_FRAME.pack(seq, sent_ns))
-                    outstanding[seq] = sent_ns
+                    outstanding[seq] = time.monotonic_ns()
+                    conn.writer.write(frames.pack(seq))
                     seq += 1
                     next_send = max(next_send + interval, now)
                     await conn.writer.drain()
@@ -271,14 +316,11 @@ async def _echo(client: TcpClient, interval_ms: float, duration_s: float) -> int
                 wait = max(0.0, min(next_send, deadline) - time.monotonic())
                 try:
                     async with asyncio.timeout(wait):
-                        frame = await conn.reader.readexactly(ECHO_FRAME.size)
+                        frame = await conn.reader.readexactly(frames.size)
                 except TimeoutError:
                     continue
-                reply_seq, sent_ns = ECHO_FRAME.unpack(frame)
-                outstanding.pop(reply_seq, None)
+                outstanding.pop(frames.reply(conn.conn, frame), None)
                 replies += 1
-                emitter.emit(EchoRtt, conn=conn.conn, seq=reply_seq,
-                             rtt_ms=round((time.monotonic_ns() - sent_ns) / 1e6, 3))
         except (OSError, asyncio.IncompleteReadError) as exc:
             reason = close_reason(exc)
         if time.monotonic() >= deadline:
@@ -288,15 +330,123 @@ async def _echo(client: TcpClient, interval_ms: float, duration_s: float) -> int
         except ReconnectFailed:
             failed = True
             break
+    if frames.call is not None and not failed and conn is not None:  # the last replies in flight
+        with contextlib.suppress(OSError, TimeoutError, asyncio.IncompleteReadError):
+            async with asyncio.timeout(max(0.2, 4 * interval)):
+                while frames.call.received < frames.call.sent:
+                    frames.reply(conn.conn, await conn.reader.readexactly(frames.size))
     client.close("complete" if not failed else "failed")
     return 0 if replies and not failed else 1
+
+
+async def _call(client: TcpClient, interval_ms: float, duration_s: float) -> int:
+    """The call workload over TCP: the echo loop with stamped frames (lab.endpoints.shared.call)."""
+    interval = max(interval_ms, 1.0) / 1000
+    meter = CallMeter(interval_s=interval, start_ts=time.time())
+    frames = _Frames(client.emitter, meter)
+    started = time.monotonic()
+    code = await _echo(client, interval_ms, duration_s, frames)
+    last = max(frames.sent.values(), default=time.time_ns()) / 1e9
+    for freeze in meter.finish(last + interval):
+        emit_freeze(client.emitter, None, freeze)
+    client.emitter.emit(CallStats, datagrams=False, **meter.stats())
+    digest, expected = frames.got.hexdigest(), frames.want.hexdigest()
+    ok = code == 0 and meter.received > 0 and digest == expected
+    client.emitter.emit(TransferComplete, bytes=frames.bytes, sha256=digest, expected_sha256=expected, ok=ok,
+                        duration_ms=round((time.monotonic() - started) * 1000, 3))
+    return 0 if ok else 1
+
+
+async def _video(client: TcpClient, plan: VideoPlan) -> int:
+    """The video workload over HTTP/1.1 (keep-alive): one GET per segment; a broken connection is
+    replaced (reconnect) and the segment asked for again from its start."""
+    emitter = client.emitter
+    gaps = GapMeter(DOWNLOAD_THRESHOLD_S)
+    received = 0
+    started = time.monotonic()
+    conn: _Connection | None = None
+
+    async def report_progress() -> None:
+        while True:
+            await asyncio.sleep(PROGRESS_INTERVAL_S)
+            current = client.current
+            emitter.emit(Progress, conn=current.conn if current else None, bytes=received,
+                         total=plan.count * plan.segment_bytes, local=current.local if current else None,
+                         peer=current.peer if current else None)
+
+    async def get(current: _Connection, path: str) -> bytes:
+        nonlocal received
+        current.writer.write(f"GET {path} HTTP/1.1\r\nHost: {client.server_name}\r\n"
+                             "User-Agent: quic-migration-lab\r\n\r\n".encode())
+        await current.writer.drain()
+        async with asyncio.timeout(client.stall_timeout):
+            head = await current.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode(errors="replace").split("\r\n")
+        status = lines[0].split()[1] if len(lines[0].split()) > 1 else "?"
+        length = next((int(line.split(":", 1)[1]) for line in lines[1:]
+                       if line.lower().startswith("content-length:")), 0)
+        body = bytearray()
+        while len(body) < length:
+            async with asyncio.timeout(client.stall_timeout):
+                data = await current.reader.read(min(READ_SIZE, length - len(body)))
+            if not data:
+                raise asyncio.IncompleteReadError(bytes(body), length)
+            gap = gaps.arrival(time.monotonic(), time.time())
+            if gap is not None:
+                emitter.emit(DataGap, conn=current.conn, start_ts=gap[0], end_ts=gap[1], gap_ms=gap[2], bytes=received)
+            body += data
+            received += len(data)
+        if status != "200":
+            raise ValueError(f"HTTP status {status}")
+        return bytes(body)
+
+    async def fetch(index: int, path: str) -> bytes | None:
+        nonlocal conn
+        while conn is not None:
+            gaps.last_mono, gaps.last_wall = time.monotonic(), time.time()  # the idle time before is no gap
+            try:
+                return await get(conn, path)
+            except TimeoutError:
+                reason = "stall"
+            except ValueError as exc:
+                emitter.emit(Error, conn=conn.conn, message=f"segment {index}: {exc}")
+                return None
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+                reason = close_reason(exc)
+            try:
+                conn = await client.reconnect(reason, received)
+            except ReconnectFailed:
+                conn = None
+        return None
+
+    reporter = asyncio.create_task(report_progress())
+    result = PlayerResult()
+    try:
+        conn = await client.first_connect()
+        if conn is not None:
+            result = await run_player(plan, fetch, lambda cls, **fields: emitter.emit(
+                cls, conn=client.current.conn if client.current else None, **fields))
+        client.close("complete" if result.ok else "failed")
+    finally:
+        reporter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reporter
+        if client.current is not None:
+            client.close("aborted")
+        last = conn.conn if conn else None
+        emitter.emit(Progress, conn=last, bytes=received, total=plan.count * plan.segment_bytes)
+        emitter.emit(GapHistogram, conn=last, **gaps.histogram())
+        emitter.emit(TransferComplete, conn=last, bytes=result.bytes, sha256=result.sha256,
+                     expected_sha256=result.expected_sha256, ok=result.ok,
+                     duration_ms=round((time.monotonic() - started) * 1000, 3))
+    return 0 if result.ok else 1
 
 
 async def run_tcp_client(server: tuple[str, int], server_name: str, workload: str, size: int, rate: int,
                          interval_ms: float, duration_s: float, cafile: str, emitter: Emitter, keylog: str | None,
                          local: str | None = None, *, stall_timeout: float = 1.5, reconnect_budget: float = 30.0,
-                         user_timeout_ms: int | None = None, seed: int = 1) -> int:
-    """Run one workload ("download" or "echo") against the TCP server; 0 when it succeeded.
+                         user_timeout_ms: int | None = None, seed: int = 1, video: VideoPlan | None = None) -> int:
+    """Run one workload (download, echo, call or video) against the TCP server; 0 when it succeeded.
 
     ``user_timeout_ms`` (TCP_USER_TIMEOUT) defaults to twice the stall timeout, so that the kernel
     too gives up on a dead path instead of retransmitting for 15 minutes (tcp_retries2).
@@ -309,14 +459,18 @@ async def run_tcp_client(server: tuple[str, int], server_name: str, workload: st
         return await _download(client, size, rate, seed)
     if workload == "echo":
         return await _echo(client, interval_ms, duration_s)
-    raise ValueError(f"unknown workload {workload!r} (download or echo)")
+    if workload == "call":
+        return await _call(client, interval_ms, duration_s)
+    if workload == "video":
+        return await _video(client, video or VideoPlan())
+    raise ValueError(f"unknown workload {workload!r} (download, echo, call or video)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lab.endpoints.tcp.client", description=__doc__.splitlines()[0])
     parser.add_argument("--server", default="server:4433", help="host:port (default server:4433)")
     parser.add_argument("--server-name", default=None, help="TLS server name (default: the host)")
-    parser.add_argument("--workload", choices=("download", "echo"), default="download")
+    parser.add_argument("--workload", choices=("download", "echo", "call"), default="download")
     parser.add_argument("--size", default="4MB", help="download size (e.g. 4MB, 1MiB)")
     parser.add_argument("--rate", default="0", help="paced download rate, e.g. 1MB/s, or bytes per second; 0 = unpaced")
     parser.add_argument("--seed", type=int, default=1)

@@ -23,11 +23,14 @@ import ssl
 import sys
 import time
 
+from lab.endpoints.shared.call import CALL_FRAME
+from lab.endpoints.shared.video import parse_segment_path, segment_body
 from lab.endpoints.shared.workload import CHUNK, ECHO_FRAME, Request, stream_bytes
 from lab.events import ConnectionClosed, Emitter, Error, HandshakeCompleted, normalise_address
 
 HANDSHAKE_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 10.0
+HTTP_IDLE_TIMEOUT_S = 60.0  # a kept-alive HTTP/1.1 connection waits this long for its next request
 # How long unacknowledged data may sit in the send queue before the kernel gives up on the peer.
 SERVER_USER_TIMEOUT_MS = 10_000
 PACING_TICK_S = 0.002
@@ -107,6 +110,41 @@ async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         await writer.drain()
 
 
+async def _call(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A call over TCP: each CALL_FRAME comes back stamped with the time it arrived here."""
+    while True:
+        try:
+            frame = await reader.readexactly(CALL_FRAME.size)
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial:
+                raise
+            return
+        seq, sent_ns, _ = CALL_FRAME.unpack(frame)
+        writer.write(CALL_FRAME.pack(seq, sent_ns, time.time_ns()))
+        await writer.drain()
+
+
+async def _http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, line: bytes) -> None:
+    """HTTP/1.1 with keep-alive, for the video workload: GET of a segment path, else 404."""
+    while line:
+        while True:  # the request's header lines, up to the empty one
+            header = await asyncio.wait_for(reader.readline(), REQUEST_TIMEOUT_S)
+            if header in (b"\r\n", b"\n", b""):
+                break
+        parts = line.decode(errors="replace").split()
+        segment = parse_segment_path(parts[1]) if len(parts) >= 2 and parts[0] == "GET" else None
+        if segment is None:
+            body, status = b"not found\n", b"404 Not Found"
+        else:
+            body, status = segment_body(*segment), b"200 OK"
+        writer.write(b"HTTP/1.1 " + status + b"\r\nServer: quic-migration-lab\r\nContent-Length: "
+                     + str(len(body)).encode() + b"\r\n\r\n")
+        for index in range(0, len(body), CHUNK):
+            writer.write(body[index:index + CHUNK])
+            await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), HTTP_IDLE_TIMEOUT_S)  # the next request, kept alive
+
+
 async def handle_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                             context: ssl.SSLContext, emitter: Emitter) -> None:
     conn = secrets.token_hex(4)
@@ -131,8 +169,15 @@ async def handle_connection(reader: asyncio.StreamReader, writer: asyncio.Stream
         if not line:
             reason = "eof"
             return
+        if line.startswith(b"GET "):
+            await _http(reader, writer, line)
+            reason = "eof"
+            return
         request = Request.decode(line)
-        if request.op == "download":
+        if request.op == "call":
+            await _call(reader, writer)
+            reason = "eof"
+        elif request.op == "download":
             await _send_download(writer, request)
             reason = "complete"
         else:
