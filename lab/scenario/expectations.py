@@ -115,4 +115,9 @@ EXPECTATIONS: dict[str, ExpectationSpec] = {
     "migrated_to_preferred": ExpectationSpec(optional_address, _QUIC, "optional address", OPTIONAL_ADDRESS),
     "tcp_reconnected": ExpectationSpec(no_argument, frozenset({"tcp"})),
     "reconnects": ExpectationSpec(comparison_parser("=="), _BOTH, "count, default ==", COMPARISON),
+    # What a person notices (the video and call workloads).
+    "rebuffer_events": ExpectationSpec(comparison_parser("=="), _BOTH, "count, default ==", COMPARISON),
+    "max_rebuffer_ms": ExpectationSpec(comparison_parser("<="), _BOTH, "ms, default <=", COMPARISON),
+    "startup_ms": ExpectationSpec(comparison_parser("<="), _BOTH, "ms, default <=", COMPARISON),
+    "freeze_ms": ExpectationSpec(comparison_parser("<="), _BOTH, "ms, default <=", COMPARISON),
 }

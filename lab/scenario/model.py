@@ -14,7 +14,7 @@ from typing import Any
 
 ROLES = ("server", "client", "router", "controller")
 TRANSPORTS = ("quic", "tcp", "both")
-KINDS = ("download", "echo")
+KINDS = ("download", "echo", "video", "call")
 MIGRATIONS = ("none", "passive", "active", "preferred")
 TRIGGERS = ("at", "after", "after_bytes")
 MAX_TIMEOUT = 300.0
@@ -78,11 +78,20 @@ class Workload:
     """What the client does while the network changes under it."""
 
     transport: str = "quic"  # quic | tcp | both (both: a QUIC and a TCP client run side by side through the same steps)
-    kind: str = "download"  # download | echo
+    kind: str = "download"  # download | echo | video | call
     size: int | None = None  # bytes (download)
     rate: int | None = None  # bytes per second the server paces the download at; None = unpaced
-    interval: float = 0.02  # seconds between echo requests
-    duration: float | None = None  # seconds (echo)
+    interval: float = 0.02  # seconds between echo requests (call: between messages, each way)
+    duration: float | None = None  # seconds (echo, call)
+    # video: a DASH/HLS player fetching ``segments`` segments of ``segment`` seconds at ``bitrate`` bits/s
+    # over HTTP/3 (TCP: HTTP/1.1); it starts (and resumes after a stall) with ``startup`` seconds
+    # buffered and asks for the next segment while less than ``buffer`` seconds are buffered.
+    bitrate: int = 2_500_000
+    segment: float = 2.0
+    segments: int | None = None
+    startup: float = 2.0
+    buffer: float = 4.0
+    datagrams: bool = True  # call over QUIC: DATAGRAM frames (RFC 9221); false: one stream
     migration: str = "passive"  # none | passive | active | preferred
     rotate_cid: bool = False  # move to a new connection ID when migrating (RFC 9000 §9.5)
     port: int = 443

@@ -35,7 +35,7 @@ from lab.scenario.expectations import (
     OPTIONAL_COMPARISON,
 )
 from lab.scenario.model import KINDS, MAX_TIMEOUT, MIGRATIONS, NAME_PATTERN, ROLES, TRANSPORTS, TRIGGERS
-from lab.scenario.rules import IMPAIRMENT_KEYS, TOP_KEYS, WORKLOAD_KEYS
+from lab.scenario.rules import IMPAIRMENT_KEYS, KIND_KEYS, TOP_KEYS, WORKLOAD_KEYS
 from lab.scenario.stacks import ROLES as STACK_ROLES
 from lab.scenario.stacks import STACKS
 from lab.scenario.steps import ACTIONS, FLAP_TIMES, ActionSpec, Field
@@ -233,11 +233,22 @@ def _workload_definition() -> dict[str, Any]:
         "migration": {"enum": list(MIGRATIONS), "default": "passive"},
         "rotate_cid": _ref("boolean"), "port": {"type": "integer", "minimum": 1, "maximum": 65535},
         "probe_after": _ref("duration"),
+        "bitrate": _ref("bit_rate"), "segment": _ref("duration"),
+        "segments": {"type": "integer", "minimum": 1, "maximum": 10_000},
+        "startup": _ref("duration"), "buffer": _ref("duration"), "datagrams": _ref("boolean"),
     }
     assert tuple(properties) == WORKLOAD_KEYS
+    kinds: dict[str, list[str]] = {}
+    for key, allowed in KIND_KEYS.items():
+        for kind in KINDS:
+            if kind not in allowed:
+                kinds.setdefault(kind, []).append(key)
+    required = {"download": ["size"], "echo": ["duration"], "call": ["duration"], "video": ["segments"]}
     return {"type": "object", "properties": properties, "additionalProperties": False, "allOf": [
-        {"if": when("kind", "echo"), "then": {"required": ["duration"], **none_of("size", "rate")},
-         "else": {"required": ["size"], **none_of("interval", "duration")}},
+        *({"if": when("kind", kind), "then": {"required": required[kind], **none_of(*kinds[kind])}}
+          for kind in KINDS if kind != "download"),
+        {"if": {"not": {"required": ["kind"]}}, "then": {"required": ["size"], **none_of(*kinds["download"])}},
+        {"if": when("kind", "download"), "then": {"required": ["size"], **none_of(*kinds["download"])}},
         {"if": when("transport", "tcp"), "then": {"properties": {"migration": {"enum": ["none", "passive"]}}}},
         {"if": when("transport", "both"), "then": {"properties": {"migration": {"not": {"const": "preferred"}}}}},
         {"if": when("rotate_cid", True),

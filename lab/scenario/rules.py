@@ -46,7 +46,11 @@ from lab.units import human_bytes, human_seconds, parse_bit_rate, parse_byte_rat
 TOP_KEYS = ("name", "description", "timeout", "tags", "initial", "workload", "steps", "expect", "optional_evidence",
             "stacks")
 WORKLOAD_KEYS = ("transport", "kind", "size", "rate", "interval", "duration", "migration", "rotate_cid", "port",
-                 "probe_after")
+                 "probe_after", "bitrate", "segment", "segments", "startup", "buffer", "datagrams")
+# Which kinds a workload key applies to (keys not listed apply to every kind).
+KIND_KEYS = {"size": ("download",), "rate": ("download",), "interval": ("echo", "call"),
+             "duration": ("echo", "call"), "bitrate": ("video",), "segment": ("video",), "segments": ("video",),
+             "startup": ("video",), "buffer": ("video",), "datagrams": ("call",)}
 IMPAIRMENT_KEYS = ("delay", "jitter", "loss", "rate", "blackhole", "profile")
 STEP_KEYS = ("action", *TRIGGERS, "delay", "description")  # every step may have these, whatever its action
 
@@ -209,13 +213,18 @@ class ScenarioValidator(NodeValidator):
         port = get("port", self.integer, 1, 65535)
         probe_after = get("probe_after", self.duration, True, 10.0)
 
-        def only_for(key: str, wanted: str) -> None:
-            if key in keys:
-                self.error(keys[key][0], f"workload.{key}", f"only applies to kind {wanted} (kind is {kind})")
+        bitrate = get("bitrate", self.convert, parse_bit_rate)
+        segment = get("segment", self.duration, True, 60.0)
+        segments = get("segments", self.integer, 1, 10_000)
+        startup = get("startup", self.duration, True, 60.0)
+        buffer = get("buffer", self.duration, True, MAX_TIMEOUT)
+        datagrams = get("datagrams", self.boolean)
 
+        for key, kinds in KIND_KEYS.items():
+            if key in keys and kind not in kinds:
+                self.error(keys[key][0], f"workload.{key}",
+                           f"only applies to kind {' or '.join(kinds)} (kind is {kind})")
         if kind == "download":
-            only_for("interval", "echo")
-            only_for("duration", "echo")
             self.require(keys, node, "workload.size", "is required for a download (e.g. size: 8MB)")
             if size == 0:
                 self.error(keys["size"][1], "workload.size", "must be larger than 0")
@@ -225,13 +234,27 @@ class ScenarioValidator(NodeValidator):
                 self.error(keys["rate"][1], "workload.rate",
                            f"{human_bytes(size)} at {human_bytes(rate)}/s takes {size / rate:g}s, not less than "
                            f"the timeout {human_seconds(timeout)}")
+        elif kind == "video":
+            self.require(keys, node, "workload.segments", "is required for a video (e.g. segments: 10)")
+            if bitrate == 0:
+                self.error(keys["bitrate"][1], "workload.bitrate", "must be larger than 0")
+            plays = (segments or 0) * (segment or Workload.segment)
+            if segments and plays >= timeout:
+                self.error(keys["segments"][1], "workload.segments",
+                           f"{segments} segments of {human_seconds(segment or Workload.segment)} play for "
+                           f"{plays:g}s, not less than the timeout {human_seconds(timeout)}")
+            if segments and startup is not None and startup > plays:
+                self.error(keys["startup"][1], "workload.startup",
+                           f"{human_seconds(startup)} is more than the whole video ({plays:g}s)")
         else:
-            only_for("size", "download")
-            only_for("rate", "download")
-            self.require(keys, node, "workload.duration", "is required for an echo (e.g. duration: 6s)")
+            article = "an echo" if kind == "echo" else "a call"
+            self.require(keys, node, "workload.duration", f"is required for {article} (e.g. duration: 6s)")
             if duration is not None and duration >= timeout:
                 self.error(keys["duration"][1], "workload.duration",
                            f"must be shorter than the timeout {human_seconds(timeout)}")
+            if datagrams and transport == "tcp":
+                self.error(keys["datagrams"][1], "workload.datagrams",
+                           "DATAGRAM frames are QUIC's (RFC 9221); TCP carries a call on its stream")
         if transport == "tcp" and migration in ("active", "preferred"):
             self.error(keys["migration"][1], "workload.migration",
                        f"{migration!r} is QUIC-only (RFC 9000 §9); with transport tcp use none or passive")
@@ -252,10 +275,13 @@ class ScenarioValidator(NodeValidator):
             rotate = migration in ("active", "preferred")
         if port is None:
             port = self.topology.preferred_port if migration == "preferred" else self.topology.port
+        video = {"bitrate": bitrate, "segment": segment, "segments": segments, "startup": startup, "buffer": buffer}
         return Workload(transport=transport, kind=kind, size=size if kind == "download" else None,
                         rate=rate, interval=interval if interval is not None else 0.02, duration=duration,
                         migration=migration, rotate_cid=rotate, port=port,
-                        probe_after=probe_after if probe_after is not None else Workload.probe_after)
+                        probe_after=probe_after if probe_after is not None else Workload.probe_after,
+                        datagrams=datagrams if datagrams is not None else transport != "tcp",
+                        **{key: value for key, value in video.items() if value is not None})
 
     def trigger(self, keys: dict[str, tuple[Node, Node]], path: str, workload: Workload) -> Trigger | None:
         present = [k for k in TRIGGERS if k in keys]
@@ -276,8 +302,8 @@ class ScenarioValidator(NodeValidator):
             count = self.convert(node, where, parse_size)
             if count is None:
                 return None
-            if workload.kind != "download":
-                self.error(node, where, "needs a download workload (progress is counted in bytes)")
+            if workload.kind not in ("download", "video"):
+                self.error(node, where, "needs a download or video workload (progress is counted in bytes)")
                 return None
             if workload.size is not None and count >= workload.size:
                 self.error(node, where, f"{count} bytes is not less than the download size {workload.size}")

@@ -82,10 +82,16 @@ def client_command(scenario: Scenario, topology: Topology, transport: str, run_i
         args.append(f"--size={workload.size}")
         if workload.rate:
             args.append(f"--rate={workload.rate}")
+    elif workload.kind == "video":
+        args += [f"--bitrate={workload.bitrate}bit", f"--segment={workload.segment:g}s",
+                 f"--segments={workload.segments}", f"--startup={workload.startup:g}s",
+                 f"--buffer={workload.buffer:g}s"]
     else:
         args.append(f"--interval-ms={workload.interval * 1000:g}")
         if workload.duration:
             args.append(f"--duration={workload.duration:g}s")
+        if workload.kind == "call" and transport == "quic" and not workload.datagrams:
+            args.append("--call-stream")
     migration = workload.migration if transport == "quic" else "none"
     args.append(f"--migration={migration}")
     if migration == "active" and scenario.initial.networks:

@@ -68,11 +68,12 @@ def test_a_bad_scenario_prints_every_located_problem(monkeypatch, capsys, tmp_pa
     lines = capsys.readouterr().err.splitlines()
     assert lines == [
         f"{bad}:4: workload.sise: unknown key 'sise'; allowed: transport, kind, size, rate, interval, duration, "
-        "migration, rotate_cid, port, probe_after (did you mean 'size'?)",
+        "migration, rotate_cid, port, probe_after, bitrate, segment, segments, startup, buffer, datagrams "
+        "(did you mean 'size'?)",
         f"{bad}:5: expect[0]: unknown check 'nope'; known: connection_survived, single_handshake, "
         "transfer_complete, paths_validated, server_saw_addresses, server_saw_ips, cid_changed, cid_unchanged, "
         "max_disruption_ms, validation_ms, amplification_respected, migrated_to_preferred, tcp_reconnected, "
-        "reconnects",
+        "reconnects, rebuffer_events, max_rebuffer_ms, startup_ms, freeze_ms",
     ]
 
 

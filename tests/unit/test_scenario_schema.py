@@ -50,6 +50,10 @@ EXPECTED_ERRORS = {
     "name-mismatch.yaml": (1, "name", "'name-mismatched' does not match the file name"),
     "not-attached.yaml": (11, "steps[0].network", "cannot route 'cellular'"),
     "too-slow.yaml": (6, "workload.rate", "80MB at 2MB/s takes 40s"),
+    "video-too-long.yaml": (6, "workload.segments", "15 segments of 2s play for 30s, not less than the timeout"),
+    "call-with-size.yaml": (6, "workload.size", "only applies to kind download (kind is call)"),
+    "tcp-datagrams.yaml": (7, "workload.datagrams", "DATAGRAM frames are QUIC's (RFC 9221)"),
+    "bad-freeze.yaml": (7, "expect[0].freeze_ms", "not a comparison: 'short'"),
 }
 
 
