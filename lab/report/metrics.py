@@ -29,6 +29,8 @@ from lab.events import (
     TransferComplete,
 )
 from lab.observe.timeline import NETWORK_ACTIONS, Timeline
+from lab.report.call import caller_figures
+from lab.report.player import playback, segments_of, viewer_figures
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,15 @@ class Metrics:
     noise_floor_below: bool = False  # no gap outside the changes reached the meter's threshold: < noise_floor_ms
     probes: int = 0  # PINGs the client sent after its detection delay of silence (probe_sent)
     detection_delay_ms: float | None = None  # the client's detection delay, as its probe_sent events state it
+    # What a viewer saw (video workload; lab.report.player): None without segment events.
+    startup_ms: float | None = None
+    rebuffer_events: int | None = None
+    rebuffer_ms: float | None = None  # every stall together
+    max_rebuffer_ms: float | None = None
+    viewer: dict[str, Any] | None = None  # every playback figure: stalls, buffer series, per-segment times
+    # What a caller heard (call workload; lab.report.call): None without a call_stats event.
+    freeze_ms: float | None = None  # the longest time without an arriving message, either way
+    caller: dict[str, Any] | None = None  # latency percentiles, losses, each freeze and the change it followed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -171,6 +182,10 @@ def compute_metrics(timeline: Timeline, transport: str | None = None, t0: float 
     network_actions = view.actions(network_only=True)
     floor, below = noise_floor(view)
     probes = [e for e in view.of(ProbeSent, "client") if isinstance(e, ProbeSent)]
+    pb = playback(view)
+    segments = segments_of(view)
+    viewer = viewer_figures(pb, zero, segments[0].target_s or None) if pb is not None else None
+    caller = caller_figures(view, zero)
     return Metrics(
         transport=transport,
         disruption_ms=disruption,
@@ -196,6 +211,13 @@ def compute_metrics(timeline: Timeline, transport: str | None = None, t0: float 
         noise_floor_below=below,
         probes=len(probes),
         detection_delay_ms=probes[0].probe_after_ms if probes else None,
+        startup_ms=viewer["startup_ms"] if viewer else None,
+        rebuffer_events=viewer["rebuffer_events"] if viewer else None,
+        rebuffer_ms=viewer["rebuffer_ms"] if viewer else None,
+        max_rebuffer_ms=viewer["max_rebuffer_ms"] if viewer else None,
+        viewer=viewer,
+        freeze_ms=caller["freeze_ms"] if caller else None,
+        caller=caller,
     )
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.observe.timeline import Timeline
+from lab.report.call import caller_sentence
 from lab.report.charts import build_charts, goodput_csv, time_zero
 from lab.report.evidence import event_lines
 from lab.report.html import (
@@ -32,6 +33,7 @@ from lab.report.html import (
     report_html,
 )
 from lab.report.metrics import goodput_series, network_events
+from lab.report.player import viewer_sentence
 from lab.report.plot import goodput_svg
 from lab.report.qlog import QlogTrace, qlog_traces
 from lab.report.sequence import SequenceDiagram, build_sequence, sequence_svg
@@ -89,6 +91,7 @@ def report_markdown(report: dict[str, Any], description: str = "", plot: str | N
                   "|---|" + "---|" * len(names)]
         for key in keys:
             lines.append(f"| {key} | " + " | ".join(_fmt(by_transport[n].get(key)) for n in names) + " |")
+    lines += experience_markdown(by_transport)
     lines += conformance_markdown(report.get("conformance"))
     if plot:
         lines += ["", "## Goodput", "", f"![goodput over time with the network events]({plot})"]
@@ -96,6 +99,18 @@ def report_markdown(report: dict[str, Any], description: str = "", plot: str | N
               "`server/qlog/`, `captures/` (pcapng with the key log injected). Re-judge with "
               "`python -m lab verify <this directory>`.", ""]
     return "\n".join(lines)
+
+
+def experience_markdown(by_transport: dict[str, dict[str, Any]]) -> list[str]:
+    """A plain "viewer"/"caller" line per transport: did a person notice, judged from the measured
+    buffer and message arrivals (lab.report.player, lab.report.call); nothing when neither was measured."""
+    lines = []
+    for name, metrics in by_transport.items():
+        if metrics.get("viewer"):
+            lines.append(f"- **viewer ({name})**: {viewer_sentence(metrics['viewer'])}")
+        if metrics.get("caller"):
+            lines.append(f"- **caller ({name})**: {caller_sentence(metrics['caller'])}")
+    return ["", "## What a person would notice", "", *lines] if lines else []
 
 
 def conformance_markdown(findings: Sequence[dict[str, Any]] | None) -> list[str]:

@@ -31,6 +31,8 @@ from lab.events import (
     TransferComplete,
 )
 from lab.observe.timeline import Timeline
+from lab.report.call import call_stats, longest_freeze
+from lab.report.player import Playback, playback
 from lab.scenario.expectations import EXPECTATIONS, Comparison, comparison_parser
 
 __all__ = ["CHECKS", "CheckResult", "CheckSpec", "Comparison", "comparison_parser", "evaluate", "run_check"]
@@ -280,6 +282,71 @@ def reconnects(timeline: Timeline, argument: Comparison) -> CheckResult:
                             str(argument))
     return CheckResult("reconnects", argument.holds(count), f"{count} (completed {done})", str(argument),
                        evidence=count + timeline.count(HandshakeCompleted, role="client"))
+
+
+# --- what a person notices (video, call) --------------------------------------------------
+
+
+def _playback_or_why(name: str, timeline: Timeline, argument: Comparison) -> Playback | CheckResult:
+    pb = playback(timeline)
+    if pb is None:
+        return not_verified(name, "no segment event: no playback to judge", str(argument))
+    return pb
+
+
+def _stalls_text(pb: Playback) -> str:
+    if not pb.stalls:
+        low = f", buffer never below {pb.min_buffer_s:.2f} s" if pb.min_buffer_s is not None else ""
+        return f"no stall in {pb.segments} segment(s){low}"
+    ongoing = " (the last still going on when the run ended)" if pb.stalls[-1].ongoing else ""
+    return (f"{len(pb.stalls)} stall(s), {pb.rebuffer_ms:.0f} ms in total, longest {pb.max_rebuffer_ms:.0f} ms"
+            f"{ongoing}")
+
+
+def rebuffer_events(timeline: Timeline, argument: Comparison) -> CheckResult:
+    """How many times playback stopped because the buffer ran dry (the video workload's player model)."""
+    pb = _playback_or_why("rebuffer_events", timeline, argument)
+    if isinstance(pb, CheckResult):
+        return pb
+    return CheckResult("rebuffer_events", argument.holds(pb.rebuffer_events), _stalls_text(pb), str(argument),
+                       evidence=len(pb.download_ms))
+
+
+def max_rebuffer_ms(timeline: Timeline, argument: Comparison) -> CheckResult:
+    """The longest rebuffering stall; one still going on when the run ended fails (a lower bound)."""
+    pb = _playback_or_why("max_rebuffer_ms", timeline, argument)
+    if isinstance(pb, CheckResult):
+        return pb
+    ongoing = any(s.ongoing for s in pb.stalls)
+    return CheckResult("max_rebuffer_ms", argument.holds(pb.max_rebuffer_ms) and not ongoing,
+                       ("no stall" if not pb.stalls else f"{'>= ' if ongoing else ''}{pb.max_rebuffer_ms:.0f} ms")
+                       + f" ({_stalls_text(pb)})", str(argument), evidence=len(pb.download_ms))
+
+
+def startup_ms(timeline: Timeline, argument: Comparison) -> CheckResult:
+    """From the player's first request to its first frame (``startup`` seconds buffered)."""
+    pb = _playback_or_why("startup_ms", timeline, argument)
+    if isinstance(pb, CheckResult):
+        return pb
+    if pb.startup_ms is None:
+        return CheckResult("startup_ms", False, f"playback never started ({pb.segments} segment(s) verified)",
+                           str(argument), evidence=len(pb.download_ms))
+    return CheckResult("startup_ms", argument.holds(pb.startup_ms),
+                       f"{pb.startup_ms:.0f} ms ({pb.startup_s:g} s buffered)", str(argument),
+                       evidence=len(pb.download_ms))
+
+
+def freeze_ms(timeline: Timeline, argument: Comparison) -> CheckResult:
+    """The longest time a call's messages stopped arriving, either way (up at the server, down at the client)."""
+    stats = call_stats(timeline)
+    if stats is None:
+        return not_verified("freeze_ms", "no call_stats event: no call to judge", str(argument))
+    ms, direction = longest_freeze(stats)
+    ongoing = any(getattr(e, "ongoing", False) for e in timeline.of("call_freeze", "client"))
+    lost = f"; {stats.lost} of {stats.sent} messages lost" if stats.lost else ""
+    observed = f"{'>= ' if ongoing else ''}{ms:.0f} ms {direction}stream (longest gap between arrivals){lost}"
+    return CheckResult("freeze_ms", argument.holds(ms) and not ongoing, observed, str(argument),
+                       evidence=stats.received)
 
 
 # --- registry -------------------------------------------------------------------------------

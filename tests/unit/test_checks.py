@@ -86,7 +86,8 @@ def test_check_on_recorded_timeline(timeline: str, check: str, argument: object,
 
 def test_every_check_runs_on_every_timeline_and_explains_itself() -> None:
     arguments = {"paths_validated": 1, "server_saw_addresses": 1, "server_saw_ips": 1, "max_disruption_ms": 1000,
-                 "validation_ms": 100, "reconnects": 0}
+                 "validation_ms": 100, "reconnects": 0, "rebuffer_events": 0,
+                 "max_rebuffer_ms": 1000, "startup_ms": 1000, "freeze_ms": 150}
     for path in TIMELINES.glob("*.jsonl"):
         timeline = read_jsonl(path)
         for name in CHECKS:
@@ -151,7 +152,8 @@ def test_echo_disruption_without_network_action_counts_the_whole_run() -> None:
 
 # Checks with nothing to judge are "not verified", never passed (the empty timeline: no endpoint spoke).
 ARGUMENTS = {"paths_validated": 1, "server_saw_addresses": 1, "server_saw_ips": 1, "max_disruption_ms": 1000,
-             "validation_ms": 100, "reconnects": 0}
+             "validation_ms": 100, "reconnects": 0, "rebuffer_events": 0, "max_rebuffer_ms": 1000, "startup_ms": 1000,
+             "freeze_ms": 150}
 
 
 @pytest.mark.parametrize("name", sorted(CHECKS))
