@@ -13,6 +13,8 @@ from typing import Any
 
 from lab import events as ev
 from lab.observe.timeline import Timeline, read_jsonl
+from lab.report.call import caller_sentence
+from lab.report.player import viewer_sentence
 from lab.topology.load import ROOT
 
 
@@ -170,7 +172,30 @@ def cid_privacy(root: Path) -> list[str]:
             + (": " + ", ".join(f"{c.old_cid} -> {c.new_cid}" for c in changes) if changes else "") + "."]
 
 
+def _experience(root: Path, scenario: str, key: str) -> list[str]:
+    """The viewer or caller line of each transport, from the latest run's report.json (lab.report)."""
+    run = _latest(root, scenario)
+    if run is None or not (run / "report.json").exists():
+        return _missing(scenario)
+    source = _rel(root, run / "report.json")
+    report: dict[str, Any] = json.loads((run / "report.json").read_text())
+    by_transport = (report.get("metrics") or {}).get("by_transport") or {}
+    sentence = viewer_sentence if key == "viewer" else caller_sentence
+    lines = [f"{transport.upper()}: {sentence(metrics[key])} (run `{report.get('run_id')}`, {source})."
+             for transport, metrics in by_transport.items() if metrics.get(key)]
+    if not lines:
+        return [f"The latest `{scenario}` run ({source}) measured no {key}: run `make scenario NAME={scenario}`."]
+    if key == "viewer" and {"quic", "tcp"} <= set(by_transport):
+        seconds = {t: (by_transport[t].get(key) or {}).get("rebuffer_ms") for t in ("quic", "tcp")}
+        if None not in seconds.values():
+            lines.append(f"Rebuffering in that one run: QUIC {seconds['quic'] / 1000:.2f} s, "
+                         f"TCP {seconds['tcp'] / 1000:.2f} s.")
+    return lines
+
+
 EVIDENCE: dict[str, Callable[[Path], list[str]]] = {
+    "video-stall": lambda root: _experience(root, "wifi-to-cellular-video", "viewer"),
+    "call-freeze": lambda root: _experience(root, "wifi-to-cellular-call", "caller"),
     "tcp-vs-quic": tcp_vs_quic,
     "second-migration": second_migration,
     "path-validation": lambda root: _server_validation(root, "nat-rebinding"),

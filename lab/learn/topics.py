@@ -295,6 +295,59 @@ implement it**, and aioquic 1.7.2 does not either.""",
             "`progress` via one local address at a time: the client's address changes once, it never alternates",
         ),
     ),
+    Topic(
+        name="video-stall",
+        title="Would the viewer notice? A video player's buffer through a handover",
+        sections=("RFC 9000 §9.3", "RFC 9114 §4.1"),
+        summary="a transport gap becomes a stall only when it outlasts the player's buffer",
+        body="""\
+A DASH or HLS player fetches a video as **segments** (here 2 s of video each, one HTTP request per
+segment) and keeps a **buffer** of video it has not played yet. It starts playing once `startup`
+seconds are buffered (the **start-up delay**), plays one second per second, and asks for the next
+segment while less than `buffer` seconds are buffered. When the network goes away, playback goes on
+from the buffer; the viewer sees a **stall** (a rebuffering event) only if the buffer runs dry before
+segments arrive again.
+
+So "the user never noticed" is a comparison of two measured things: the time without data and the
+buffer the player had at that moment. The lab's player (`--workload video`: HTTP/3 on QUIC, HTTP/1.1
+on TCP) emits a `segment` event per segment (request and arrival times, sha256 verified), and the
+report replays them through the same buffer model the player used, so a stall is computed from the
+arrivals, never assumed. QUIC's connection migrates (§9.3) and the next request simply goes out from
+the new address; TCP's connection dies with its address and the player must notice (a timeout),
+reconnect (TCP and TLS handshakes) and ask for the segment again.""",
+        command="python -m lab scenario run wifi-to-cellular-video",
+        look_for=(
+            "the checks `rebuffer_events` and `startup_ms`, per transport, with what they observed",
+            "in report.md, `What a person would notice`: one `viewer` line per transport, a stall or none, "
+            "with the buffer's lowest level",
+            "`segment` events: a segment requested during the handover takes longer (`download_ms`)",
+        ),
+    ),
+    Topic(
+        name="call-freeze",
+        title="Would the caller notice? Small messages at 50 a second through a handover",
+        sections=("RFC 9221 §5", "RFC 9000 §9.2"),
+        summary="a call or a game feels every gap over 150 ms one way; latency percentiles and freezes",
+        body="""\
+A voice call or a game sends small messages at a fixed rate (here one every 20 ms, both ways) and
+cannot wait for a retransmission: a message that comes late is as bad as a lost one. QUIC can carry
+them in **DATAGRAM frames** (RFC 9221), which are never retransmitted; TCP carries them on its one
+ordered stream. A caller notices one-way delay from about 150 ms on (ITU-T Recommendation G.114,
+"One-way transmission time", 2003: up to 150 ms is acceptable for most applications).
+
+The lab's call (`--workload call`) has the server stamp each message and send it straight back, so
+every message measures both directions (the lab's containers share one clock). A **freeze** is a time
+in which nothing new arrived in one direction; the report gives the longest, each one next to the
+network change it followed, and the latency percentiles. In a make-before-break handover a QUIC client
+can move on purpose before the old network goes (§9.2); a TCP connection cannot move and dies with the
+old address.""",
+        command="python -m lab scenario run wifi-to-cellular-call",
+        look_for=(
+            "the check `freeze_ms` for each transport, against 150 ms",
+            "in report.md, `What a person would notice`: one `caller` line per transport",
+            "`call_freeze` events: direction, start and length of each gap",
+        ),
+    ),
 )
 
 BY_NAME: dict[str, Topic] = {topic.name: topic for topic in TOPICS}

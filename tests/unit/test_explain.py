@@ -22,7 +22,7 @@ from lab.topology.load import ROOT
 REQUIRED = {"connection-ids", "path-validation", "nat-rebinding", "network-switch", "ip-change",
             "preferred-address", "cid-privacy", "amplification", "second-migration", "tcp-vs-quic", "benefits",
             "multipath"}
-SECTION = re.compile(r"^RFC (9000|9001|9002|8446) §\d+(\.\d+)*$")
+SECTION = re.compile(r"^RFC (9000|9001|9002|8446|9114|9221) §\d+(\.\d+)*$")
 
 
 def test_topics_are_frozen_data_and_cover_the_brief():
