@@ -169,6 +169,19 @@ class Narrator:
                 return f"{base} (limit 3 x {event.bytes_received} = {3 * event.bytes_received} B)"
             case ev.DataGap():
                 return f"{base} (received {event.bytes} B before it)"
+            case ev.Segment():
+                verdict = "sha256 ok" if event.sha256_ok else "sha256 MISMATCH"
+                return (f"segment {event.index + 1} of {event.count} ({event.bytes} B) arrived in "
+                        f"{event.download_ms:.0f} ms, {verdict}; the player has {event.buffer_s:.1f} s of video "
+                        f"buffered")
+            case ev.CallFreeze():
+                noticed = "a caller notices" if event.freeze_ms > 150 else "under the 150 ms a caller notices"
+                still = ", and still silent when the call ended" if event.ongoing else ""
+                return (f"no call message {event.direction}stream for {event.freeze_ms:.0f} ms{still} "
+                        f"({noticed})")
+            case ev.CallStats():
+                return (f"call over: {event.received} of {event.sent} messages back, longest silence "
+                        f"{max(event.max_freeze_ms.values(), default=0):.0f} ms")
         return base
 
     # --- summaries ----------------------------------------------------------------------------
@@ -206,6 +219,17 @@ class Narrator:
                 lines.append(f"client: {describe(e)}  [migration_completed]")
             elif isinstance(e, ev.Reconnected):
                 lines.append(f"client (tcp): {describe(e)}  [reconnected]")
+        segments = [e for e in client if isinstance(e, ev.Segment)]
+        for transport in sorted({e.transport for e in segments}):
+            mine = [e for e in segments if e.transport == transport]
+            slowest = max(mine, key=lambda e: e.download_ms)
+            lines.append(f"client ({transport}): {len(mine)} segment(s), the slowest {slowest.download_ms:.0f} ms; "
+                         f"buffer at least {min(e.buffer_s for e in mine):.1f} s after each  [segment]")
+        freezes = [e for e in client if isinstance(e, ev.CallFreeze)]
+        for transport in sorted({e.transport for e in freezes}):
+            worst = max((e for e in freezes if e.transport == transport), key=lambda e: e.freeze_ms)
+            lines.append(f"client ({transport}): longest call freeze {worst.freeze_ms:.0f} ms "
+                         f"{worst.direction}stream  [call_freeze]")
         return lines
 
 
