@@ -178,6 +178,15 @@ class TcpClient:
             return conn
 
 
+async def _stop(reporter: asyncio.Task[None], client: TcpClient) -> None:
+    """The end of a workload: its progress reporter stopped, a connection still open aborted."""
+    reporter.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await reporter
+    if client.current is not None:
+        client.close("aborted")
+
+
 async def _download(client: TcpClient, size: int, rate: int, seed: int) -> int:
     emitter = client.emitter
     digest = hashlib.sha256()
@@ -228,11 +237,7 @@ async def _download(client: TcpClient, size: int, rate: int, seed: int) -> int:
                 break
         client.close("complete" if received >= size else "failed")
     finally:
-        reporter.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reporter
-        if client.current is not None:
-            client.close("aborted")
+        await _stop(reporter, client)
         expected = expected_sha256(size, seed)
         sha = digest.hexdigest()
         ok = received == size and sha == expected
@@ -428,11 +433,7 @@ async def _video(client: TcpClient, plan: VideoPlan) -> int:
                 cls, conn=client.current.conn if client.current else None, **fields))
         client.close("complete" if result.ok else "failed")
     finally:
-        reporter.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reporter
-        if client.current is not None:
-            client.close("aborted")
+        await _stop(reporter, client)
         last = conn.conn if conn else None
         emitter.emit(Progress, conn=last, bytes=received, total=plan.count * plan.segment_bytes)
         emitter.emit(GapHistogram, conn=last, **gaps.histogram())

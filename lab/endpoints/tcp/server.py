@@ -98,29 +98,23 @@ async def _send_download(writer: asyncio.StreamWriter, request: Request) -> None
             await writer.drain()
 
 
-async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+def _stamp(frame: bytes) -> bytes:
+    """A call frame comes back stamped with the time it arrived here (wall clock, ns)."""
+    seq, sent_ns, _ = CALL_FRAME.unpack(frame)
+    return CALL_FRAME.pack(seq, sent_ns, time.time_ns())
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, call: bool = False) -> None:
+    """Echo frames until a clean EOF: ECHO_FRAMEs as they are, or (a call) CALL_FRAMEs stamped."""
+    size = CALL_FRAME.size if call else ECHO_FRAME.size
     while True:
         try:
-            frame = await reader.readexactly(ECHO_FRAME.size)
+            frame = await reader.readexactly(size)
         except asyncio.IncompleteReadError as exc:
             if exc.partial:
                 raise
             return  # clean EOF between frames
-        writer.write(frame)
-        await writer.drain()
-
-
-async def _call(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """A call over TCP: each CALL_FRAME comes back stamped with the time it arrived here."""
-    while True:
-        try:
-            frame = await reader.readexactly(CALL_FRAME.size)
-        except asyncio.IncompleteReadError as exc:
-            if exc.partial:
-                raise
-            return
-        seq, sent_ns, _ = CALL_FRAME.unpack(frame)
-        writer.write(CALL_FRAME.pack(seq, sent_ns, time.time_ns()))
+        writer.write(_stamp(frame) if call else frame)
         await writer.drain()
 
 
@@ -175,7 +169,7 @@ async def handle_connection(reader: asyncio.StreamReader, writer: asyncio.Stream
             return
         request = Request.decode(line)
         if request.op == "call":
-            await _call(reader, writer)
+            await _echo(reader, writer, call=True)
             reason = "eof"
         elif request.op == "download":
             await _send_download(writer, request)
