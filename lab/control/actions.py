@@ -24,7 +24,7 @@ from docker.models.containers import Container
 from lab.control import foreign, impair
 from lab.control.base import BLACKHOLE_TAG, ActionError, ActionResult, interface_in
 from lab.control.docker_api import client, container, exec_checked
-from lab.endpoints.shared.netconf import route_script
+from lab.endpoints.shared.netconf import route_script, source_table
 from lab.topology.model import CLIENT, SERVER, Topology
 
 CAPTURE_DIR = "/tmp/lab-capture"
@@ -134,8 +134,10 @@ class Lab:
             if network not in attached:
                 raise ActionError(f"cannot route via {network}: the client is not on it")
             self.route_network = network
-        sources = [(address, self.topology.gateways[name].address) for name, address in sorted(attached.items())
-                   if name in self.topology.gateways and address]
+        # One table per network whatever else is attached, numbered as the container's entry point does.
+        subnets = [self.topology.networks[name].subnet for name in self.topology.gateways]
+        sources = [(attached[name], gw.address, source_table(self.topology.networks[name].subnet, subnets))
+                   for name, gw in self.topology.gateways.items() if attached.get(name)]
         gateway = self.topology.gateways[self.route_network].address if self.route_network else None
         script = route_script(gateway, sources)
         script.append(f"ip route get {self.topology.server_address} || true")

@@ -26,7 +26,8 @@ def main(argv: list[str]) -> int:
     gateway = netconf.gateway_for_attached(routes)
     netconf.set_default_route(None)  # Docker's default route points at the host: containment
     if routes:  # the client: policy routing through the lab's routers (netconf.route_script)
-        sources = [(i.address, gw) for subnet, gw in routes.items() if (i := netconf.interface_in(subnet))]
+        sources = [(i.address, gw, netconf.source_table(subnet, list(routes))) for subnet, gw in routes.items()
+                   if (i := netconf.interface_in(subnet))]
         netconf.run("sh", "-ec", "; ".join(netconf.route_script(gateway, sources)))
     for directory in ("/logs/qlog", "/run/lab"):
         Path(directory).mkdir(parents=True, exist_ok=True)

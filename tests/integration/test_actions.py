@@ -95,6 +95,30 @@ def test_switch_to_cellular_changes_the_address_the_server_sees(lab):
     assert replies > 20
 
 
+def test_each_address_keeps_its_own_router_while_networks_join_and_leave(lab):
+    """Make-before-break needs the Wi-Fi address's packets to keep leaving via the home router while
+    cellular joins (a table renumbered on connect once sent them out through the carrier NAT)."""
+    topology = lab.topology
+    home, cellular = topology.client_addresses["home"], topology.client_addresses["cellular"]
+
+    def via(source: str) -> str:
+        code, out = lab.ctr("client").exec_run(["ip", "route", "get", topology.server_address, "from", source])
+        assert code == 0, out
+        return out.decode()
+
+    assert f"via {topology.gateways['home'].address}" in via(home)
+    lab.connect("cellular")
+    for step in ("connect", "route"):
+        assert f"via {topology.gateways['home'].address}" in via(home), step
+        assert f"via {topology.gateways['cellular'].address}" in via(cellular), step
+        lab.route("cellular")
+    lab.disconnect("home")
+    lab.connect("home")
+    assert f"via {topology.gateways['home'].address}" in via(home)
+    assert f"via {topology.gateways['cellular'].address}" in via(cellular)
+    lab.reset()
+
+
 def test_rebind_gives_a_new_external_port(lab):
     flow = Flow(lab, 9921, 2.5)
     time.sleep(0.8)

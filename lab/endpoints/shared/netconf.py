@@ -82,7 +82,13 @@ SOURCE_PRIORITY = 1000
 SOURCE_TABLE_BASE = 101
 
 
-def route_script(gateway: str | None, sources: list[tuple[str, str]]) -> list[str]:
+def source_table(subnet: str, subnets: list[str]) -> int:
+    """The routing table of a client network: numbered by its subnet among all the client's subnets,
+    so the controller and the container's entry point give each network the same table."""
+    return SOURCE_TABLE_BASE + sorted(subnets).index(subnet)
+
+
+def route_script(gateway: str | None, sources: list[tuple[str, str, int]]) -> list[str]:
     """Shell commands that set the client's routes in place, without a moment of no route.
 
     - rule 1000: traffic from an attached address leaves through that network's router (source
@@ -92,7 +98,10 @@ def route_script(gateway: str | None, sources: list[tuple[str, str]]) -> list[st
     - rule 2000: table 100, the lab's default route: via the router of the current network, or
       `unreachable` when the client is on no network, so nothing falls through to Docker's route.
 
-    `sources` are (address, gateway) pairs of the attached networks.
+    `sources` are (address, gateway, table) of the attached networks. Each network keeps its own
+    table whatever else is attached (the caller numbers them by the topology's network order): a
+    table renumbered when another network joined once sent the Wi-Fi address's packets out through
+    the cellular router while both were up. A rule of an address for another table is removed.
     """
     script = [
         f"ip rule show priority {SUPPRESS_PRIORITY} | grep -q suppress "
@@ -101,15 +110,15 @@ def route_script(gateway: str | None, sources: list[tuple[str, str]]) -> list[st
         f"|| ip rule add from all lookup {DEFAULT_TABLE} priority {DEFAULT_PRIORITY}",
     ]
     wanted = []
-    for index, (address, source_gateway) in enumerate(sources):
-        table = SOURCE_TABLE_BASE + index
-        wanted.append(address)
+    for address, source_gateway, table in sources:
+        wanted.append(f"{address}@{table}")
         script += [f"ip route replace default via {source_gateway} table {table}",
                    f"ip rule show priority {SOURCE_PRIORITY} | grep -q 'from {address} lookup {table}$' "
                    f"|| ip rule add from {address} table {table} priority {SOURCE_PRIORITY}"]
     keep = " ".join(wanted) or "none"
-    script.append(f"for a in $(ip rule show priority {SOURCE_PRIORITY} | awk '{{print $3}}'); do "
-                  f"case ' {keep} ' in *\" $a \"*) ;; *) ip rule del from $a priority {SOURCE_PRIORITY};; esac; done")
+    script.append(f"ip rule show priority {SOURCE_PRIORITY} | awk '{{print $3, $5}}' | while read a t; do "
+                  f"case ' {keep} ' in *\" $a@$t \"*) ;; *) ip rule del from $a table $t priority {SOURCE_PRIORITY};; "
+                  f"esac; done")
     if gateway:
         script.append(f"ip route replace default via {gateway} table {DEFAULT_TABLE}")
     else:
