@@ -36,6 +36,7 @@ ARTIFACTS = ROOT / "artifacts"
 RUNTIME = ARTIFACTS / ".runtime"
 LOCK = RUNTIME / "run.lock"
 CONTROL_SOCKET = "/run/lab/client.sock"
+FIRST_PACKET_WAIT = 10.0  # s a black-box client may take to send its first packet
 
 __all__ = ["ARTIFACTS", "RunResult", "ScenarioRunner", "client_command", "topology_names"]
 
@@ -293,13 +294,27 @@ class ScenarioRunner:
         client_sources = {f"client/{t}" for t in clients} or {"foreign/client"}
         finished_at: float | None = None
         next_foreign_check = 0.0
+        # A black box starts its program in a new container (interpreter start-up included), so its
+        # steps are timed from its first packet, which the router's NAT mapping shows; else a
+        # rebinding "at 1s" can land in the middle of its handshake.
+        clock_pending = self.foreign is not None
         while True:
             line = streams.get(timeout=0.02)
             while line is not None:
                 self._ingest(line.source, line.text, line.received)
                 line = streams.get(timeout=0)
             now = time.time()
-            if step_index < len(plan):
+            if clock_pending:
+                first = next((e.ts for e in self.events if isinstance(e, ev.NatMapping) and e.ts >= workload_start),
+                             None)
+                if first is not None or now - workload_start > FIRST_PACKET_WAIT:
+                    started, workload_start = workload_start, first or now
+                    previous_done, clock_pending = workload_start, False
+                    self._record(self._action_event(ActionResult("clock", "steps", {
+                        "from": "the client's first NAT mapping" if first else "no NAT mapping seen: the clock",
+                        "after_start_ms": round((workload_start - started) * 1000, 1)}), workload_start),
+                        "controller")
+            if step_index < len(plan) and not clock_pending:
                 step = plan[step_index]
                 due = StepTrigger.due_at(step, self.events, workload_start, previous_done)
                 if due is not None and now >= due:

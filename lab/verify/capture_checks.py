@@ -470,14 +470,20 @@ def cid_linkability(packets: list[QuicPacket], server_addresses: Iterable[str],
 def undecrypted(packets: list[QuicPacket], max_fraction: float = 0.0) -> CaptureCheck:
     """Fraction of 1-RTT packets tshark could not decrypt. Above 0, every frame-based check is unreliable."""
     one_rtt = [p for p in packets if p.packet_type == "1rtt"]
-    bad = [p for p in one_rtt if not p.decrypted]
-    other_bad = sum(1 for p in packets if p.packet_type in ("initial", "handshake", "0rtt") and not p.decrypted)
+    # Dropped undecrypted by their receiver too (its qlog says so, lab.verify.qlog_fill): reported, not counted.
+    dropped = [p for p in packets if not p.decrypted and p.decoded_from == "dropped by receiver"]
+    bad = [p for p in one_rtt if not p.decrypted and p not in dropped]
+    other_bad = sum(1 for p in packets if p.packet_type in ("initial", "handshake", "0rtt") and not p.decrypted
+                    and p not in dropped)
     frac = len(bad) / len(one_rtt) if one_rtt else 0.0
     ok = bool(one_rtt) and frac <= max_fraction
     observed = f"{len(bad)}/{len(one_rtt)} 1-RTT packets undecrypted ({frac:.1%})"
     if other_bad:
         observed += f", {other_bad} long-header packet(s) undecrypted"
     from_qlog = [p for p in one_rtt if p.decoded_from == "qlog"]
+    if dropped:
+        observed += (f"; {len(dropped)} that their receiver also dropped undecrypted (its qlog: key_unavailable; "
+                     f"frames {[p.frame for p in dropped][:5]})")
     if from_qlog:
         observed += (f"; {len(from_qlog)} more that tshark could not decrypt were read from their receiver's qlog "
                      f"(frames {[p.frame for p in from_qlog][:5]})")
@@ -485,7 +491,8 @@ def undecrypted(packets: list[QuicPacket], max_fraction: float = 0.0) -> Capture
         observed += f", first at frame {bad[0].frame}: frame-based checks unreliable (key log missing or wrong?)"
     return _check("undecrypted", ok, observed, f"<= {max_fraction:.1%} of >= 1 1-RTT packets",
                   {"fraction": frac, "undecrypted_1rtt": len(bad), "total_1rtt": len(one_rtt),
-                   "undecrypted_long_header": other_bad, "from_qlog": [p.frame for p in from_qlog]},
+                   "undecrypted_long_header": other_bad, "from_qlog": [p.frame for p in from_qlog],
+                   "dropped_by_receiver": [p.frame for p in dropped]},
                   len(one_rtt), verified=bool(one_rtt))
 
 

@@ -310,10 +310,12 @@ def _capture_checks(run_dir: Path, record: RunRecord, timeline: Timeline, migrat
         return [CheckResult("capture_verified", False, f"{SERVER_CAPTURE}: {str(exc).splitlines()[0]}", expected,
                             "quic", 0, "captures")], [], None
     received: dict = {}
+    dropped: list[tuple[float, int]] = []
     for side in ("client", "server"):  # what each receiver decrypted itself, for what tshark could not
         for log in read_qlogs(run_dir / side / "qlog")[0]:
             received.update(qlog_fill.received_frames(log.events))
-    packets = qlog_fill.fill_from_qlog(packets, received)
+            dropped += qlog_fill.dropped_undecrypted(log.events)
+    packets = qlog_fill.mark_dropped(qlog_fill.fill_from_qlog(packets, received), dropped)
     checks = [CheckResult("capture_verified", bool(packets), f"{len(packets)} QUIC packets in {SERVER_CAPTURE}",
                           expected, "quic", len(packets), "captures")]
     servers = _server_addresses(topology)

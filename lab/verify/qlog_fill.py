@@ -6,6 +6,11 @@ its frames). Such a packet is matched to the receiver's ``packet_received`` even
 CID and packet number, and its frames are taken from that event; the packet is then marked
 ``decoded_from="qlog"`` so the undecrypted check can say how many were filled and from where. A
 packet nobody's qlog shows stays undecrypted: no frame is ever guessed.
+
+A packet its receiver dropped undecrypted (``packet_dropped``, ``key_unavailable``: it came
+before the keys it needs, e.g. after a lost ServerHello) is matched by length within
+``DROP_MATCH_S`` of its capture time and marked ``decoded_from="dropped by receiver"``: it carried
+nothing the receiver acted on, so it does not make the frame-based checks unreliable.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ FRAME_TYPES: dict[str, int] = {
 QLOG_TYPES = {"1RTT": "1rtt", "initial": "initial", "handshake": "handshake", "0RTT": "0rtt"}
 
 Key = tuple[str, str, int]  # (packet type, dcid, packet number)
+DROPPED = "dropped by receiver"
+DROP_MATCH_S = 0.05
 
 
 def received_frames(events: Iterable[Mapping[str, Any]]) -> dict[Key, list[Mapping[str, Any]]]:
@@ -73,4 +80,32 @@ def fill_from_qlog(packets: list[QuicPacket], received: Mapping[Key, list[Mappin
             frames = received.get((packet.packet_type, packet.dcid, packet.packet_number))
         filled = _filled(packet, frames) if frames is not None else None
         out.append(filled or packet)
+    return out
+
+
+def dropped_undecrypted(events: Iterable[Mapping[str, Any]]) -> list[tuple[float, int]]:
+    """(time in s, length) of every packet a qlog says its endpoint dropped for want of keys."""
+    found = []
+    for event in events:
+        if not str(event.get("name", "")).endswith("packet_dropped"):
+            continue
+        data = event.get("data") or {}
+        length = (data.get("raw") or {}).get("length")
+        if data.get("trigger") == "key_unavailable" and length is not None and event.get("time") is not None:
+            found.append((float(event["time"]) / 1000, int(length)))
+    return found
+
+
+def mark_dropped(packets: list[QuicPacket], dropped: list[tuple[float, int]]) -> list[QuicPacket]:
+    """Undecrypted packets matching a receiver's drop (same length, within DROP_MATCH_S), marked."""
+    left = list(dropped)
+    out = []
+    for packet in packets:
+        if not packet.decrypted and packet.decoded_from == "capture":
+            match = next((d for d in left if d[1] == packet.packet_length and abs(d[0] - packet.time) <= DROP_MATCH_S),
+                         None)
+            if match is not None:
+                left.remove(match)
+                packet = replace(packet, decoded_from=DROPPED)
+        out.append(packet)
     return out

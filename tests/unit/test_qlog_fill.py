@@ -45,3 +45,21 @@ def test_nothing_is_guessed():
     assert not fill_from_qlog(blind, received_frames([qlog_event(other, [])]))[i].decrypted  # another packet
     unknown = [{"frame_type": "mystery"}]
     assert not fill_from_qlog(blind, received_frames([qlog_event(real, unknown)]))[i].decrypted
+
+
+def test_a_packet_its_receiver_dropped_for_want_of_keys_is_reported_not_counted():
+    from lab.verify.qlog_fill import DROPPED, dropped_undecrypted, mark_dropped
+
+    packets, i = a_response()
+    real = packets[i]
+    blind = packets[:i] + [replace(real, decrypted=False, frame_types=(), path_response=())] + packets[i + 1:]
+    drop = {"name": "transport:packet_dropped", "time": real.time * 1000 + 5,
+            "data": {"trigger": "key_unavailable", "raw": {"length": real.packet_length}}}
+    marked = mark_dropped(blind, dropped_undecrypted([drop]))
+    assert marked[i].decoded_from == DROPPED and not marked[i].decrypted
+    check = undecrypted(marked)
+    assert check.passed and "dropped undecrypted" in check.observed
+    for wrong in ({**drop, "time": real.time * 1000 + 500},  # too far in time
+                  {**drop, "data": {"trigger": "key_unavailable", "raw": {"length": real.packet_length + 1}}},
+                  {**drop, "data": {"trigger": "unknown_connection_id", "raw": {"length": real.packet_length}}}):
+        assert not undecrypted(mark_dropped(blind, dropped_undecrypted([wrong]))).passed
