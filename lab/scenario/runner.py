@@ -12,7 +12,7 @@ import json
 import shutil
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +167,23 @@ class ScenarioRunner:
                            f"{step.action}; what it did is in the capture"})
         return spec.apply(self.lab, step)
 
+    def _black_box_step(self, step: Step) -> Step:
+        """A step waiting for an event that a black-box end never emits runs right after the previous
+        step instead (its action event says so: ``trigger_replaced``)."""
+        trigger = step.trigger
+        if self.foreign is None or trigger.kind not in ("after", "after_bytes"):
+            return step
+        foreign_roles = {r for r, s in (("client", self.endpoints.client), ("server", self.endpoints.server))
+                         if not s.white_box}
+        silent = trigger.kind == "after_bytes" and "client" in foreign_roles or (
+            trigger.kind == "after" and (trigger.role in foreign_roles or trigger.role is None and
+                                         foreign_roles == {"client", "server"}))
+        if not silent:
+            return step
+        return replace(step, trigger=replace(trigger, kind="after_step"),
+                       origin=f"{step.origin or ''} trigger_replaced: {trigger.kind} {trigger.role or ''}:"
+                              f"{trigger.event or trigger.bytes} (a black box emits no events)".strip())
+
     def _ingest(self, line_source: str, text: str, received: float) -> None:
         self.raw_lines.setdefault(line_source, []).append(text)
         if line_source.startswith("foreign/"):  # a black box's own log: shown, kept, never taken as an event
@@ -315,7 +332,7 @@ class ScenarioRunner:
                         "after_start_ms": round((workload_start - started) * 1000, 1)}), workload_start),
                         "controller")
             if step_index < len(plan) and not clock_pending:
-                step = plan[step_index]
+                step = self._black_box_step(plan[step_index])
                 due = StepTrigger.due_at(step, self.events, workload_start, previous_done)
                 if due is not None and now >= due:
                     self.view.note(f"step {step_index + 1}/{len(plan)}: {step.action} "

@@ -98,3 +98,20 @@ def test_a_black_box_client_is_not_commanded_and_the_skip_is_recorded() -> None:
     step = Step(action="migrate", network="office")
     result = runner._apply(step)
     assert calls == [] and "black box" in result.detail["skipped"]
+
+
+def test_a_step_waiting_for_a_black_boxs_event_runs_after_the_previous_one() -> None:
+    from lab.scenario.model import Trigger
+
+    runner = runner_with(object())  # type: ignore[arg-type]
+    waiting = Step(action="disconnect", network="home", trigger=Trigger("after", event="migration_completed",
+                                                                        role="client"))
+    runner.foreign, runner.endpoints = None, endpoints()
+    assert runner._black_box_step(waiting) is waiting  # the lab's own client emits it
+    runner.foreign = object()  # type: ignore[assignment]
+    runner.endpoints = endpoints(client="qh3")
+    replaced = runner._black_box_step(waiting)
+    assert replaced.trigger.kind == "after_step" and "trigger_replaced" in (replaced.origin or "")
+    on_server = Step(action="disconnect", network="home", trigger=Trigger("after", event="path_validated",
+                                                                          role="server"))
+    assert runner._black_box_step(on_server) is on_server  # the lab's server still emits its events
