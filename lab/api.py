@@ -161,9 +161,12 @@ def run(name_or_path: str | Path | Scenario, capture: bool = True, live: bool = 
     return run_scenario(loaded, view=PlainView() if live else None, capture=capture).verdict
 
 
-def verify(run_dir: str | Path) -> Verdict:
-    """Judge a recorded run again from its directory alone (raises NotARunDir when it is not a run's)."""
-    return judge_run(run_dir)
+def verify(run_dir: str | Path, strict: bool = False) -> Verdict:
+    """Judge a recorded run again from its directory alone (raises NotARunDir when it is not a run's).
+
+    ``strict``: RFC 9000 MUST violations found in the capture fail the run (they are reported either way).
+    """
+    return judge_run(run_dir, strict=strict)
 
 
 def goodput_chart(verdict: Verdict) -> str:

@@ -20,10 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory, e.g. artifacts/NAME/latest")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--write", action="store_true", help="rewrite report.json and report.md in RUN_DIR")
+    parser.add_argument("--strict", action="store_true", help="RFC 9000 MUST violations in the capture fail the run")
 
 
 def run(args: argparse.Namespace) -> int:
-    verdict = api.verify(args.run_dir)
+    verdict = api.verify(args.run_dir, strict=args.strict)
     if args.write:
         verdict.write_reports()
     if args.json:

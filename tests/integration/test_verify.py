@@ -128,3 +128,16 @@ def test_not_a_run_directory_is_one_line_and_exit_2(tmp_path):
     result = verify(tmp_path)
     assert result.returncode == 2 and "not a run directory" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_strict_fails_the_run_on_a_must_violation_reported_either_way(run_dir):
+    """aioquic 1.7.2 never re-challenges a path validated by an unexpanded challenge (§8.2.3): the
+    finding is in every report; only --strict makes it fail the run."""
+    lenient = verify(run_dir, "--json")
+    assert lenient.returncode == 0, lenient.stderr
+    findings = json.loads(lenient.stdout)["conformance"]
+    assert any(f["rule"] == "RFC 9000 §8.2.3" and f["verdict"] == "violation" and f["frames"] for f in findings)
+    strict = verify(run_dir, "--strict", "--json")
+    assert strict.returncode == 1
+    check = next(c for c in json.loads(strict.stdout)["checks"] if c["name"] == "conformance_strict")
+    assert check["status"] == "failed" and "§8.2.3" in check["observed"]
