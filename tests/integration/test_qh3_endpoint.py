@@ -374,16 +374,17 @@ def test_lab_client_against_qh3_server(qh3_image, lab_image, tmp_path, testcase)
 # --- a port rebinding on loopback, judged from a decrypted capture ----------------------------
 
 RELAY = '''
-"""client -> 127.0.0.1:15444 -> 127.0.0.1:443; from REBIND_AT s after the client's first datagram
-on, the relay forwards from a new source port (the old one closed): a NAT rebinding."""
+"""client -> 127.0.0.1:15444 -> 127.0.0.1:443; once the server has sent REBIND_AFTER bytes (the
+handshake is long over and the download under way, however loaded the machine), the relay forwards
+from a new source port (the old one closed): a NAT rebinding."""
 import asyncio, socket, sys, time
-rebind_at = float(sys.argv[1])
+rebind_after = int(sys.argv[1])
 async def main():
     loop = asyncio.get_running_loop()
     front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     front.bind(("127.0.0.1", 15444))
     front.setblocking(False)
-    state = {"client": None, "back": None, "first": None}
+    state = {"client": None, "back": None, "down": 0}
     def back_socket():
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind(("127.0.0.1", 0))
@@ -394,6 +395,7 @@ async def main():
             except OSError:
                 return
             if state["back"] is sock and state["client"]:
+                state["down"] += len(data)
                 front.sendto(data, state["client"])
         loop.add_reader(sock.fileno(), readable)
         return sock
@@ -407,9 +409,7 @@ async def main():
             except BlockingIOError:
                 return
             state["client"] = addr
-            now = time.monotonic()
-            state["first"] = state["first"] or now
-            if not rebound and now - state["first"] >= rebind_at:
+            if not rebound and state["down"] >= rebind_after:
                 old = state["back"]
                 loop.remove_reader(old.fileno())
                 old.close()
@@ -434,7 +434,7 @@ def test_qh3_server_challenges_a_rebound_client(qh3_image, lab_image, tmp_path):
     script = """
 tcpdump -i lo -U -w /logs/lo.pcap udp port 443 2>/logs/tcpdump.log & TP=$!
 ROLE=server TESTCASE=transfer python /opt/qh3/endpoint.py 2>/logs/server.log & SP=$!
-python /logs/relay.py 0.3 >/logs/relay.log & RP=$!
+python /logs/relay.py 500000 >/logs/relay.log & RP=$!
 for _ in $(seq 100); do ss -Huln | grep -q ':15444 ' && ss -Huln | grep -q ':443 ' && break; sleep 0.1; done
 sleep 0.5
 ROLE=client TESTCASE=transfer REQUESTS=https://127.0.0.1:15444/r.bin SSLKEYLOGFILE=/logs/keys.log \
