@@ -429,10 +429,10 @@ def test_qh3_server_challenges_a_rebound_client(qh3_image, lab_image, tmp_path):
     Server, relay and client in one qh3 container (tcpdump from the base image captures lo);
     the lab image's tshark decrypts the capture with the client's key log.
     """
-    box = make_box(tmp_path, {"r.bin": 8_000_000})
+    box = make_box(tmp_path, {"r.bin": 4_000_000})
     (box.logs / "relay.py").write_text(RELAY)
     script = """
-tcpdump -i lo -U -w /logs/lo.pcap udp port 443 2>/logs/tcpdump.log & TP=$!
+tcpdump -i lo -B 32768 -U -w /logs/lo.pcap udp port 443 2>/logs/tcpdump.log & TP=$!
 ROLE=server TESTCASE=transfer python /opt/qh3/endpoint.py 2>/logs/server.log & SP=$!
 python /logs/relay.py 500000 >/logs/relay.log & RP=$!
 for _ in $(seq 100); do ss -Huln | grep -q ':15444 ' && ss -Huln | grep -q ':443 ' && break; sleep 0.1; done
@@ -469,6 +469,8 @@ sleep 0.3; kill $RP $SP; sleep 0.3; kill $TP; wait; exit $rc
             first_to_port.setdefault(dst, types.split(","))
         challenges |= {c for c in challenge.split(",") if c} if src == "443" else set()
         responses |= {r for r in response.split(",") if r} if dst == "443" else set()
+    dropped = (box.logs / "tcpdump.log").read_text()
+    assert "\n0 packets dropped by kernel" in dropped, f"the capture is incomplete: {dropped.strip()}"
     assert len(first_to_port) == 2, f"expected two client ports, saw {sorted(first_to_port)}"
     new_port_first = list(first_to_port.values())[1]
     assert "26" in new_port_first, f"first packet on the new path carries frames {new_port_first}, no PATH_CHALLENGE"
