@@ -216,6 +216,10 @@ class Qlog:
     events: list[dict[str, Any]]
 
 
+SIDES = ("client", "server")
+SideQlogs = dict[str, tuple[list["Qlog"], list[str]]]  # side -> (its qlog files, problems reading them)
+
+
 def read_qlogs(directory: Path) -> tuple[list[Qlog], list[str]]:
     """The qlog files of one side, and one problem string per unreadable file."""
     logs: list[Qlog] = []
@@ -284,7 +288,12 @@ def _server_addresses(topology: Topology) -> set[str]:
     return {topology.server_address, topology.server_preferred_address}
 
 
-def _capture_checks(run_dir: Path, record: RunRecord, timeline: Timeline, migration: bool,
+def read_side_qlogs(run_dir: Path) -> SideQlogs:
+    """Each side's qlog files and the problems reading them, read once for every check that uses them."""
+    return {side: read_qlogs(run_dir / side / "qlog") for side in SIDES}
+
+
+def _capture_checks(run_dir: Path, record: RunRecord, timeline: Timeline, migration: bool, qlogs: SideQlogs,
                     tools: ImageTools | None) -> tuple[list[CheckResult], list[Figure], list[QuicPacket] | None]:
     scenario, topology = record.scenario, record.topology
     expected = "the server-side capture decoded by the lab image's tshark"
@@ -311,8 +320,8 @@ def _capture_checks(run_dir: Path, record: RunRecord, timeline: Timeline, migrat
                             "quic", 0, "captures")], [], None
     received: dict = {}
     dropped: list[tuple[float, int]] = []
-    for side in ("client", "server"):  # what each receiver decrypted itself, for what tshark could not
-        for log in read_qlogs(run_dir / side / "qlog")[0]:
+    for logs, _ in qlogs.values():  # what each receiver decrypted itself, for what tshark could not
+        for log in logs:
             received.update(qlog_fill.received_frames(log.events))
             dropped += qlog_fill.dropped_undecrypted(log.events)
     packets = qlog_fill.mark_dropped(qlog_fill.fill_from_qlog(packets, received), dropped)
@@ -339,14 +348,9 @@ def _capture_checks(run_dir: Path, record: RunRecord, timeline: Timeline, migrat
     return checks, figures, packets
 
 
-def _qlog_checks(run_dir: Path, timeline: Timeline, migration: bool, black_box: bool = False) -> list[CheckResult]:
+def _qlog_checks(qlogs: SideQlogs, timeline: Timeline, migration: bool, black_box: bool = False) -> list[CheckResult]:
     checks: list[CheckResult] = []
-    server_logs: list[Qlog] = []
-    for side in ("client", "server"):
-        directory = run_dir / side / "qlog"
-        logs, problems = read_qlogs(directory)
-        if side == "server":
-            server_logs = logs
+    for side, (logs, problems) in qlogs.items():
         name, expected = f"qlog_{side}", f"a readable qlog of the {side}'s connection in {side}/qlog/"
         events = sum(len(log.events) for log in logs)
         if problems:
@@ -360,7 +364,7 @@ def _qlog_checks(run_dir: Path, timeline: Timeline, migration: bool, black_box: 
             checks.append(CheckResult(name, events > 0, f"{len(logs)} file(s), {events} events", expected, "quic",
                                       events, "qlog"))
     if migration:
-        checks.append(cross_checks.challenges_in_qlog(timeline, qlog_challenges(server_logs)))
+        checks.append(cross_checks.challenges_in_qlog(timeline, qlog_challenges(qlogs["server"][0])))
     return checks
 
 
@@ -417,24 +421,29 @@ def _downloads(run_dir: Path, files: Iterable[dict[str, Any]]) -> dict[str, str 
     return found
 
 
+def _run_end(verdict: Verdict, timeline: Timeline) -> dict[str, Any]:
+    """The runner's run_end event: its duration and error go to the verdict; its detail is returned."""
+    end = next((e for e in reversed(timeline.events) if isinstance(e, ev.Action) and e.action == RUN_END), None)
+    if not isinstance(end, ev.Action):
+        return {}
+    verdict.duration_s = float(end.detail.get("duration_s") or 0.0)
+    verdict.error = end.detail.get("error")
+    return dict(end.detail)
+
+
 def _judge_black_box(verdict: Verdict, record: RunRecord, timeline: Timeline, tools: ImageTools | None) -> None:
     """A run with a foreign end: captures, qlog, the files' sha256 and the exit code (lab.verify.blackbox)."""
     run_dir, scenario, ends = verdict.run_dir, record.scenario, record.endpoints
-    completed = run_completed(timeline, len(scenario.plan()))
-    verdict.checks.append(completed)
-    end = next((e for e in reversed(timeline.events) if isinstance(e, ev.Action) and e.action == RUN_END), None)
-    codes: dict[str, Any] = {}
-    if isinstance(end, ev.Action):
-        verdict.duration_s = float(end.detail.get("duration_s") or 0.0)
-        verdict.error = end.detail.get("error")
-        codes = dict(end.detail.get("exit_codes") or {})
-        codes.update(end.detail.get("foreign") or {})
+    verdict.checks.append(run_completed(timeline, len(scenario.plan())))
+    detail = _run_end(verdict, timeline)
+    codes = {**(detail.get("exit_codes") or {}), **(detail.get("foreign") or {})}
     verdict.checks.append(blackbox.exit_check(ends.client.name, codes.get("client")))
     if not ends.server.white_box:
         verdict.checks.append(blackbox.server_check(ends.server.name, codes.get("server_running_at_end")))
     verdict.checks.append(blackbox.files_check(record.files, _downloads(run_dir, record.files)))
-    verdict.checks.extend(_qlog_checks(run_dir, timeline, False, black_box=True))
-    checks, figures, packets = _capture_checks(run_dir, record, timeline, expects_migration(scenario), tools)
+    qlogs = read_side_qlogs(run_dir)
+    verdict.checks.extend(_qlog_checks(qlogs, timeline, False, black_box=True))
+    checks, figures, packets = _capture_checks(run_dir, record, timeline, expects_migration(scenario), qlogs, tools)
     verdict.checks.extend(checks)
     verdict.figures.extend(figures)
     verdict.packets = None if packets is None else len(packets)
@@ -463,16 +472,13 @@ def _judge_white_box(verdict: Verdict, record: RunRecord, timeline: Timeline, to
         if transport == "quic" and verdict.metrics[transport]["detection_delay_ms"] is None:
             # No probe was needed: the delay the client ran with is the scenario's (configured, not observed).
             verdict.metrics[transport]["detection_delay_ms"] = scenario.workload.probe_after * 1000
-    completed = run_completed(timeline, len(scenario.plan()))
-    verdict.checks.append(completed)
-    end = next((e for e in reversed(timeline.events) if isinstance(e, ev.Action) and e.action == RUN_END), None)
-    if isinstance(end, ev.Action):
-        verdict.duration_s = float(end.detail.get("duration_s") or 0.0)
-        verdict.error = end.detail.get("error")
+    verdict.checks.append(run_completed(timeline, len(scenario.plan())))
+    _run_end(verdict, timeline)
     if "quic" in scenario.transports:
         migration = expects_migration(scenario)
-        verdict.checks.extend(_qlog_checks(run_dir, timeline, migration))
-        checks, figures, packets = _capture_checks(run_dir, record, timeline, migration, tools)
+        qlogs = read_side_qlogs(run_dir)
+        verdict.checks.extend(_qlog_checks(qlogs, timeline, migration))
+        checks, figures, packets = _capture_checks(run_dir, record, timeline, migration, qlogs, tools)
         verdict.checks.extend(checks)
         verdict.figures.extend(figures)
         verdict.packets = None if packets is None else len(packets)
