@@ -17,7 +17,6 @@ from rich.console import Console
 
 from lab import api
 from lab.errors import LabError
-from lab.observe.live import PlainView
 from lab.report.matrix import ERROR, Cell, cell_from_report, grid_markdown, load_cells, write_matrix
 from lab.scenario import stacks
 from lab.scenario.runner import ARTIFACTS
@@ -74,8 +73,7 @@ def run_matrix(args: argparse.Namespace) -> int:
         for client, server in pairs:
             console.print(f"[{len(cells) + 1}/{total}] {scenario.name}: {client} -> {server}")
             started = time.monotonic()
-            result = api.run_scenario(scenario, topology, PlainView(open("/dev/null", "w")),  # noqa: SIM115
-                                      capture=not args.no_capture, client=client, server=server)
+            result = api.run_scenario(scenario, topology, capture=not args.no_capture, client=client, server=server)
             cell_dir = Path("cells") / f"{scenario.name}--{client}--{server}".replace("/", "_").replace(":", "_")
             _copy_run(result.run_dir, out / cell_dir)
             report = result.verdict.to_dict() if result.verdict is not None else {"error": result.error}

@@ -14,8 +14,10 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from lab.scenario.record import TIMEOUT_ERROR
+from lab.scenario.stacks import STACK_FAILURE, UNSUPPORTED_EXIT
+
 PASS, FAIL, UNSUPPORTED, ERROR = "pass", "fail", "unsupported", "error"
-UNSUPPORTED_EXIT = 127
 MATRIX_JSON = "matrix.json"
 
 
@@ -49,7 +51,7 @@ def cell_from_report(client: str, server: str, report: Mapping[str, Any], run: s
                or (c.get("status") == "not verified" and c.get("source") not in optional)]
     # A timeout or a foreign server's exit is the stacks' failure (the lab played every step); any other
     # error is the lab's (an action failed, a lab container died) until shown otherwise.
-    lab_error = error and not str(error).startswith(("timeout", "stack "))
+    lab_error = error and not str(error).startswith((TIMEOUT_ERROR, f"{STACK_FAILURE} "))
     if unsupported:
         status, reason = UNSUPPORTED, str(exit_check.get("observed") if exit_check else error)
     elif report.get("passed"):

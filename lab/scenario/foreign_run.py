@@ -13,7 +13,6 @@ import hashlib
 import io
 import os
 import tarfile
-import time
 from pathlib import Path
 
 from lab.control import foreign, impair
@@ -22,6 +21,7 @@ from lab.scenario.model import Impairment
 from lab.scenario.schema import Scenario
 from lab.scenario.stacks import (
     CERTS,
+    STACK_FAILURE,
     Endpoints,
     InteropPlan,
     ServedFile,
@@ -34,18 +34,15 @@ from lab.topology.load import ROOT
 from lab.topology.model import CLIENT, SERVER, Topology
 
 CERTS_DIR = ROOT / "certs"
-LAB_IMAGE = os.environ.get("LAB_IMAGE") or "quic-migration-lab:latest"
-STACK_FAILURE = "stack"  # how a run error caused by a foreign stack begins (a failed cell, not a lab error)
+def image_of(stack: Stack, topology: Topology) -> str:
+    """The stack's image; a stack of the lab's image runs the one compose.yaml gives the lab's services."""
+    return stack.image or str(topology.extra["config"]["services"][SERVER]["image"])
 
 
-def image_of(stack: Stack) -> str:
-    return stack.image or LAB_IMAGE
-
-
-def missing_images(endpoints: Endpoints) -> list[str]:
+def missing_images(endpoints: Endpoints, topology: Topology) -> list[str]:
     """The foreign ends' images that are not on this machine (checked before a run)."""
     sides = [s for s in (endpoints.client, endpoints.server) if not s.white_box]
-    return [f"{s.name}: {image_of(s)}" for s in sides if not foreign.image_present(image_of(s))]
+    return [f"{s.name}: {image_of(s, topology)}" for s in sides if not foreign.image_present(image_of(s, topology))]
 
 
 def write_served_file(run_dir: Path, size: int) -> ServedFile:
@@ -98,7 +95,7 @@ class ForeignEnds:
 
     def _start(self, role: str, stack: Stack, plan: InteropPlan) -> foreign.ForeignEndpoint:
         host = self.lab.ctr(CLIENT if role == "client" else SERVER)
-        return foreign.start(role, stack.name, image_of(stack), stack.command, host, plan.environment,
+        return foreign.start(role, stack.name, image_of(stack, self.topology), stack.command, host, plan.environment,
                              self._mounts(plan), f"{self.topology.project}-foreign-{role}-{self.run_id}",
                              self.topology.project)
 
@@ -174,10 +171,8 @@ class ForeignEnds:
                 self._save_log(end)
                 end.remove()
         if self.yielded:
-            deadline = time.monotonic() + 5
-            while not foreign.reclaim_main_port(self.lab.ctr(SERVER), self.topology.server_port, timeout=1):
-                if time.monotonic() > deadline:
-                    raise ActionError(f"the lab's server could not bind UDP {self.topology.server_port} again")
+            if not foreign.reclaim_main_port(self.lab.ctr(SERVER), self.topology.server_port, timeout=5):
+                raise ActionError(f"the lab's server could not bind UDP {self.topology.server_port} again")
             self.yielded = False
         return codes
 

@@ -15,6 +15,7 @@ KEYLOG = "client/keys-quic.log"
 SERVER_KEYLOG = "server/keys.log"  # a black-box server's (lab.scenario.stacks)
 DOWNLOADS = "client/downloads"  # a black-box client's /downloads
 WWW = "www"  # the files a black-box run served
+TIMEOUT_ERROR = "timeout"  # how the run_end error of a run that outlived its scenario's timeout begins
 RUN_END = "run_end"  # the controller's last event: error, exit codes, steps played, duration
 
 

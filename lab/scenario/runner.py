@@ -25,7 +25,7 @@ from lab.observe.stream import ExecStream, LineQueue
 from lab.observe.timeline import Timeline, write_jsonl
 from lab.scenario.foreign_run import ForeignEnds, missing_images
 from lab.scenario.names import topology_names
-from lab.scenario.record import RECORD, RUN_END, TOPOLOGY_COPY, scenario_copy
+from lab.scenario.record import RECORD, RUN_END, TIMEOUT_ERROR, TOPOLOGY_COPY, scenario_copy
 from lab.scenario.schema import Scenario, Step
 from lab.scenario.stacks import Endpoints
 from lab.scenario.steps import ACTIONS
@@ -210,7 +210,7 @@ class ScenarioRunner:
         lock = RunLock(LOCK).acquire(scenario.name)
         try:
             check_lab(self.topology)
-            missing = missing_images(self.endpoints) if self.endpoints.black_box else []
+            missing = missing_images(self.endpoints, self.topology) if self.endpoints.black_box else []
             if missing:
                 raise PreflightError(f"image missing for {', '.join(missing)}: build it (make qh3-image for qh3)")
             if self.endpoints.black_box and self.scenario.workload.kind != "download":
@@ -366,7 +366,7 @@ class ScenarioRunner:
             if finished_at is not None and now - finished_at > 0.8:
                 break  # the clients are done; the server's last events have had time to arrive
             if now > deadline:
-                result.error = f"timeout: the scenario did not finish within {scenario.timeout:g} s"
+                result.error = f"{TIMEOUT_ERROR}: the scenario did not finish within {scenario.timeout:g} s"
                 self.lab.ctr(CLIENT).exec_run(["pkill", "-f", "lab.endpoints.client"])
                 if self.foreign is not None:
                     self.foreign.kill_client()

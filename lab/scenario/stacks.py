@@ -25,6 +25,7 @@ QH3 = "qh3"
 QH3_IMAGE = "quic-migration-lab-qh3:latest"
 ROLES = ("client", "server")
 UNSUPPORTED_EXIT = 127  # the runner's "test case not supported"
+STACK_FAILURE = "stack"  # how a run error caused by a foreign stack begins (a failed cell, not a lab error)
 
 # A Docker image reference: [registry/]name[:tag][@digest], lower-case name components.
 _IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$")
