@@ -51,12 +51,18 @@ base:  ## base image: from $(DEBIAN_IMAGE) when it can be pulled, else from Debi
 		timeout 120 docker build -q --build-arg BASE_IMAGE=$(DEBIAN_IMAGE) -t $(BASE_IMAGE) images/base >/dev/null 2>&1 \
 		|| { echo "    no registry: building it from Debian packages"; bash images/base/bootstrap.sh $(BASE_IMAGE); }; }
 
-$(WHEELHOUSE)/.stamp: images/lab/requirements.txt | venv
-	@echo "==> wheelhouse for the image ($(WHEELHOUSE), python 3.11, $(ARCH))"
-	@mkdir -p $(WHEELHOUSE)
+# A wheelhouse for an image's Python 3.11 (pip cannot reach the index from inside a container):
+# $(call wheelhouse,<dir>,<requirements file>), the recipe of a <dir>/.stamp target.
+define wheelhouse
+	@echo "==> wheelhouse $(1) (python 3.11, $(ARCH)) for $(2)"
+	@mkdir -p $(1)
 	@$(PY) -m pip download -q --only-binary=:all: --python-version 3.11 --implementation cp $(PLATFORMS) \
-		-d $(WHEELHOUSE) -r images/lab/requirements.txt
-	@touch $@
+		-d $(1) -r $(2)
+	@touch $(1)/.stamp
+endef
+
+$(WHEELHOUSE)/.stamp: images/lab/requirements.txt | venv
+	$(call wheelhouse,$(WHEELHOUSE),images/lab/requirements.txt)
 
 wheelhouse: $(WHEELHOUSE)/.stamp  ## Python wheels for the image, downloaded on the host
 

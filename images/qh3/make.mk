@@ -1,6 +1,6 @@
 # The qh3 endpoint image (a second QUIC stack, docs/stacks.md). Include it from the Makefile:
 #   include images/qh3/make.mk
-# It uses the Makefile's PY, PLATFORMS, ARCH, BASE_IMAGE and the `base` and `venv` targets.
+# It uses the Makefile's PY, BASE_IMAGE, its `wheelhouse` recipe and the `base` and `venv` targets.
 # The build context is a tar of exactly the three inputs, because the repository's .dockerignore
 # admits only the lab image's files (and this Engine's legacy builder has no per-Dockerfile ignore).
 QH3_IMAGE      ?= quic-migration-lab-qh3:latest
@@ -10,11 +10,7 @@ QH3_CONTEXT    := images/qh3/Dockerfile images/qh3/requirements.txt stacks/qh3/e
 .PHONY: qh3-wheelhouse qh3-image
 
 $(QH3_WHEELHOUSE)/.stamp: images/qh3/requirements.txt | venv
-	@echo "==> wheelhouse for the qh3 image ($(QH3_WHEELHOUSE), python 3.11, $(ARCH))"
-	@mkdir -p $(QH3_WHEELHOUSE)
-	@$(PY) -m pip download -q --only-binary=:all: --python-version 3.11 --implementation cp $(PLATFORMS) \
-		-d $(QH3_WHEELHOUSE) -r images/qh3/requirements.txt
-	@touch $@
+	$(call wheelhouse,$(QH3_WHEELHOUSE),images/qh3/requirements.txt)
 
 qh3-wheelhouse: $(QH3_WHEELHOUSE)/.stamp  ## the qh3 image's wheels, downloaded on the host
 
