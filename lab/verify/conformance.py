@@ -12,7 +12,7 @@ Each rule of :data:`RULES` is judged for every endpoint it binds and gives one :
 server-side capture cannot tell a NAT rebinding from a migration the client initiated; the
 summary says which).
 
-Conventions (see ``shared/reference/rfc9000-conformance.md``):
+Conventions (the rules as docs/report.md, "Conformance", tabulates them):
 
 * A datagram's size is its UDP payload (``udp.length - 8``); expansion is judged per datagram.
 * A *tuple* is the 4-tuple as the server sees it, ``(client_ip, client_port, server_ip,
