@@ -58,7 +58,7 @@ def capture_facts(packets: list[QuicPacket], server_addresses: Iterable[str]) ->
     roles = _Roles(server_addresses)
     order = _paths_in_order(packets, roles)
     migrated = _new_paths(packets, roles)
-    handshakes = len({p.scid for p in packets if p.packet_type == "initial" and roles.from_server(p)})
+    handshakes = len(capture_checks.handshakes(packets, server_addresses).details["scids"])
     challenges: dict[str, tuple[float, tuple]] = {}  # data -> (time, path) of the server's challenges
     answered: dict[tuple, float] = {}
     for p in packets:
