@@ -45,6 +45,18 @@ class Gateway:
 
 
 @dataclass(frozen=True)
+class Adversary:
+    """The victim and attacker hosts of the adversary scenarios (compose profile ``adversary``)."""
+
+    victim: str
+    attacker: str
+    tunnel_port: int
+    network: str = "internet"
+    profile: str = "adversary"
+    services: tuple[str, ...] = ("victim", "attacker")
+
+
+@dataclass(frozen=True)
 class Topology:
     project: str
     networks: dict[str, Network]
@@ -56,6 +68,7 @@ class Topology:
     server_port: int
     server_preferred_port: int
     extra: dict[str, Any] = field(default_factory=dict)
+    adversary: Adversary | None = None  # None: compose.yaml defines no attacker
 
     @property
     def client_networks(self) -> list[str]:
@@ -140,6 +153,9 @@ def validate(topology: Topology) -> list[str]:
                         if a == address), None)
         if network is None:
             problems.append(f"x-lab.{label}: {address} is none of the server's addresses")
+    if topology.adversary is not None:
+        for label, address in (("victim", topology.adversary.victim), ("attacker", topology.adversary.attacker)):
+            inside(f"x-lab.adversary.{label} ({label.upper()}_IP)", topology.adversary.network, address)
     return problems
 
 
@@ -167,12 +183,15 @@ def topology_from_config(config: dict[str, Any]) -> Topology:
             )
         gateways = {net: Gateway(net, g["router"], g["address"]) for net, g in lab["gateways"].items()}
         server = lab["server"]
+        hostile = lab.get("adversary")
+        adversary = None if not hostile else Adversary(str(hostile["victim"]), str(hostile["attacker"]),
+                                                       int(hostile["tunnel_port"]))
         return Topology(
             project=project, networks=networks, services=services, gateways=gateways,
             client_addresses=dict(lab["client_addresses"]),
             server_address=server["address"], server_preferred_address=server["preferred_address"],
             server_port=int(server["port"]), server_preferred_port=int(server["preferred_port"]),
-            extra={"config": config},
+            extra={"config": config}, adversary=adversary,
         )
-    except (KeyError, IndexError, TypeError) as exc:
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise TopologyError(f"compose.yaml: missing or malformed field {exc}") from None
