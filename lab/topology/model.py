@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.errors import LabError
+from lab.topology.overrides import KINDS
 
 CLIENT = "client"
 SERVER = "server"
@@ -23,6 +24,7 @@ class Network:
     subnet: str
     bridge: str | None = None
     masquerade: bool = True
+    gateway: str | None = None  # the bridge's own address; None: Docker's default, the subnet's first host
 
     def contains(self, address: str) -> bool:
         return ipaddress.ip_address(address) in ipaddress.ip_network(self.subnet)
@@ -69,6 +71,7 @@ class Topology:
     server_preferred_port: int
     extra: dict[str, Any] = field(default_factory=dict)
     adversary: Adversary | None = None  # None: compose.yaml defines no attacker
+    variables: dict[str, str] = field(default_factory=dict)  # field path -> the compose variable setting it
 
     @property
     def client_networks(self) -> list[str]:
@@ -102,24 +105,30 @@ class TopologyError(LabError, ValueError):
     """compose.yaml lacks what the lab needs (a field, a network)."""
 
 
-def _where(variable: str) -> str:
+def _where(variable: str | None) -> str:
     return f" (set by {variable})" if variable else ""
 
 
 def validate(topology: Topology) -> list[str]:
     """Everything wrong with a topology, one line each, before anything is created (pure).
 
-    Subnets must parse, no two lab subnets may overlap, and every address (services, the
-    client's per-network addresses, gateways, the server's) must lie inside its network.
+    Subnets must be IPv4 networks Docker can create, and no two lab subnets may overlap. Every
+    address (services, the client's per-network addresses, gateways, the server's, the adversary's)
+    must be a host of its network other than the bridge's own address, and no two hosts may share
+    one. A problem names the variable that sets the field when compose.yaml has one
+    (``topology.variables``).
     """
     problems: list[str] = []
-    subnets: dict[str, ipaddress.IPv4Network | ipaddress.IPv6Network] = {}
+    variable = topology.variables.get
+    subnets: dict[str, ipaddress.IPv4Network] = {}
     for network in topology.networks.values():
-        try:
-            subnets[network.name] = ipaddress.ip_network(network.subnet, strict=True)
-        except ValueError as exc:
-            problems.append(f"network {network.name}: subnet {network.subnet!r} is not valid ({exc}); "
-                            f"use a CIDR such as 10.203.1.0/24 ({network.name.upper()}_SUBNET)")
+        field_path = f"networks.{network.name}.ipam.config.0.subnet"
+        reason = KINDS["subnet"].check(network.subnet)
+        if reason:
+            problems.append(f"network {network.name}: subnet {network.subnet!r}{_where(variable(field_path))}: "
+                            f"{reason}; allowed: {KINDS['subnet'].allowed}")
+        else:
+            subnets[network.name] = ipaddress.IPv4Network(network.subnet)
     names = sorted(subnets)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
@@ -127,39 +136,63 @@ def validate(topology: Topology) -> list[str]:
                 problems.append(f"networks {a} ({subnets[a]}) and {b} ({subnets[b]}) overlap: every lab network "
                                 "needs a subnet of its own")
 
-    def inside(what: str, network: str, address: str) -> None:
+    owners: dict[tuple[str, str], dict[str, str]] = {}  # (network, address) -> owner -> what, for duplicates
+
+    def inside(what: str, network: str, address: str, field_path: str, owner: str) -> None:
+        where = _where(variable(field_path))
         if network not in topology.networks:
             problems.append(f"{what}: unknown network {network!r} (networks: {', '.join(sorted(topology.networks))})")
             return
-        try:
-            parsed = ipaddress.ip_address(address)
-        except ValueError:
-            problems.append(f"{what}: {address!r} is not an IP address")
+        reason = KINDS["address"].check(address)
+        if reason:
+            problems.append(f"{what}: {address!r}{where}: {reason}; allowed: {KINDS['address'].allowed}")
             return
-        if network in subnets and parsed not in subnets[network]:
-            problems.append(f"{what}: {address} is not inside {network}'s subnet {subnets[network]}")
+        subnet = subnets.get(network)
+        if subnet is None:
+            return
+        parsed = ipaddress.IPv4Address(address)
+        gateway = ipaddress.IPv4Address(topology.networks[network].gateway or subnet.network_address + 1)
+        if parsed not in subnet:
+            problems.append(f"{what}: {address}{where} is not inside {network}'s subnet {subnet}")
+        elif parsed in (subnet.network_address, subnet.broadcast_address, gateway):
+            role = {subnet.network_address: "network address", subnet.broadcast_address: "broadcast address",
+                    gateway: "bridge's own address (Docker's gateway)"}[parsed]
+            problems.append(f"{what}: {address}{where} is {network}'s {role}; allowed: a host of {subnet} "
+                            f"other than {subnet.network_address}, {gateway} and {subnet.broadcast_address}")
+        else:
+            owners.setdefault((network, address), {}).setdefault(owner, f"{what}{where}")
 
     for service in topology.services.values():
         for network, address in service.addresses.items():
             if address:
-                inside(f"service {service.name} on {network}", network, address)
+                inside(f"service {service.name} on {network}", network, address,
+                       f"services.{service.name}.networks.{network}.ipv4_address", service.name)
     for network, address in topology.client_addresses.items():
-        inside(f"x-lab.client_addresses.{network}", network, address)
+        inside(f"x-lab.client_addresses.{network}", network, address, f"x-lab.client_addresses.{network}", CLIENT)
     for gateway in topology.gateways.values():
-        inside(f"x-lab.gateways.{gateway.network} (router {gateway.router})", gateway.network, gateway.address)
+        inside(f"x-lab.gateways.{gateway.network} (router {gateway.router})", gateway.network, gateway.address,
+               f"x-lab.gateways.{gateway.network}.address", gateway.router)
     for label, address in (("server.address", topology.server_address),
                            ("server.preferred_address", topology.server_preferred_address)):
         network = next((n for n, a in topology.services.get(SERVER, Service(SERVER, {})).addresses.items()
                         if a == address), None)
         if network is None:
-            problems.append(f"x-lab.{label}: {address} is none of the server's addresses")
+            problems.append(f"x-lab.{label}: {address}{_where(variable(f'x-lab.{label}'))} is none of the "
+                            "server's addresses")
     if topology.adversary is not None:
         for label, address in (("victim", topology.adversary.victim), ("attacker", topology.adversary.attacker)):
-            inside(f"x-lab.adversary.{label} ({label.upper()}_IP)", topology.adversary.network, address)
+            inside(f"x-lab.adversary.{label}", topology.adversary.network, address, f"x-lab.adversary.{label}",
+                   label)
+    for (network, address), by in owners.items():
+        if len(by) > 1:
+            problems.append(f"{address} on {network} is given to {len(by)} hosts: {'; '.join(by.values())}; "
+                            "every host needs an address of its own")
     return problems
 
 
-def topology_from_config(config: dict[str, Any]) -> Topology:
+def topology_from_config(config: dict[str, Any], variables: dict[str, str] | None = None) -> Topology:
+    """The topology of a resolved compose config; ``variables`` (field path -> variable) names the
+    overrides in validate's problems (``lab.topology.overrides.field_variables``)."""
     try:
         lab = config["x-lab"]
         project = config["name"]
@@ -170,6 +203,7 @@ def topology_from_config(config: dict[str, Any]) -> Topology:
                 name=name,
                 docker_name=spec.get("name", f"{project}_{name}"),
                 subnet=spec["ipam"]["config"][0]["subnet"],
+                gateway=spec["ipam"]["config"][0].get("gateway"),
                 bridge=options.get("com.docker.network.bridge.name"),
                 masquerade=options.get("com.docker.network.bridge.enable_ip_masquerade", "true") != "false",
             )
@@ -191,7 +225,7 @@ def topology_from_config(config: dict[str, Any]) -> Topology:
             client_addresses=dict(lab["client_addresses"]),
             server_address=server["address"], server_preferred_address=server["preferred_address"],
             server_port=int(server["port"]), server_preferred_port=int(server["preferred_port"]),
-            extra={"config": config}, adversary=adversary,
+            extra={"config": config}, adversary=adversary, variables=dict(variables or {}),
         )
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise TopologyError(f"compose.yaml: missing or malformed field {exc}") from None
