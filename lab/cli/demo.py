@@ -26,8 +26,8 @@ from typing import Any
 from rich.console import Console
 
 from lab.certs import ensure_certificates
+from lab.cli import options
 from lab.events import Event, parse_line
-from lab.units import parse_size
 
 HELP = "run a QUIC server and clients on loopback and narrate three live migrations"
 STYLE = {"server": "cyan", "client": "green"}
@@ -174,8 +174,9 @@ def _wait_for_file(path: Path, timeout: float = 5.0) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    size = options.size("--size", args.size)  # before any process starts (a bad --rate stopped the client midway)
+    options.byte_rate("--rate", args.rate)
     console = Console(highlight=False)
-    size = parse_size(args.size)
     demo = Demo(console, args.verbose)
     with tempfile.TemporaryDirectory(prefix="lab-demo-") as tmp_name:
         tmp = Path(tmp_name)

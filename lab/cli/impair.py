@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from typing import Any
 
+from lab.cli.options import teach
 from lab.control import impair
 from lab.control.actions import Lab
 from lab.errors import LabError
@@ -42,22 +44,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     reset_parser.add_argument("network", metavar="NETWORK", nargs="?")
 
 
+MAX_DELAY = 10.0  # seconds, as a scenario's impairment (lab.scenario.rules)
+
+# option -> (parser, what it takes); rate also takes 0/none/off for no limit.
+VALUES: dict[str, tuple[Callable[[str], Any], str]] = {
+    "delay": (parse_duration, f"a one-way delay such as 40ms, at most {MAX_DELAY:g}s"),
+    "jitter": (parse_duration, f"a jitter such as 5ms, at most {MAX_DELAY:g}s, with a delay to vary around"),
+    "loss": (parse_percent, "a loss from 0 to 100, e.g. 3%"),
+    "rate": (parse_bit_rate, "a link rate such as 500kbit or 10mbit, or 0/none/off for no limit"),
+}
+NO_RATE = ("0", "none", "off")
+
+
 def impairment_from_args(args: argparse.Namespace) -> Impairment:
-    """Options -> Impairment; a LabError naming the option and what it accepts."""
+    """Options -> Impairment; a LabError naming the option and what it accepts (before anything changes)."""
     if args.profile is not None and args.profile not in impair.PROFILES:
         raise LabError(f"--profile {args.profile!r} is not known; allowed: {', '.join(impair.PROFILES)}")
     values: dict[str, Any] = {}
-    for option, parse in (("delay", parse_duration), ("jitter", parse_duration), ("loss", parse_percent),
-                          ("rate", parse_bit_rate)):
+    for option, (parse, allowed) in VALUES.items():
         text = getattr(args, option)
-        if text is None:
-            continue
-        if option == "rate" and str(text).strip() in ("0", "none", "off"):
+        if text is None or (option == "rate" and str(text).strip() in NO_RATE):
             continue
         try:
             values[option] = parse(text)
         except ValueError as exc:
-            raise LabError(f"--{option}: {exc}") from None
+            raise LabError(f"--{option}: {teach(str(exc), allowed)}") from None
+        if parse is parse_duration and values[option] > MAX_DELAY:
+            raise LabError(f"--{option} {text!r}: too long; allowed: {allowed}")
+    profile_delay = impair.PROFILES[args.profile].delay if args.profile else None
+    if "jitter" in values and values.get("delay") is None and not profile_delay:
+        raise LabError(f"--jitter {args.jitter!r}: needs a delay to vary around (add --delay, or a --profile "
+                       "with one); allowed: " + VALUES["jitter"][1])
     return Impairment(profile=args.profile, blackhole=bool(args.blackhole), **values)
 
 
@@ -81,10 +98,11 @@ def describe(found: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    impairment = impairment_from_args(args) if args.impair_command == "set" else None  # needs no lab
     lab = Lab(load_topology())
-    if args.impair_command == "set":
+    if impairment is not None:
         _check_network(lab, args.network)
-        result = impair.apply(lab, args.network, impairment_from_args(args))
+        result = impair.apply(lab, args.network, impairment)
         if args.format == "json":
             print(json.dumps({"action": result.action, "target": result.target, "ok": result.ok, **result.detail},
                              indent=2))

@@ -9,6 +9,8 @@ shards (the CI jobs) into one grid.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import shutil
 import time
 from pathlib import Path
@@ -16,9 +18,9 @@ from pathlib import Path
 from rich.console import Console
 
 from lab import api
+from lab.cli import options
 from lab.errors import LabError
 from lab.report.matrix import ERROR, Cell, cell_from_report, grid_markdown, load_cells, write_matrix
-from lab.scenario import stacks
 from lab.scenario.runner import ARTIFACTS
 from lab.topology.load import load_topology
 
@@ -45,6 +47,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="join these matrix directories (CI shards) into one grid in --out; runs nothing")
 
 
+def matrix_json_problem(path: Path) -> str | None:
+    """Why a shard's matrix.json cannot be joined (not JSON, no list of cells with their fields), or None."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        return exc.strerror or exc.__class__.__name__
+    except ValueError as exc:
+        return f"not JSON: {exc}"
+    cells = data.get("cells") if isinstance(data, dict) else None
+    if not isinstance(cells, list):
+        return "no list of cells"
+    known = {f.name for f in dataclasses.fields(Cell)}
+    required = {f.name for f in dataclasses.fields(Cell) if f.default is dataclasses.MISSING}
+    bad = next((i for i, c in enumerate(cells) if not isinstance(c, dict) or not required <= set(c) <= known), None)
+    return None if bad is None else f"cells[{bad}] is not a matrix cell"
+
+
 def _copy_run(run_dir: Path, target: Path) -> None:
     def ignore(directory: str, names: list[str]) -> set[str]:
         relative = Path(directory).relative_to(run_dir)
@@ -56,9 +75,9 @@ def _copy_run(run_dir: Path, target: Path) -> None:
 def run_matrix(args: argparse.Namespace) -> int:
     clients, servers = _names(args.clients, "clients"), _names(args.servers, "servers")
     for client in clients:
-        stacks.resolve(client, "client")
+        options.stack("--clients", client, "client")
     for server in servers:
-        stacks.resolve(server, "server")
+        options.stack("--servers", server, "server")
     scenarios = [api.scenario(name) for name in _names(args.scenarios, "scenarios")]
     pairs = [(c, s) for c in clients for s in servers if not (args.cross_only and c == s)]
     if not pairs:
@@ -97,6 +116,11 @@ def run(args: argparse.Namespace) -> int:
         missing = [str(d) for d in args.assemble if not (d / "matrix.json").is_file()]
         if missing:
             raise LabError(f"not a matrix directory (no matrix.json): {', '.join(missing)}")
+        unreadable = [f"{d / 'matrix.json'} ({reason})" for d in args.assemble
+                      if (reason := matrix_json_problem(d / "matrix.json"))]
+        if unreadable:
+            raise LabError(f"--assemble: unreadable matrix.json: {', '.join(unreadable)}; allowed: the matrix "
+                           "directories `lab matrix` wrote")
         cells = load_cells(args.assemble)
         write_matrix(args.out, cells, f"QUIC stacks matrix ({len(args.assemble)} shards)")
         print(grid_markdown(cells, "QUIC stacks matrix"))

@@ -73,7 +73,8 @@ def rebuild(run_dir: Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     run_dir = (args.run_dir or latest_run()).resolve()
     if not run_dir.is_dir():
-        raise LabError(f"{args.run_dir}: no such directory (a run directory looks like artifacts/NAME/latest)")
+        what = "not a directory" if run_dir.exists() else "no such directory"
+        raise LabError(f"RUN_DIR {args.run_dir}: {what}; allowed: a run directory such as artifacts/NAME/latest")
     page = run_dir / HTML
     if args.rebuild:
         print(f"==> judging {run_dir} again and writing its reports (captures decoded by the lab image's tshark)",

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lab import api
+from lab.cli import options
 from lab.errors import LabError
 from lab.observe.live import make_view
 from lab.scenario import stacks
@@ -74,7 +75,10 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{file}: {exc.strerror}", file=sys.stderr)
                 failed += 1
         return 2 if failed else 0
-    stacks.endpoints(args.client_image, args.server_image)  # a bad name is rejected before anything is read
+    # A bad name (or an empty one, which meant the lab's own) is rejected before anything is read.
+    options.stack("--client-image", args.client_image, "client")
+    options.stack("--server-image", args.server_image, "server")
+    stacks.endpoints(args.client_image, args.server_image)
     scenarios = list(load_catalogue(SCENARIOS, _names()).values()) if args.all else [resolve(n) for n in args.names]
     if not scenarios:
         raise LabError("name a scenario (see `python -m lab scenario list`) or use --all")
@@ -92,6 +96,8 @@ def run_many(scenarios: list[Scenario], json_output: bool = False, capture: bool
         results.append((scenario, result))
         if not json_output:
             _print_checks(result)
+        if result.error:  # a run the lab could not finish (a fault, a timeout): its cause, in one line
+            print(f"error: {scenario.name}: {result.error}", file=sys.stderr)
     if not json_output and len(results) > 1:
         _print_summary(results)
     if any(r.error for _, r in results):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 
 from lab import api
+from lab.cli.options import Bounds, whole
 
 HELP = "start the lab (containers, networks) and wait until it is healthy"
+TIMEOUT = Bounds(1, 3600, "seconds")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,5 +16,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    api.up(args.timeout)
+    api.up(whole("--timeout", args.timeout, TIMEOUT))  # compose's --wait-timeout takes any number
     return 0
