@@ -265,7 +265,11 @@ class ScenarioValidator(NodeValidator):
         if rotate and (transport == "tcp" or migration in ("none", "passive")):
             self.error(keys["rotate_cid"][1], "workload.rotate_cid",
                        "needs a client that knows it migrates (migration active or preferred, transport quic)")
-        if migration == "preferred" and port is not None and port != self.topology.preferred_port:
+        served = (self.topology.port, self.topology.preferred_port)
+        if port is not None and port not in served:  # anything else met a closed port mid-run
+            self.error(keys["port"][1], "workload.port",
+                       f"the server listens on no port {port}; allowed: {', '.join(map(str, served))}")
+        elif migration == "preferred" and port is not None and port != self.topology.preferred_port:
             self.error(keys["port"][1], "workload.port",
                        f"migration preferred needs the server port that advertises a preferred address "
                        f"({self.topology.preferred_port}); omit port")
