@@ -54,6 +54,19 @@ EXPECTED_ERRORS = {
     "call-with-size.yaml": (6, "workload.size", "only applies to kind download (kind is call)"),
     "tcp-datagrams.yaml": (7, "workload.datagrams", "DATAGRAM frames are QUIC's (RFC 9221)"),
     "bad-freeze.yaml": (7, "expect[0].freeze_ms", "not a comparison: 'short'"),
+    # issue 14: bad input at every entry (types, YAML, keys, ranges, stacks, ports)
+    "workload-list.yaml": (4, "workload", "must be a mapping (key: value), got a list"),
+    "empty.yaml": (1, "<document>", "the file is empty"),
+    "not-a-mapping.yaml": (2, "<document>", "must be a mapping (key: value), got a list"),
+    "duplicate-key.yaml": (6, "workload.size", "duplicate key"),
+    "tab-indent.yaml": (4, "<yaml>", "YAML syntax error: found character '\\t'"),
+    "unknown-top-key.yaml": (6, "expects", "unknown key 'expects'; allowed: name, description"),
+    "bad-stack.yaml": (4, "stacks.client", "client 'Bad Image!': not a known stack (lab, aioquic, qh3)"),
+    "closed-port.yaml": (6, "workload.port", "the server listens on no port 8443; allowed: 443, 4443"),
+    "bad-evidence.yaml": (6, "optional_evidence[0]", "'telepathy' is not allowed; allowed: events, qlog, captures"),
+    "timeout-too-long.yaml": (3, "timeout", "600s is too long; at most 300s"),
+    "loss-over-100.yaml": (5, "initial.impair.home.loss", "must be between 0 and 100: '120%'"),
+    "bad-rotate.yaml": (7, "workload.rotate_cid", "must be true or false, got 'maybe'"),
 }
 
 
