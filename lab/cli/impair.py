@@ -80,7 +80,8 @@ def impairment_from_args(args: argparse.Namespace) -> Impairment:
 
 def _check_network(lab: Lab, network: str) -> None:
     if network not in lab.topology.gateways:
-        raise LabError(f"NETWORK {network!r} is not a client network; allowed: {', '.join(lab.topology.gateways)}")
+        allowed = ", ".join(sorted(lab.topology.gateways))
+        raise LabError(f"NETWORK {network!r} is not a client network; allowed: {allowed}")
 
 
 def describe(found: dict[str, Any]) -> str:

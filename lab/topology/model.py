@@ -133,8 +133,9 @@ def validate(topology: Topology) -> list[str]:
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             if subnets[a].overlaps(subnets[b]):
-                problems.append(f"networks {a} ({subnets[a]}) and {b} ({subnets[b]}) overlap: every lab network "
-                                "needs a subnet of its own")
+                set_by = [_where(variable(f"networks.{n}.ipam.config.0.subnet")) for n in (a, b)]
+                problems.append(f"networks {a} ({subnets[a]}{set_by[0]}) and {b} ({subnets[b]}{set_by[1]}) overlap: "
+                                "every lab network needs a subnet of its own")
 
     owners: dict[tuple[str, str], dict[str, str]] = {}  # (network, address) -> owner -> what, for duplicates
 
