@@ -8,6 +8,7 @@ import sys
 
 from lab.control.docker_api import client
 from lab.topology.load import ROOT
+from tests.integration.conftest import sh
 
 
 def lab_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -51,11 +52,40 @@ def test_a_bad_topology_override_leaves_the_running_lab_as_it_was(lab):
     before = {name: (c.id, c.status) for name, c in containers(lab).items()}
     networks = {n.name for n in client().networks.list()}
     home = lab.networks["home"].subnet
-    for env, fragment in (({"HOME_SUBNET": "999.1.1.0/24"}, "subnet '999.1.1.0/24' is not valid"),
-                          ({"CELLULAR_SUBNET": home}, "overlap")):
+    for env, fragment in (({"HOME_SUBNET": "999.1.1.0/24"}, "HOME_SUBNET='999.1.1.0/24' (from the environment)"),
+                          ({"CELLULAR_SUBNET": home}, "overlap"),
+                          # refused only once Compose has resolved compose.yaml: the real `docker compose config`
+                          ({"SERVER_IP": "10.203.100.1"}, "(set by SERVER_IP) is internet's bridge's own address"),
+                          ({"CLIENT_HOME_IP": "10.203.1.2"}, "10.203.1.2 on home is given to 2 hosts"),
+                          ({"LAB_IMAGE": "Bad Image!"}, "LAB_IMAGE='Bad Image!'")):
         result = lab_cli("up", env=env)
         assert result.returncode == 2, result.stdout + result.stderr
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
         assert fragment in result.stderr
         assert {name: (c.id, c.status) for name, c in containers(lab).items()} == before
         assert {n.name for n in client().networks.list()} == networks
+
+
+def router_state(ctr) -> dict[str, str]:
+    """Every router's qdiscs and firewall rules (counters dropped), the client's routes: what impair and up change."""
+    state = {}
+    for name, container in sorted(ctr.items()):
+        if name.endswith(("router", "nat")):
+            state[name] = sh(container, "{ tc qdisc show; iptables-save; } | grep -v '^#' "
+                                        "| sed 's/\\[[0-9]*:[0-9]*\\]//'")
+    state["client"] = sh(ctr["client"], "ip rule; ip route show table all")
+    return state
+
+
+def test_a_refused_impair_or_run_changes_nothing(lab, ctr):
+    before, runs = router_state(ctr), {p.name for p in (ROOT / "artifacts").glob("*/*")}
+    for args, fragment in ((("impair", "set", "home", "--jitter", "5ms"), "--jitter '5ms': needs a delay"),
+                           (("impair", "set", "home", "--delay=-5ms"), "--delay: must not be negative"),
+                           (("impair", "set", "wifi", "--loss", "3%"), "NETWORK 'wifi' is not a client network"),
+                           (("scenario", "run", "nat-rebinding", "--server-image", ""), "--server-image: empty"),
+                           (("up", "--timeout", "0"), "--timeout 0: out of range")):
+        result = lab_cli(*args)
+        assert result.returncode == 2, (args, result.stdout + result.stderr)
+        assert result.stderr.splitlines() == [result.stderr.strip()] and fragment in result.stderr, result.stderr
+    assert router_state(ctr) == before
+    assert {p.name for p in (ROOT / "artifacts").glob("*/*")} == runs, "a refused run left a run directory"

@@ -16,7 +16,7 @@ from lab.control.docker_api import CommandFailed, DockerUnavailable
 from lab.control.preflight import PreflightError
 from lab.errors import LabError
 from lab.scenario.schema import ScenarioError, ScenarioInvalid, TopologyNames
-from lab.topology.load import ComposeMissing
+from lab.topology.load import BadOverride, ComposeMissing
 from lab.topology.model import TopologyError
 from lab.verify.judge import NotARunDir
 
@@ -31,7 +31,7 @@ TOPOLOGY = TopologyNames(
 
 
 @pytest.mark.parametrize("error", [ActionError, CommandFailed, DockerUnavailable, PreflightError, ScenarioError,
-                                   ScenarioInvalid, ComposeMissing, TopologyError, NotARunDir])
+                                   ScenarioInvalid, ComposeMissing, BadOverride, TopologyError, NotARunDir])
 def test_every_user_facing_error_is_a_lab_error(error: type) -> None:
     assert issubclass(error, LabError)
 
