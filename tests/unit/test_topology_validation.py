@@ -13,7 +13,7 @@ import pytest
 
 from lab.topology.load import COMPOSE_FILE
 from lab.topology.model import topology_from_config, validate
-from lab.topology.overrides import KINDS, compose_variables, field_variables
+from lab.topology.overrides import KINDS, check_overrides, compose_variables, field_variables, read_dotenv
 
 CONFIG = json.loads((Path(__file__).resolve().parents[1] / "data" / "runs" / "recorded-rebinding" /
                      "topology.json").read_text())
@@ -94,3 +94,25 @@ def test_two_hosts_with_one_address_are_refused():
     assert found == ["10.203.2.2 on cellular is given to 2 hosts: service carrier-nat on cellular (set by "
                      "CARRIER_NAT_LAN_IP); x-lab.client_addresses.cellular (set by CLIENT_CELLULAR_IP); every host "
                      "needs an address of its own"]
+
+
+def test_compose_yaml_defaults_are_allowed_values():
+    assert {name: KINDS[v.kind].check(v.default) for name, v in VARIABLES.items()} == dict.fromkeys(VARIABLES)
+
+
+def test_a_well_formed_dotenv_is_read_as_compose_reads_it():
+    text = ("# lab overrides\n\nexport HOME_SUBNET=10.203.1.0/24\nSERVER_IP = 10.203.100.11  # the server\n"
+            "LAB_IMAGE=\"quic-migration-lab:dev\"\nCOMPOSE_PROJECT_NAME=quic-lab\nCLIENT_HOME_IP\nOFFICE_SUBNET=\n")
+    settings, problems = read_dotenv(text)
+    assert problems == []
+    assert [(s.name, s.value, s.where) for s in settings] == [
+        ("HOME_SUBNET", "10.203.1.0/24", ".env:3"), ("SERVER_IP", "10.203.100.11", ".env:4"),
+        ("LAB_IMAGE", "quic-migration-lab:dev", ".env:5"), ("COMPOSE_PROJECT_NAME", "quic-lab", ".env:6"),
+        ("OFFICE_SUBNET", "", ".env:8")]
+    assert check_overrides(VARIABLES, {"PATH": "/bin", "HOME": "/root"}, settings) == []  # the environment's own
+
+
+def test_the_environment_wins_over_dotenv_as_in_compose():
+    settings, _ = read_dotenv("SERVER_IP=not-an-address\n")
+    assert check_overrides(VARIABLES, {"SERVER_IP": "10.203.100.11"}, settings) == []
+    assert check_overrides(VARIABLES, {"SERVER_IP": ""}, []) == []  # empty: the default (${VAR:-default})
