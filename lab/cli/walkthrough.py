@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lab.errors import LabError
 from lab.learn.narrate import NarratingView, packet_view, replay, terminal_pause
+from lab.observe.timeline import read_jsonl
 
 HELP = "run (or replay with --from-run) a scenario step by step, narrated from what was observed"
 
@@ -41,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
         run_dir = args.from_run
         if not (run_dir / "events.jsonl").exists():
             raise LabError(f"{run_dir}: no events.jsonl (a run directory looks like artifacts/NAME/latest)")
+        if not list(read_jsonl(run_dir / "events.jsonl", strict=False)):  # garbage had narrated nothing, exit 0
+            raise LabError(f"--from-run {run_dir}: events.jsonl holds no event; allowed: a run directory the lab "
+                           "recorded, e.g. artifacts/NAME/latest")
         events = replay(run_dir, _write, pause)
         if not args.no_packets:
             pause("packet view")
