@@ -109,7 +109,14 @@ def run_matrix(args: argparse.Namespace) -> int:
     return 0 if all(c.status in ("pass", "unsupported") for c in cells) else 1
 
 
+def check_out(out: Path | None) -> None:
+    """--out must be a directory, or nothing yet: a file there failed the write once the first cell had run."""
+    if out is not None and out.exists() and not out.is_dir():
+        raise LabError(f"--out {out}: not a directory; allowed: a matrix directory, existing or to be made")
+
+
 def run(args: argparse.Namespace) -> int:
+    check_out(args.out)
     if args.assemble:
         if args.out is None:
             raise LabError("--assemble needs --out DIR for the joined grid")

@@ -79,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     options.stack("--client-image", args.client_image, "client")
     options.stack("--server-image", args.server_image, "server")
     stacks.endpoints(args.client_image, args.server_image)
+    if args.all and args.names:  # --all had silently dropped the names
+        raise LabError(f"--all runs the whole catalogue; give it or NAME|FILE ({' '.join(args.names)}), not both")
     scenarios = list(load_catalogue(SCENARIOS, _names()).values()) if args.all else [resolve(n) for n in args.names]
     if not scenarios:
         raise LabError("name a scenario (see `python -m lab scenario list`) or use --all")
