@@ -77,10 +77,21 @@ def parse_scenario(text: str, file: str, topology: TopologyNames) -> Scenario:
     return scenario
 
 
+def read_scenario_text(path: Path) -> str:
+    """The file's text; a file that is not UTF-8 is a located error, not a traceback."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ScenarioInvalid([ScenarioError(str(path), line, "<document>", f"byte {data[exc.start]:#04x} is not "
+                                             "UTF-8; allowed: a YAML file in UTF-8 text")]) from None
+
+
 def load_scenario(path: str | Path, topology: TopologyNames) -> Scenario:
     """Read and validate one scenario file; errors name ``path`` as given."""
     path = Path(path)
-    return parse_scenario(path.read_text(encoding="utf-8"), str(path), topology)
+    return parse_scenario(read_scenario_text(path), str(path), topology)
 
 
 def load_catalogue(directory: str | Path, topology: TopologyNames) -> dict[str, Scenario]:
@@ -88,7 +99,12 @@ def load_catalogue(directory: str | Path, topology: TopologyNames) -> dict[str, 
     scenarios: dict[str, Scenario] = {}
     errors: list[ScenarioError] = []
     for path in sorted(Path(directory).glob("*.yaml")):
-        scenario, found = check_scenario_text(path.read_text(encoding="utf-8"), str(path), topology)
+        try:
+            text = read_scenario_text(path)
+        except ScenarioInvalid as exc:
+            errors.extend(exc.errors)
+            continue
+        scenario, found = check_scenario_text(text, str(path), topology)
         errors.extend(found)
         if scenario is not None:
             scenarios[scenario.name] = scenario

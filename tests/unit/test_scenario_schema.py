@@ -67,6 +67,7 @@ EXPECTED_ERRORS = {
     "timeout-too-long.yaml": (3, "timeout", "600s is too long; at most 300s"),
     "loss-over-100.yaml": (5, "initial.impair.home.loss", "must be between 0 and 100: '120%'"),
     "bad-rotate.yaml": (7, "workload.rotate_cid", "must be true or false, got 'maybe'"),
+    "not-utf8.yaml": (2, "<document>", "byte 0xe9 is not UTF-8; allowed: a YAML file in UTF-8 text"),
 }
 
 
