@@ -35,7 +35,16 @@ class BadOverride(LabError, ValueError):
 
 def overrides_problems(variables: Mapping[str, Variable], environ: Mapping[str, str], dotenv: Path) -> list[str]:
     """What is wrong with the overrides in ``environ`` and the ``dotenv`` file (one line each)."""
-    settings, problems = read_dotenv(dotenv.read_text(), dotenv.name) if dotenv.is_file() else ([], [])
+    if not dotenv.is_file():
+        return check_overrides(variables, environ)
+    data = dotenv.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return [f"{dotenv.name}:{line}: byte {data[exc.start]:#04x} is not UTF-8; allowed: NAME=value lines in "
+                "UTF-8 text"]
+    settings, problems = read_dotenv(text, dotenv.name)
     return problems + check_overrides(variables, environ, settings)
 
 

@@ -106,7 +106,7 @@ class Case:
             (tmp_path / ".env").write_text(self.dotenv)
         for relative, text in self.files.items():
             (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
-            (tmp_path / relative).write_text(text)
+            (tmp_path / relative).write_text(text, errors="surrogateescape")  # \udcXX: a raw byte
         return [arg.replace("{tmp}", str(tmp_path)) for arg in self.argv]
 
 
@@ -161,6 +161,8 @@ ENV_OVERRIDES = [
          dotenv="LAB_IMPAIR_MODE=fallback\n"),
     Case("dotenv-syntax", UP, (".env:3: 'bad key' is not a variable name", "a line is NAME=value"),
          dotenv="SERVER_IP=10.203.100.10\n\nbad key=1\n"),
+    Case("dotenv-not-utf8", UP, (".env:2: byte 0xe9 is not UTF-8", "allowed: NAME=value lines in UTF-8"),
+         files={".env": "SERVER_IP=10.203.100.11\n# caf\udce9\n"}),
     Case("env-over-dotenv", UP, ("SERVER_IP='10.203.100.' (from the environment)", ADDRESS),
          env={"SERVER_IP": "10.203.100."}, dotenv="SERVER_IP=10.203.100.11\n"),
 ]
