@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from lab.errors import LabError
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     except LabError as exc:  # every user-facing error, caught here only; a scenario's lists all its problems
         print(f"{exc.prefix}{exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # a run restores the lab before it lets Ctrl-C through (RunInterrupted)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # one more Ctrl-C on the way out is no traceback
+        print(f"interrupted: {exc}" if str(exc) else "interrupted", file=sys.stderr)
         return 130

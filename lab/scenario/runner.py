@@ -10,16 +10,19 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import signal
+import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from lab import events as ev
-from lab.control import impair
+from lab.control import impair, salvage
 from lab.control.actions import ActionError, ActionResult, Lab
-from lab.control.preflight import DeathWatch, PreflightError, RunLock, check_lab
+from lab.control.preflight import FaultWatch, PreflightError, RunLock, check_lab
 from lab.observe.live import PlainView
 from lab.observe.stream import ExecStream, LineQueue
 from lab.observe.timeline import Timeline, write_jsonl
@@ -37,8 +40,10 @@ RUNTIME = ARTIFACTS / ".runtime"
 LOCK = RUNTIME / "run.lock"
 CONTROL_SOCKET = "/run/lab/client.sock"
 FIRST_PACKET_WAIT = 10.0  # s a black-box client may take to send its first packet
+FAULT_GRACE = 0.3  # s an action that failed waits for the Engine to report the fault behind it
+INTERRUPTED = "interrupted (Ctrl-C)"
 
-__all__ = ["ARTIFACTS", "RunResult", "ScenarioRunner", "client_command", "topology_names"]
+__all__ = ["ARTIFACTS", "RunInterrupted", "RunResult", "ScenarioRunner", "client_command", "topology_names"]
 
 
 @dataclass
@@ -103,6 +108,32 @@ def client_command(scenario: Scenario, topology: Topology, transport: str, run_i
         args.append(f"--probe-after={workload.probe_after * 1000:g}ms")
     # Also copy the events to the container's own log, so `docker compose logs client` shows them.
     return ["bash", "-c", 'set -o pipefail; mkdir -p "$0/qlog"; "${@}" 2>&1 | tee -a /proc/1/fd/1', logs, *args]
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C ended a run; the message says whether the lab was restored."""
+
+
+@contextlib.contextmanager
+def interrupts_deferred(note: Callable[[str], None]) -> Iterator[list[int]]:
+    """Within: Ctrl-C is noted (in the list yielded), not obeyed, so that what runs is not cut short.
+
+    Signal handlers belong to the main thread; elsewhere (a notebook's worker) nothing changes.
+    """
+    pressed: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield pressed
+        return
+
+    def defer(signum: int, frame: object) -> None:
+        pressed.append(signum)
+        note("Ctrl-C: restoring the lab first, it takes a few seconds")
+
+    previous = signal.signal(signal.SIGINT, defer)
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class StepTrigger:
@@ -234,31 +265,59 @@ class ScenarioRunner:
         self._write_record(run_dir, run_id, started)
         self.view.start(scenario.name, scenario.description)
         streams = LineQueue()
-        deaths = DeathWatch(self.topology)
+        faults = FaultWatch(self.topology)
+        interrupted = False
         try:
-            self._play(run_id, run_dir, streams, result, deaths)
+            self._play(run_id, run_dir, streams, result, faults)
         except (ActionError, RuntimeError) as exc:  # a failed action or container command ends the run
-            result.error = result.error or str(exc)
+            # A fault makes the next action fail: the fault, once the Engine reports it, is the cause.
+            result.error = result.error or faults.fault(wait=FAULT_GRACE) or str(exc)
+        except KeyboardInterrupt:
+            interrupted = True
+            result.error = INTERRUPTED
         finally:
-            deaths.close()
-            if self.foreign is not None:
+            # Ctrl-C from here on waits: a collection or a reset cut short leaves the lab half-restored.
+            with interrupts_deferred(self.view.note) as pressed:
+                faults.close()
+                if self.foreign is not None:
+                    try:
+                        result.foreign.update({f"{k}_exit_after_stop": v
+                                               for k, v in self.foreign.teardown().items()})
+                    except (ActionError, RuntimeError) as exc:
+                        result.error = result.error or str(exc)
+                self.view.stop()
+                result.duration_s = time.time() - started
+                self._record(ev.Action(ts=time.time(), mono=time.monotonic(), role="controller", conn=None,
+                                       transport="", action=RUN_END, target=scenario.name, ok=result.error is None,
+                                       detail={"error": result.error, "exit_codes": result.client_exit,
+                                               **({"foreign": result.foreign} if result.foreign else {}),
+                                               "steps_played": result.steps_played,
+                                               "steps_planned": len(scenario.plan()),
+                                               "duration_s": round(result.duration_s, 3)}), "controller")
                 try:
-                    result.foreign.update({f"{k}_exit_after_stop": v for k, v in self.foreign.teardown().items()})
-                except (ActionError, RuntimeError) as exc:
-                    result.error = result.error or str(exc)
-            self.view.stop()
-            result.duration_s = time.time() - started
-            self._record(ev.Action(ts=time.time(), mono=time.monotonic(), role="controller", conn=None, transport="",
-                                   action=RUN_END, target=scenario.name, ok=result.error is None,
-                                   detail={"error": result.error, "exit_codes": result.client_exit,
-                                           **({"foreign": result.foreign} if result.foreign else {}),
-                                           "steps_played": result.steps_played,
-                                           "steps_planned": len(scenario.plan()),
-                                           "duration_s": round(result.duration_s, 3)}), "controller")
-            self._collect(run_id, run_dir)
-            with contextlib.suppress(Exception):
-                self.lab.reset(self.topology.client_start_networks)
+                    self._collect(run_id, run_dir)
+                finally:
+                    self.view.note("restoring the lab")
+                    problem = self._restore()
+        if interrupted or pressed:
+            raise RunInterrupted("the lab is restored" if problem is None else
+                                 f"the lab could not be fully restored ({problem}): run `make up`")
         return result
+
+    def _restore(self) -> str | None:
+        """Back to compose.yaml's initial state: None when done, else what stopped the reset.
+
+        After a fault a part of the lab may be gone (a dead router or client, a removed network):
+        then what survives is restored part by part (`lab.control.salvage`), and `make up` brings
+        back the rest.
+        """
+        try:
+            self.lab.reset(self.topology.client_start_networks)
+            return None
+        except Exception as exc:  # docker-py raises more than ActionError here (a gone container: APIError)
+            problem = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        salvage.restore(self.lab)
+        return problem
 
     def _write_record(self, run_dir: Path, run_id: str, started: float) -> None:
         """What judging the run again needs besides its observations: scenario, topology, options."""
@@ -273,10 +332,11 @@ class ScenarioRunner:
             "capture": self.capture, "endpoints": self.endpoints.to_dict(),
             "files": [f.to_dict() for f in (self.foreign.files if self.foreign else ())]}, indent=1) + "\n")
 
-    def _play(self, run_id: str, run_dir: Path, streams: LineQueue, result: RunResult, deaths: DeathWatch) -> None:
+    def _play(self, run_id: str, run_dir: Path, streams: LineQueue, result: RunResult, faults: FaultWatch) -> None:
         scenario = self.scenario
         t = time.time()
-        reset = self.lab.reset(scenario.initial.networks)
+        with faults.own():  # a reset may recreate the client
+            reset = self.lab.reset(scenario.initial.networks)
         self._record(self._action_event(reset, t), "controller")
         for network, impairment in scenario.initial.impair.items():
             t = time.time()
@@ -339,7 +399,8 @@ class ScenarioRunner:
                                    f"{step.network or step.router or ''} {step.description or ''}".strip())
                     t = time.time()
                     try:
-                        outcome = self._apply(step)
+                        with faults.own():  # the client's connects and disconnects are the scenario's
+                            outcome = self._apply(step)
                     except (ActionError, RuntimeError) as exc:
                         self._record(self._action_event(ActionResult(step.action, step.network or step.router or "",
                                                                      {"error": str(exc)}, ok=False), t, step),
@@ -350,9 +411,9 @@ class ScenarioRunner:
                     step_index += 1
                     result.steps_played = step_index
                     continue
-            died = deaths.death()
-            if died is not None:
-                result.error = died
+            fault = faults.fault()
+            if fault is not None:
+                result.error = fault
                 break
             if self.foreign is not None and now >= next_foreign_check:
                 next_foreign_check = now + 0.5
@@ -377,9 +438,9 @@ class ScenarioRunner:
         if self.foreign is not None:
             result.client_exit["client"] = self.foreign.client_exit()
             result.foreign["server_running_at_end"] = self.foreign.server_running()
-        died = deaths.death()
-        if died is not None and result.error is None:
-            result.error = died
+        fault = faults.fault()
+        if fault is not None and result.error is None:
+            result.error = fault
         if step_index < len(plan):
             missing = plan[step_index]
             result.error = result.error or (

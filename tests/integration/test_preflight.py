@@ -1,7 +1,7 @@
 """Failures before or around a run are named in one line (exit 2), not dressed up as failed checks.
 
-A run checks the daemon, every container's health and the run lock before it touches anything,
-and a container that dies during a run ends it at once with its name and exit code.
+A run checks the daemon, every container's health and the run lock before it touches anything.
+Faults during a run (a container killed, restarted, a bridge removed) are in test_faults.py.
 """
 
 from __future__ import annotations
@@ -35,10 +35,11 @@ def one_line(result: subprocess.CompletedProcess, *fragments: str) -> None:
 def wait_healthy(topology, timeout: float = 60) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        found = containers(topology, all_states=True)
-        states = [(c.attrs["State"].get("Status"), (c.attrs["State"].get("Health") or {}).get("Status"))
-                  for c in found.values()]
-        if len(found) == len(topology.services) and all(s == ("running", "healthy") for s in states):
+        found = containers(topology, all_states=True)  # the lab's services (others, e.g. the adversary's, may run)
+        states = {name: (found[name].attrs["State"].get("Status"),
+                         (found[name].attrs["State"].get("Health") or {}).get("Status")) if name in found else None
+                  for name in topology.services}
+        if all(s == ("running", "healthy") for s in states.values()):
             return
         time.sleep(0.5)
     raise AssertionError(f"the lab did not become healthy again: {states}")
@@ -89,27 +90,3 @@ def test_a_second_run_is_refused_while_one_holds_the_lab(lab):
         if first.poll() is None:
             first.kill()
             first.wait()
-
-
-def test_a_container_killed_mid_run_ends_the_run_naming_it(lab):
-    run = subprocess.Popen([sys.executable, "-m", "lab", "scenario", "run", "baseline", "--no-capture"], cwd=ROOT,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for_lock(run.pid)
-        time.sleep(4)  # past the reset, into the workload
-        killed = time.time()
-        containers(lab)["office-router"].kill()
-        out, err = run.communicate(timeout=60)
-        took = time.time() - killed
-        assert run.returncode == 2, out[-2000:] + err
-        report = json.loads((ROOT / "artifacts" / "baseline" / "latest" / "report.json").read_text())
-        assert "the office-router container died during the run (exit code 137)" in report["error"], report["error"]
-        completed = next(c for c in report["checks"] if c["name"] == "run_completed")
-        assert completed["status"] == "failed" and "office-router" in completed["observed"]
-        assert took < 15, f"the run went on for {took:.1f} s after the container died"
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-        assert lab_cli("up").returncode == 0
-        wait_healthy(lab)
