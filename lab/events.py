@@ -9,7 +9,7 @@ Common fields of every event:
 - ``type``: the event type (the ``TYPE`` of its class);
 - ``ts``: wall-clock time, UNIX seconds (float) -- used to merge containers into one timeline;
 - ``mono``: monotonic seconds of the emitting process -- used for durations inside one process;
-- ``role``: ``server``, ``client``, ``router`` or ``controller``;
+- ``role``: ``server``, ``client``, ``router``, ``controller`` or ``attacker``;
 - ``conn``: the connection's original destination CID in hex (None where no connection applies);
 - ``transport``: ``quic`` or ``tcp``.
 
@@ -329,6 +329,19 @@ class NatMapping(Event):
     change: str = "new"  # new | destroyed
 
 
+@dataclass(frozen=True)
+class AttackStats(Event):
+    """What the off-path attacker did while it was on (role ``attacker``): copies sent, answers read."""
+
+    TYPE: ClassVar[str] = "attack_stats"
+    kind: str = ""  # forward | spoof
+    source: str = ""  # the source address it sent from ("ip:port"; the victim's when spoofing)
+    forwarded: int = 0
+    forwarded_bytes: int = 0  # UDP payload bytes
+    replies: int = 0  # datagrams the server sent back to the attacker's own address
+    reply_bytes: int = 0
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
     for cls in (
@@ -337,6 +350,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         AmplificationLimited, CongestionReset, PeerCidChanged, HostCidRetired,
         MigrationStarted, MigrationCompleted, Progress, TransferComplete, EchoRtt, DataGap, GapHistogram,
         ProbeSent, ReconnectStarted, Reconnected, Action, NatMapping, Segment, CallFreeze, CallStats,
+        AttackStats,
     )
 }
 

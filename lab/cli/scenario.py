@@ -19,7 +19,7 @@ from lab.scenario import stacks
 from lab.scenario.names import topology_names
 from lab.scenario.schema import Scenario, ScenarioError, load_catalogue, load_scenario
 from lab.topology.load import ROOT, load_topology
-from lab.verify.result import FAILED, NOT_APPLICABLE, NOT_VERIFIED, PASSED
+from lab.verify.result import EXPECTED_FAILURE, FAILED, NOT_APPLICABLE, NOT_VERIFIED, PASSED, UNEXPECTED_PASS
 
 HELP = "run, list or validate scenarios (YAML files in scenarios/)"
 SCENARIOS = api.SCENARIOS
@@ -108,7 +108,8 @@ def run_many(scenarios: list[Scenario], json_output: bool = False, capture: bool
 
 
 MARKS = {PASSED: "[green]✓[/]", NOT_VERIFIED: "[yellow]not verified[/]", FAILED: "[red]✗[/]",
-         NOT_APPLICABLE: "[dim]n/a[/]"}
+         NOT_APPLICABLE: "[dim]n/a[/]", EXPECTED_FAILURE: "[magenta]expected failure[/]",
+         UNEXPECTED_PASS: "[red]unexpected pass[/]"}
 
 
 def _short(value: object, limit: int = 60) -> str:

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from lab import api
-from lab.verify.result import NOT_VERIFIED
+from lab.verify.result import NOT_VERIFIED, SHORT_MARKS
 
 HELP = "judge a recorded run again from its artifacts (events, qlog, captures)"
 
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"{verdict.scenario} {verdict.run_id}: {'PASSED' if verdict.passed else 'FAILED'}")
         for check in verdict.checks:
-            mark = {"passed": "ok  ", NOT_VERIFIED: "n/v ", "not applicable": "n/a "}.get(check.status, "FAIL")
+            mark = SHORT_MARKS[check.status]
             optional = " (optional evidence)" if check.status == NOT_VERIFIED and check.source in verdict.optional \
                 else ""
             evidence = "" if check.evidence is None else f" [{check.evidence} observed]"

@@ -16,6 +16,7 @@ from pathlib import Path
 from lab.errors import LabError
 from lab.learn.narrate import NarratingView, packet_view, replay, terminal_pause
 from lab.observe.timeline import read_jsonl
+from lab.verify.result import SHORT_MARKS
 
 HELP = "run (or replay with --from-run) a scenario step by step, narrated from what was observed"
 
@@ -68,7 +69,7 @@ def _live(name: str, pause, packets: bool) -> int:
     _write("")
     _write(f"== checks ({'PASSED' if result.passed else 'FAILED'}), judged from the same events and capture")
     for check in result.checks:
-        mark = {"passed": "ok  ", "not verified": "n/v ", "not applicable": "n/a "}.get(check.status, "FAIL")
+        mark = SHORT_MARKS[check.status]
         transport = f"{check.transport}:" if check.transport else ""
         _write(f"   {mark} {transport}{check.name}: {check.observed}")
     _write(f"   artifacts: {result.run_dir.relative_to(ROOT)}/  (replay: python -m lab walkthrough "

@@ -21,7 +21,7 @@ from typing import Any
 import docker.errors
 from docker.models.containers import Container
 
-from lab.control import foreign, impair
+from lab.control import adversary, foreign, impair
 from lab.control.base import BLACKHOLE_TAG, ActionError, ActionResult, interface_in
 from lab.control.docker_api import client, container, exec_checked
 from lab.endpoints.shared.netconf import route_script, source_table
@@ -60,6 +60,11 @@ class Lab:
         if service not in self._containers:
             self._containers[service] = container(self.topology, service)
         return self._containers[service]
+
+    def forget(self, *services: str) -> None:
+        """Drop cached handles of containers that were removed (the adversary hosts after their run)."""
+        for service in services:
+            self._containers.pop(service, None)
 
     def client_attachments(self) -> dict[str, str]:
         """Client network -> the client's address there, as the Engine reports it now."""
@@ -209,6 +214,11 @@ class Lab:
             raise ActionError(f"client refused to migrate to {local}: {reply.get('error')}")
         return ActionResult("migrate", network, {"local": local, **{k: v for k, v in reply.items() if k != "ok"}})
 
+    def attack(self, network: str, kind: str, on: bool) -> ActionResult:
+        """Switch an attack of `kind` on or off on a client network (lab.control.adversary)."""
+        self.require_client_network(network)
+        return adversary.attack(self, network, kind, on)
+
     def client_command(self, command: dict[str, Any], socket_path: str = "/run/lab/client.sock") -> dict[str, Any]:
         script = ("import json,socket,sys;s=socket.socket(socket.AF_UNIX);s.settimeout(5);s.connect(sys.argv[1]);"
                   "s.sendall(sys.argv[2].encode()+b'\\n');print(s.makefile().readline())")
@@ -232,15 +242,36 @@ class Lab:
                 target.exec_run(["tcpdump", "-i", iface, "-U", "-s", "0", "-w", f"{CAPTURE_DIR}/{name}.pcap",
                                  CAPTURE_FILTER], detach=True)
                 names.append(name)
+        for host in self._adversary_hosts():  # what reaches the victim, what the attacker sends and gets
+            target = self.ctr(host)
+            iface = interface_in(target, self.topology.networks["internet"].subnet)
+            exec_checked(target, ["sh", "-c", f"pkill dumpcap; rm -rf {CAPTURE_DIR}; mkdir -p {CAPTURE_DIR}; true"])
+            # dumpcap, not tcpdump: tcpdump always changes user, and these hosts may not (cap_drop ALL
+            # plus NET_ADMIN and NET_RAW). -P: pcap, like the routers'. -p: not promiscuous, since the
+            # bridge floods frames for the silent victim, whose MAC it never learns. Only datagrams
+            # from or to the victim or the attacker: the client's own are on the NAT's WAN capture,
+            # and these captures are merged into the server's view.
+            hostile = self.topology.adversary
+            only = f"({CAPTURE_FILTER}) and (host {hostile.victim} or host {hostile.attacker})" if hostile else \
+                CAPTURE_FILTER
+            target.exec_run(["dumpcap", "-q", "-p", "-P", "-i", iface, "-f", only, "-w",
+                             f"{CAPTURE_DIR}/{host}.pcap"], detach=True)
+            names.append(host)
         time.sleep(0.3)  # let tcpdump open its sockets before traffic starts
         return names
+
+    def _adversary_hosts(self) -> tuple[str, ...]:
+        if not adversary.running(self.topology) or self.topology.adversary is None:
+            return ()
+        return self.topology.adversary.services
 
     def stop_captures(self, destination: Path) -> list[Path]:
         destination.mkdir(parents=True, exist_ok=True)
         saved = []
-        for gateway in self.topology.gateways.values():
-            target = self.ctr(gateway.router)
-            target.exec_run(["sh", "-c", "pkill -INT tcpdump; sleep 0.3; true"])
+        hosts = [gateway.router for gateway in self.topology.gateways.values()] + list(self._adversary_hosts())
+        for host in hosts:
+            target = self.ctr(host)
+            target.exec_run(["sh", "-c", "pkill -INT tcpdump; pkill -INT dumpcap; sleep 0.3; true"])
             try:
                 stream, _ = target.get_archive(CAPTURE_DIR)
             except docker.errors.NotFound:
@@ -300,8 +331,10 @@ class Lab:
         self.route_network = networks[0] if networks else None
         routes = self.set_routes()
         impair.reset_all(self)  # impairments and blackholes
+        adversary.stop_all(self)
+        undo_attacks = adversary.reset_commands(self.topology)  # a hijacked route, a sensor
         for router in self.topology.routers:
-            self.ctr(router).exec_run(["sh", "-c", "conntrack -F >/dev/null 2>&1; pkill tcpdump; true"])
+            self.ctr(router).exec_run(["sh", "-c", f"conntrack -F >/dev/null 2>&1; pkill tcpdump; {undo_attacks}"])
         return ActionResult("reset", "lab", {"networks": list(networks), **routes})
 
 

@@ -23,11 +23,11 @@ from lab.events import Action, DataGap, EchoRtt, Event, Progress, SchemaError, T
 # run is measured from the first of these; ``impair`` and ``wait`` are deliberately absent (they
 # change quality, not addresses or reachability).
 NETWORK_ACTIONS: frozenset[str] = frozenset(
-    {"connect", "disconnect", "route", "migrate", "rebind", "renumber", "blackhole", "flap"}
+    {"connect", "disconnect", "route", "migrate", "rebind", "renumber", "blackhole", "flap", "attack"}
 )
 
 # Roles whose events belong to every transport of a run (they are not endpoints).
-SHARED_ROLES: frozenset[str] = frozenset({"controller", "router"})
+SHARED_ROLES: frozenset[str] = frozenset({"controller", "router", "attacker"})
 
 
 def _type_name(kind: str | type[Event]) -> str:

@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab.observe.timeline import NETWORK_ACTIONS
+
 __all__ = ["EVENT_RULES", "FRAME_RULES", "EventLine", "Evidence", "check_evidence", "event_lines"]
 
 MAX_LINKS = 12  # per check and kind; the rest are counted
@@ -92,7 +94,6 @@ EVENT_RULES: dict[str, tuple[tuple[str, ...], str | None]] = {  # check -> (even
     "cross_check_qlog": (("path_challenge_sent",), "server"),
     "cross_check_paths": (_PEERS, "server"),
 }
-_NETWORK_ACTIONS = frozenset({"connect", "disconnect", "route", "migrate", "rebind", "renumber", "blackhole", "flap"})
 
 
 def _event_matches(line: EventLine, check: str, types: tuple[str, ...], role: str | None,
@@ -104,7 +105,7 @@ def _event_matches(line: EventLine, check: str, types: tuple[str, ...], role: st
         action = data.get("action")
         if check in ("run_completed", "events_recorded"):
             return action == "run_end"
-        return action in _NETWORK_ACTIONS
+        return action in NETWORK_ACTIONS
     endpoint = data.get("role") in ("client", "server")
     return not (endpoint and transport and data.get("transport") != transport)
 

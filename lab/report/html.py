@@ -70,6 +70,7 @@ th { background: #f6f8fa; }
 td.status { font-weight: 600; white-space: nowrap; }
 tr.passed td.status { color: var(--ok); } tr.failed td.status { color: var(--fail); }
 tr.not-verified td.status { color: var(--nv); }
+tr.expected-failure td.status { color: var(--nv); } tr.unexpected-pass td.status { color: var(--fail); }
 tr.failed, tr.violation { background: #fff5f5; }
 tr.violation td.status { color: var(--fail); } tr.compliant td.status { color: var(--ok); }
 tr.not-observed td.status { color: var(--muted); }
@@ -148,6 +149,8 @@ def _checks(inputs: HtmlInputs, linked_frames: set[int]) -> str:
         status = str(check.get("status", "passed" if check.get("passed") else "failed"))
         evidence = check_evidence(check, inputs.packets, inputs.events, inputs.servers, inputs.qlog_files)
         opt = " (optional evidence)" if status == "not verified" and check.get("source") in optional else ""
+        if check.get("known_failure"):
+            opt += f' <span class="muted">(known: {escape(str(check["known_failure"]))})</span>'
         name = escape(str(check["name"]))
         anchor = escape(f"check-{check.get('transport') or 'run'}-{check['name']}")
         rows.append(

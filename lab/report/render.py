@@ -47,7 +47,8 @@ SEQUENCE_SVG = "sequence.svg"
 # (pcap, keylog or None, UDP ports decoded as QUIC) -> packets: lab.verify.pcap.read_quic_packets
 PacketReader = Callable[[Path, Path | None, Iterable[int]], Sequence[Any]]
 # anything else: failed
-MARKS = {"passed": "yes", "not verified": "**not verified**", "not applicable": "not applicable"}
+MARKS = {"passed": "yes", "not verified": "**not verified**", "not applicable": "not applicable",
+         "expected failure": "expected failure", "unexpected pass": "**unexpected pass**"}
 
 
 def _fmt(value: Any) -> str:
@@ -77,6 +78,10 @@ def report_markdown(report: dict[str, Any], description: str = "", plot: str | N
         evidence = "" if check.get("evidence") is None else check["evidence"]
         lines.append(f"| {check['name']} | {check.get('transport') or ''} | {check.get('source', '')} | {mark} | "
                      f"{evidence} | {check['observed']} | {check['expected']} |")
+    known = [c for c in report["checks"] if c.get("known_failure")]
+    if known:
+        lines += ["", "## Known failures (recorded in the scenario, shown, not counted)", ""]
+        lines += [f"- **{c['name']}** ({c.get('status')}): {c['known_failure']}" for c in known]
     if report.get("figures"):
         lines += ["", "## Observed (report only, not checks)", "", "| figure | source | value |", "|---|---|---|"]
         for figure in report["figures"]:

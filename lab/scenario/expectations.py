@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab.addresses import ip_or_ip_port
+from lab.control.attacks import CHECKS as ATTACK_CHECKS
 
 # Where a check's observations come from; a scenario may list some under ``optional_evidence``.
 EVIDENCE_SOURCES = ("events", "qlog", "captures")
@@ -121,3 +122,7 @@ EXPECTATIONS: dict[str, ExpectationSpec] = {
     "startup_ms": ExpectationSpec(comparison_parser("<="), _BOTH, "ms, default <=", COMPARISON),
     "freeze_ms": ExpectationSpec(comparison_parser("<="), _BOTH, "ms, default <=", COMPARISON),
 }
+
+# Checks a scenario may record as a known failure of the stack under test (``known_failures:``),
+# each with its reason: the scenario's own expectations, and the checks of every attack.
+KNOWN_FAILURE_CHECKS = (*EXPECTATIONS, *(f"capture_{name}" for name in ATTACK_CHECKS))

@@ -144,6 +144,7 @@ class Step:
     impairment: Impairment | None = None
     reset: bool = False  # impair: remove every impairment on the network
     duration: float | None = None  # wait
+    kind: str | None = None  # attack: rewrite | forward | spoof (lab.control.attacks)
     flap: Flap | None = None
     description: str | None = None
     line: int = 0
@@ -176,6 +177,8 @@ class Scenario:
     optional_evidence: tuple[str, ...] = ()
     # role -> a stack name or image (lab.scenario.stacks); absent: the lab's own endpoints.
     stacks: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    # check name -> why the stack under test is known to fail it (a recorded finding, not a pass).
+    known_failures: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def transports(self) -> tuple[str, ...]:

@@ -24,12 +24,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lab.control.attacks import KINDS as ATTACK_KINDS
 from lab.events import EVENT_TYPES
 from lab.scenario.expectations import (
     COMPARISON,
     COMPARISON_TEXT,
     EVIDENCE_SOURCES,
     EXPECTATIONS,
+    KNOWN_FAILURE_CHECKS,
     NO_ARGUMENT,
     OPTIONAL_ADDRESS,
     OPTIONAL_COMPARISON,
@@ -141,6 +143,8 @@ def _value_definitions() -> dict[str, Any]:
                     "oneOf": [{"type": "integer", "minimum": 2, "maximum": 254},
                               {"type": "string", "pattern": IPV4_PATTERN}]},
         "on_off": {"enum": [True, False, "on", "off"]},
+        "attack_kind": {"enum": list(ATTACK_KINDS),
+                        "description": "; ".join(f"{k.name}: {k.does}" for k in ATTACK_KINDS.values())},
         "flap_networks": {"type": "array", "items": _ref("client_network"), "minItems": 2, "uniqueItems": True,
                           "description": "the attached client networks to switch the default route between"},
         "flap_times": {"type": "integer", "minimum": FLAP_TIMES[0], "maximum": FLAP_TIMES[1]},
@@ -283,6 +287,10 @@ def json_schema() -> dict[str, Any]:
                    "properties": {role: {"type": "string", "minLength": 1} for role in STACK_ROLES},
                    "description": "the stack of each end: lab (default), " + ", ".join(n for n in STACKS if n != "lab")
                                   + ", or an image speaking the interop-runner contract (a black-box run)"},
+        "known_failures": {"type": "object", "additionalProperties": False,
+                           "properties": {name: {"type": "string", "minLength": 1} for name in KNOWN_FAILURE_CHECKS},
+                           "description": "check -> why the lab's own stack is known to fail it: shown as an "
+                                          "expected failure, never as a pass; a pass fails the run (stale record)"},
     }
     assert tuple(properties) == TOP_KEYS
     return {

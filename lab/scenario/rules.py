@@ -16,7 +16,7 @@ from typing import Any
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from lab.events import EVENT_TYPES
-from lab.scenario.expectations import EVIDENCE_SOURCES
+from lab.scenario.expectations import EVIDENCE_SOURCES, KNOWN_FAILURE_CHECKS
 from lab.scenario.expectations import EXPECTATIONS as CHECKS
 from lab.scenario.model import (
     DEFAULT_TIMEOUT,
@@ -44,7 +44,7 @@ from lab.scenario.steps import ACTIONS, ActionSpec, Attachment
 from lab.units import human_bytes, human_seconds, parse_bit_rate, parse_byte_rate, parse_percent, parse_size
 
 TOP_KEYS = ("name", "description", "timeout", "tags", "initial", "workload", "steps", "expect", "optional_evidence",
-            "stacks")
+            "stacks", "known_failures")
 WORKLOAD_KEYS = ("transport", "kind", "size", "rate", "interval", "duration", "migration", "rotate_cid", "port",
                  "probe_after", "bitrate", "segment", "segments", "startup", "buffer", "datagrams")
 # Which kinds a workload key applies to (keys not listed apply to every kind).
@@ -111,11 +111,20 @@ class ScenarioValidator(NodeValidator):
                     self.error(node, f"stacks.{role}", str(exc).removeprefix("stack: "))
                     continue
                 stacks[role] = value
+        known: dict[str, str] = {}
+        if "known_failures" in top:
+            checks = self.mapping(top["known_failures"][1], "known_failures", KNOWN_FAILURE_CHECKS) or {}
+            for check, (_, node) in checks.items():
+                reason = self.string(node, f"known_failures.{check}")
+                if reason is not None and not reason.strip():
+                    self.error(node, f"known_failures.{check}", "needs the reason the stack fails it")
+                elif reason is not None:
+                    known[check] = " ".join(reason.split())
         if self.errors or name is None or description is None or workload is None or initial is None:
             return None
         return Scenario(name=name, description=description.strip(), workload=workload, initial=initial, steps=steps,
                         expect=expect, timeout=timeout, tags=tags, file=self.file,
-                        optional_evidence=tuple(optional), stacks=stacks)
+                        optional_evidence=tuple(optional), stacks=stacks, known_failures=known)
 
     def _name(self, top: dict[str, tuple[Node, Node]]) -> str | None:
         if "name" not in top:

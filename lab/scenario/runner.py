@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import events as ev
-from lab.control import impair, salvage
+from lab.control import adversary, impair, salvage
 from lab.control.actions import ActionError, ActionResult, Lab
 from lab.control.preflight import FaultWatch, PreflightError, RunLock, check_lab
 from lab.observe.live import PlainView
@@ -247,9 +247,22 @@ class ScenarioRunner:
             if self.endpoints.black_box and self.scenario.workload.kind != "download":
                 raise PreflightError(f"{self.scenario.name}: a black-box run needs a download workload "
                                      f"(the interop contract's transfer), not {self.scenario.workload.kind}")
+            if self.attacking:
+                try:
+                    adversary.ensure_up(self.topology)
+                except (ActionError, RuntimeError) as exc:
+                    raise PreflightError(str(exc)) from None
             return self._run()
         finally:
+            if self.attacking:  # only the scenarios that attack have a victim and an attacker
+                with contextlib.suppress(Exception):
+                    adversary.remove(self.topology)
+                    self.lab.forget(*adversary.hosts(self.topology))
             lock.release()
+
+    @property
+    def attacking(self) -> bool:
+        return any(step.action == "attack" for step in self.scenario.plan())
 
     def _run(self) -> RunResult:
         scenario = self.scenario
@@ -355,6 +368,8 @@ class ScenarioRunner:
         streams.follow_container(SERVER, self.lab.ctr(SERVER), since)
         for router in self.topology.routers:
             streams.follow_container(router, self.lab.ctr(router), since)
+        for host in adversary.hosts(self.topology) if self.attacking else ():
+            streams.follow_container(host, self.lab.ctr(host), since)
         clients: dict[str, ExecStream] = {}
         if self.foreign is not None:
             end = self.foreign.start_client()

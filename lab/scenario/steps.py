@@ -17,10 +17,11 @@ Pure at import: the ``apply`` callables import the Docker side only when they ru
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lab.addresses import host_number_or_ipv4
+from lab.control.attacks import KINDS as ATTACK_KINDS
 from lab.scenario.model import Flap, Step, Workload
 
 if TYPE_CHECKING:
@@ -55,6 +56,12 @@ def on_off(value: Any) -> bool:
     raise ValueError(f"{value!r} is not allowed; allowed: on, off")
 
 
+def attack_kind(value: Any) -> str:
+    if value not in ATTACK_KINDS:
+        raise ValueError(f"{value!r} is not allowed; allowed: {', '.join(ATTACK_KINDS)}")
+    return str(value)
+
+
 @dataclass(frozen=True)
 class Kind:
     """A kind of field value: how the validator reads it, its JSON Schema, how the README names it.
@@ -78,6 +85,7 @@ ADDRESS = Kind(lambda v, node, path: v.convert(node, path, host_number_or_ipv4),
 ON_OFF = Kind(lambda v, node, path: v.convert(node, path, on_off), "on_off", "on/off")
 IMPAIRMENT = Kind(lambda v, node, path: v.impairment(node, path), "impairment_or_profile",
                   "{delay: ..., loss: ...} or a profile name")
+ATTACK = Kind(lambda v, node, path: v.convert(node, path, attack_kind), "attack_kind", "/".join(ATTACK_KINDS))
 FLAG = Kind(lambda v, node, path: v.boolean(node, path), "boolean")
 POSITIVE_DURATION = Kind(lambda v, node, path: v.duration(node, path, positive=True), "duration")
 TIMES = Kind(lambda v, node, path: v.integer(node, path, *FLAP_TIMES), "flap_times", "1-1000")
@@ -105,6 +113,7 @@ class Attachment:
 
     attached: list[str]
     default: str | None  # the network the default route is on
+    attacks: set[tuple[str, str]] = field(default_factory=set)  # (network, kind) switched on
 
 
 class StepCheck(Protocol):
@@ -198,6 +207,24 @@ def _play_flap(check: StepCheck, got: dict[str, Any]) -> dict[str, Any]:
                          migrate=check.workload.migration == "active")}
 
 
+def _play_attack(check: StepCheck, got: dict[str, Any]) -> dict[str, Any]:
+    """An attack is switched off only where it is on, and on only once; the network must be attached."""
+    network, kind, state = got.get("network"), got.get("kind"), got.get("state")
+    if network is None or kind is None or state is None:
+        return got
+    key = (network, kind)
+    if state and key in check.state.attacks:
+        check.error("state", f"attack {kind} on {network} is already on")
+    elif not state and key not in check.state.attacks:
+        check.error("state", f"attack {kind} on {network} is not on at this step")
+    elif state:
+        _need_attached(check, network, "attack the client on")
+        check.state.attacks.add(key)
+    else:
+        check.state.attacks.discard(key)
+    return got
+
+
 def _as_given(check: StepCheck, got: dict[str, Any]) -> dict[str, Any]:
     return got
 
@@ -281,6 +308,14 @@ _SPECS = (
                           Field("reset", FLAG, required=False, doc="`reset: true`")),
                "change link quality (`reset: true` removes every impairment on the network)",
                _play_impair, _apply_impair, one_of=("impair", "reset"), changes_network=False),
+    ActionSpec("attack", (Field("network", CLIENT_NETWORK), Field("kind", ATTACK, doc="`kind: " +
+                                                                         "/".join(ATTACK_KINDS) + "`"),
+                          Field("state", ON_OFF, doc="`state: on/off`")),
+               "switch an attack on the client's traffic on or off: `rewrite` (on-path, to the victim's "
+               "address), `forward` (off-path copies from the attacker's address), `spoof` (off-path copies "
+               "from the victim's address); starts the victim and the attacker (compose profile adversary)",
+               # Not a client move: the paths it makes are the attacker's, which the server must not adopt.
+               _play_attack, lambda lab, step: lab.attack(step.network, step.kind, bool(step.state))),  # type: ignore[arg-type]
     ActionSpec("wait", (Field("duration", POSITIVE_DURATION),), "do nothing for a while",
                _as_given, _apply_wait, changes_network=False),
     ActionSpec("flap", (Field("networks", CLIENT_NETWORKS), Field("times", TIMES),

@@ -43,11 +43,19 @@ from lab.scenario.schema import Scenario, ScenarioError, parse_scenario
 from lab.scenario.stacks import Endpoints
 from lab.scenario.steps import ACTIONS
 from lab.topology.model import Topology, TopologyError, topology_from_config
-from lab.verify import blackbox, capture_checks, conformance, cross_checks, qlog_fill
+from lab.verify import attack_checks, blackbox, capture_checks, conformance, cross_checks, qlog_fill
 from lab.verify.checks import evaluate
 from lab.verify.conformance import Finding
 from lab.verify.pcap import ImageTools, QuicPacket, TsharkError, prepare_captures, read_quic_packets
-from lab.verify.result import NOT_APPLICABLE, NOT_VERIFIED, CheckResult, Figure, not_verified
+from lab.verify.result import (
+    EXPECTED_FAILURE,
+    NOT_APPLICABLE,
+    NOT_VERIFIED,
+    UNEXPECTED_PASS,
+    CheckResult,
+    Figure,
+    not_verified,
+)
 
 # Steps that move the client to a new path (new address or port), from the action table. Connect,
 # disconnect, blackhole and impairment change reachability, not the path; a preferred-address
@@ -93,7 +101,9 @@ class Verdict:
 
     def counts(self, check: CheckResult) -> bool:
         """Whether ``check`` stands in the way of a pass."""
-        if check.passed or check.status == NOT_APPLICABLE:
+        if check.status == UNEXPECTED_PASS:
+            return True  # a recorded failure that no longer fails: the record is stale
+        if check.passed or check.status in (NOT_APPLICABLE, EXPECTED_FAILURE):
             return False
         return not (check.status == NOT_VERIFIED and check.source in self.optional)
 
@@ -288,6 +298,13 @@ def _server_addresses(topology: Topology) -> set[str]:
     return {topology.server_address, topology.server_preferred_address}
 
 
+ATTACK_CAPTURES = ("captures/victim.pcapng", "captures/attacker.pcapng")
+
+
+def attacks(scenario: Scenario) -> bool:
+    return any(step.action == "attack" for step in scenario.plan())
+
+
 def read_side_qlogs(run_dir: Path) -> SideQlogs:
     """Each side's qlog files and the problems reading them, read once for every check that uses them."""
     return {side: read_qlogs(run_dir / side / "qlog") for side in SIDES}
@@ -328,6 +345,14 @@ def _capture_checks(run_dir: Path, record: RunRecord, timeline: Timeline, migrat
     checks = [CheckResult("capture_verified", bool(packets), f"{len(packets)} QUIC packets in {SERVER_CAPTURE}",
                           expected, "quic", len(packets), "captures")]
     servers = _server_addresses(topology)
+    if attacks(scenario):  # the victim's and the attacker's captures are in the server's view (prepare_captures)
+        missing = [name for name in ATTACK_CAPTURES if not (run_dir / name).is_file()]
+        hostile = topology.adversary
+        if missing or hostile is None:
+            why = f"{', '.join(missing)} missing: the attack was not captured" if missing else \
+                "the topology defines no adversary"
+            checks.append(CheckResult("capture_verified", False, why, expected, "quic", 0, "captures"))
+        checks.extend(attack_checks.run_all(timeline, None if missing or hostile is None else packets, servers))
     plan = scenario.plan()
     rotating = scenario.workload.migration == "active" and scenario.workload.rotate_cid
     # A new DCID on every new path is expected only when every path change is an active
@@ -400,6 +425,9 @@ def judge_run(run_dir: str | Path, tools: ImageTools | None = None, strict: bool
         verdict.conformance = conformance.evaluate(verdict.decoded, _server_addresses(record.topology))
         if strict:
             verdict.checks.append(conformance_check(verdict.conformance))
+    known = scenario.known_failures
+    if known and not record.endpoints.black_box:  # recorded for the lab's own endpoints, not any stack's
+        verdict.checks = [c.with_(known_failure=known[c.name]) if c.name in known else c for c in verdict.checks]
     return verdict
 
 

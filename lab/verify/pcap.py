@@ -126,7 +126,9 @@ def read_quic_packets(pcap: Path, keylog: Path | None, quic_ports: Iterable[int]
 
 # One container for the whole preparation: editcap and mergecap of the lab image. Raw captures
 # become pcapng with the key log injected (a Decryption Secrets Block: Wireshark opens them
-# decrypted), and the routers' WAN sides merge into server-side.pcapng, the server's view.
+# decrypted), and the routers' WAN sides merge into server-side.pcapng, the server's view (with the
+# victim's and the attacker's captures of an attack: their short-header packets decrypt only beside
+# the handshake, and the server's view is incomplete without them).
 _PREPARE = r"""set -e
 cd captures
 keys=../client/keys-quic.log
@@ -136,7 +138,7 @@ inject() {
 wan=""
 for f in *.pcap; do
   [ -e "$f" ] || continue
-  case "$f" in *-wan.pcap) [ "$(stat -c %s "$f")" -gt 24 ] && wan="$wan $f" ;; esac
+  case "$f" in *-wan.pcap|victim.pcap|attacker.pcap) [ "$(stat -c %s "$f")" -gt 24 ] && wan="$wan $f" ;; esac
 done
 if [ -n "$wan" ]; then mergecap -w server-side.pcap $wan; fi
 for f in *.pcap; do [ -e "$f" ] || continue; inject "$f" "${f%.pcap}.pcapng"; rm -f "$f"; done

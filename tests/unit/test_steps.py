@@ -36,6 +36,7 @@ STEPS = {
     "rebind": (Step("rebind", router="carrier-nat"), ("rebind", "carrier-nat")),
     "renumber": (Step("renumber", network="home", address="10.0.0.9"), ("renumber", "home", "10.0.0.9")),
     "blackhole": (Step("blackhole", network="internet", state=True), ("blackhole", "internet", True)),
+    "attack": (Step("attack", network="home", kind="spoof", state=False), ("attack", "home", "spoof", False)),
 }
 
 
@@ -47,7 +48,7 @@ def runner_with(lab: FakeLab) -> ScenarioRunner:
 
 def test_the_table_lists_every_action_once_in_the_order_errors_name_them() -> None:
     assert list(ACTIONS) == ["connect", "disconnect", "route", "migrate", "rebind", "renumber", "blackhole",
-                             "impair", "wait", "flap"]
+                             "impair", "attack", "wait", "flap"]
     for name, spec in ACTIONS.items():
         assert spec.name == name and spec.does and spec.fields
         assert set(spec.one_of) <= set(spec.field_names)
