@@ -18,11 +18,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    profiles: list[str] = []
     with contextlib.suppress(LabError):  # no daemon: compose says so below
+        topology = load_topology()
+        # The victim and the attacker of an interrupted adversary run are in a profile of their own.
+        profiles = ["--profile", topology.adversary.profile] if topology.adversary else []
         # Foreign endpoints of an interrupted black-box run live in the lab's namespaces, outside Compose.
-        foreign.remove_all(load_topology().project)
-    result = subprocess.run([*compose_command(), "down", "--remove-orphans", "-t", "2"], capture_output=True,
-                            text=True)
+        foreign.remove_all(topology.project)
+    result = subprocess.run([*compose_command(), *profiles, "down", "--remove-orphans", "-t", "2"],
+                            capture_output=True, text=True)
     if result.returncode != 0:
         raise LabError(f"docker compose down failed: {result.stderr.strip().splitlines()[-1:]}")
     print("==> lab removed (artifacts/ kept)")

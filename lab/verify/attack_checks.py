@@ -199,6 +199,7 @@ def run_all(timeline: Iterable[ev.Event], packets: Sequence[QuicPacket] | None, 
     if packets is None:
         return [not_verified(n, "no capture of the attack", "captures of the attack", "captures", "quic")
                 for n in NAMES]
+    servers = {s.rpartition(":")[0] if s.count(":") == 1 else s for s in servers}  # IPs; "ip:port" allowed
     server_side = datagrams(packets)
     hostile = {a.address for a in attacks}
     attack_side = [d for d in server_side if d.src in hostile or d.dst in hostile]
