@@ -4,16 +4,20 @@ failing or interrupted run restores the lab."""
 from __future__ import annotations
 
 import json
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from lab.control import snapshot
 from lab.control.actions import Lab
 from lab.topology.load import ROOT
+from tests.integration.conftest import sh
 
 CATALOGUE = sorted(p.stem for p in (ROOT / "scenarios").glob("*.yaml"))
 
@@ -59,18 +63,60 @@ def test_a_stuck_run_times_out_reports_and_restores(lab):
     assert_restored(Lab(lab))
 
 
-def test_ctrl_c_restores_the_lab(lab):
-    process = subprocess.Popen([sys.executable, "-m", "lab", "scenario", "run", "commute", "--no-capture"], cwd=ROOT,
+INTERRUPT_TARGET = ROOT / "tests" / "data" / "scenarios" / "interrupt-target.yaml"
+RESTORED_SECTIONS = ("qdiscs", "iptables", "routes", "rules", "processes")
+
+
+def test_ctrl_c_during_a_captured_run_and_again_during_its_reset_restores_the_lab(lab):
+    """Ctrl-C while every router is changed (blackhole, netem, tbf) and captures run; a second one
+    while the lab is being restored: it waits for the restore, and each router is back as it was."""
+    before = snapshot.take(lab)
+    process = subprocess.Popen([sys.executable, "-m", "lab", "scenario", "run", str(INTERRUPT_TARGET)], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 30
-    controller = Lab(lab)
-    while time.time() < deadline and "cellular" not in controller.client_attachments():
-        time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+    try:
+        controller, deadline = Lab(lab), time.time() + 30
+        while time.time() < deadline and process.poll() is None:
+            blackholed = "lab-blackhole" in sh(controller.ctr("home-router"), "iptables -S FORWARD")
+            if blackholed and set(controller.client_attachments()) == {"cellular"}:
+                break
+            time.sleep(0.1)
+        changed = snapshot.diff(before, snapshot.take(lab))
+        # The move, the blackhole, cellular's delay and loss (netem, or without sch_netem the delay
+        # line and iptables), office's tbf, the captures.
+        for part in ("client networks", "home-router iptables", "carrier-nat", "office-router qdiscs",
+                     "home-router processes"):
+            assert any(p.startswith(part) for p in changed), f"{part} unchanged before Ctrl-C: {changed}"
+        process.send_signal(signal.SIGINT)
+        seen = []
+        while not any("restoring the lab" in line for line in seen):
+            seen.append(lines.get(timeout=30))
+        process.send_signal(signal.SIGINT)  # during the restore
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:  # a failed assertion: let the run restore the lab for the next tests
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    time.sleep(0.2)  # the reader thread's last lines
+    while not lines.empty():
+        seen.append(lines.get())
     assert process.returncode == 130, stderr[-1000:]
-    assert "Traceback" not in stderr
-    assert_restored(controller)
+    assert "Traceback" not in stderr and stderr.strip() == "interrupted: the lab is restored", stderr
+    assert any("Ctrl-C: restoring the lab first" in line for line in seen), "the second Ctrl-C came too late"
+    after = snapshot.take(lab)
+    for router in lab.routers:  # one by one: impairments, NAT and blackhole rules, routes, leftover captures
+        for section in RESTORED_SECTIONS:
+            assert after.containers[router][section] == before.containers[router][section], (router, section)
+    assert after.client_networks == tuple(lab.client_start_networks)
+    assert snapshot.diff(before, after) == []
+    run_end = json.loads((ROOT / "artifacts" / "interrupt-target" / "latest" / "events.jsonl")
+                         .read_text().splitlines()[-1])
+    assert run_end["action"] == "run_end" and run_end["detail"]["error"] == "interrupted (Ctrl-C)"
 
 
 def test_bad_scenario_files_give_one_line_errors():
