@@ -9,7 +9,7 @@ What legitimately changes when Compose recreates a container is normalised away:
 become the lab network they are on (a recreated container may number them differently), and the
 ports of Docker's embedded DNS (random per container) become ``PORT``.
 
-Pure core: `normalise`, `interfaces`, `processes`, `diff`. Edge (docker-py): `take`.
+Pure core: `normalise`, `interfaces`, `without_empty_tables`, `processes`, `parse`, `diff`. Edge (docker-py): `take`.
 """
 
 from __future__ import annotations
@@ -83,6 +83,29 @@ def normalise(text: str, names: dict[str, str]) -> tuple[str, ...]:
     return tuple(lines)
 
 
+def without_empty_tables(lines: tuple[str, ...]) -> tuple[str, ...]:
+    """iptables-save lines without the tables that hold nothing (pure).
+
+    A table with no rule and only built-in chains accepting is the kernel's default: it is listed
+    once something has used it (an impairment's raw rules, since removed) and not in a new
+    container, and both mean the same.
+    """
+    kept: list[str] = []
+    block: list[str] = []
+    for line in lines:
+        if line.startswith("*"):
+            block = [line]
+        elif block:
+            block.append(line)
+            if line == "COMMIT":
+                empty = all(entry.startswith(":") and entry.split()[1] == "ACCEPT" for entry in block[1:-1])
+                kept += [] if empty else block
+                block = []
+        else:
+            kept.append(line)
+    return tuple(kept + block)
+
+
 def processes(first: str, second: str) -> tuple[str, ...]:
     """Two ``ps -eo args=`` listings 0.3 s apart -> the command lines in both, sorted (pure).
 
@@ -118,6 +141,7 @@ def parse(output: str, subnets: dict[str, str], unused_defaults: tuple[str, ...]
     raw["routes"] = [line for line in raw.get("routes", []) if not line.startswith(unused) or " table " in line]
     sections = {name: normalise("\n".join(lines), names) for name, lines in raw.items()
                 if name not in ("processes", "processes-again", "interfaces")}
+    sections["iptables"] = without_empty_tables(sections.get("iptables", ()))
     sections["processes"] = processes("\n".join(raw.get("processes", [])), "\n".join(raw.get("processes-again", [])))
     # Addresses by network: an interface's index and name may change, its network and address may not.
     sections["interfaces"] = tuple(sorted(f"<{names.get(m[1].split('@')[0], m[1])}> {m[2]}"

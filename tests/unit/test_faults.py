@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from lab.control.preflight import Fault, Watched, fault_of, own_doing
-from lab.control.snapshot import LabSnapshot, diff, interfaces, normalise, parse, processes
+from lab.control.snapshot import (
+    LabSnapshot,
+    diff,
+    interfaces,
+    normalise,
+    parse,
+    processes,
+    without_empty_tables,
+)
 
 WATCHED = Watched("quic-lab", {"quic-lab_cellular": "cellular", "quic-lab_home": "home"})
 IDS = {"c1": "client", "r1": "carrier-nat"}
@@ -114,3 +122,9 @@ def test_diff_names_each_leak_with_its_lines():
     ]
     gone = LabSnapshot({}, ("home",), before.host)
     assert diff(before, gone) == ["home-router: missing"]
+
+
+def test_an_empty_table_is_the_same_as_none_but_a_rule_or_a_drop_policy_is_not():
+    saved = ("*raw", ":PREROUTING ACCEPT", ":OUTPUT ACCEPT", "COMMIT", "*filter", ":INPUT ACCEPT", ":FORWARD DROP",
+             "COMMIT", "*nat", ":POSTROUTING ACCEPT", "-A POSTROUTING -o <internet> -j MASQUERADE --random", "COMMIT")
+    assert without_empty_tables(saved) == saved[4:]
