@@ -20,7 +20,7 @@ BROWSER_IMAGE ?= quic-migration-lab-browser:bookworm-$(shell sha256sum images/br
 export LAB_IMAGE BROWSER_IMAGE
 
 .PHONY: help setup venv compose base wheelhouse images certs up down status logs test unit integration \
-        lint demo explain walkthrough scenario scenarios bench clean verify browser-image matrix
+        lint demo explain walkthrough scenario scenarios bench soak clean verify browser-image matrix
 
 help:  ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -111,6 +111,9 @@ scenarios: up  ## run every scenario and print a summary table
 
 bench: up  ## print measured figures (disruption, validation, throughput)
 	@$(PY) -m lab bench
+
+soak: up  ## every scenario N times, pass rates and failed checks (a benchmark): make soak N=3 NAMES=baseline,flapping
+	@$(PY) -m lab soak --runs $(or $(N),20) $(if $(NAMES),--scenarios $(NAMES))
 
 verify: images venv  ## judge a recorded run again from its artifacts: make verify RUN=artifacts/NAME/latest
 	@$(PY) -m lab verify $(or $(RUN),artifacts/$(NAME)/latest)

@@ -32,6 +32,7 @@ VERBS = {
     "verify": "lab.cli.verify",
     "open": "lab.cli.open",
     "matrix": "lab.cli.matrix",
+    "soak": "lab.cli.soak",
 }
 
 
