@@ -42,8 +42,26 @@ def _root(env: Mapping[str, str]) -> Path:
     return Path(env.get("LAB_INTEROP_ROOT") or "/")
 
 
+class EnvError(ValueError):
+    """A contract variable that does not hold what it must (one line: the variable and what is allowed)."""
+
+
+def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float, what: str) -> float:
+    raw = env.get(name) or ""
+    try:
+        value = float(raw) if raw else float(default)
+    except ValueError:
+        raise EnvError(f"{name}={raw!r}: not a number; allowed: {what}") from None
+    if not low <= value <= high:
+        raise EnvError(f"{name}={raw!r}: out of range; allowed: {what}")
+    return value
+
+
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
-    return int(env.get(name) or default)
+    value = _number(env, name, default, 1, 65535, "a port, 1-65535")
+    if not value.is_integer():
+        raise EnvError(f"{name}={env.get(name)!r}: not a whole number; allowed: a port, 1-65535")
+    return int(value)
 
 
 def _host_port(host: str, port: int) -> str:
@@ -156,8 +174,8 @@ def run_client(env: Mapping[str, str]) -> int:
     if not plan.urls:
         print("REQUESTS is empty: nothing to download", file=sys.stderr)
         return 0
-    timeout = float(env.get("LAB_INTEROP_TIMEOUT") or 120)
-    probe_after = float(env.get("PROBE_AFTER_MS") or 200) / 1000
+    timeout = _number(env, "LAB_INTEROP_TIMEOUT", 120, 0.001, 3600, "seconds, more than 0 and at most 3600")
+    probe_after = _number(env, "PROBE_AFTER_MS", 200, 0, 60_000, "milliseconds, 0 (never) to 60000") / 1000
 
     def report(client) -> None:
         print(f"server address at the end: {client.server_address}", file=sys.stderr)
@@ -177,10 +195,14 @@ def run_client(env: Mapping[str, str]) -> int:
 def main(env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     role = env.get("ROLE", "")
-    if role == "server":
-        return run_server(env)
-    if role == "client":
-        return run_client(env)
+    try:
+        if role == "server":
+            return run_server(env)
+        if role == "client":
+            return run_client(env)
+    except EnvError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"ROLE must be server or client, not {role!r}", file=sys.stderr)
     return 1
 

@@ -32,7 +32,7 @@ _IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})
 
 
 class StackError(LabError):
-    prefix = "stack"
+    prefix = "error: stack: "  # printed before the message by lab.cli.main
 
 
 @dataclass(frozen=True)

@@ -155,3 +155,22 @@ def test_real_transfer_through_the_interop_module(testcase, interop_root):
     assert "SERVER_HANDSHAKE_TRAFFIC_SECRET" in keylog.read_text()
     expected_end = preferred if testcase == "connectionmigration" else port
     assert f"server address at the end: 127.0.0.1:{expected_end}" in result.stderr
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"ROLE": "client", "TESTCASE": "transfer", "REQUESTS": "https://server:443/x", "LAB_INTEROP_TIMEOUT": "abc"},
+     "LAB_INTEROP_TIMEOUT='abc': not a number; allowed: seconds"),
+    ({"ROLE": "client", "TESTCASE": "transfer", "REQUESTS": "https://server:443/x", "PROBE_AFTER_MS": "-5"},
+     "PROBE_AFTER_MS='-5': out of range; allowed: milliseconds, 0 (never) to 60000"),
+    ({"ROLE": "server", "TESTCASE": "transfer", "LAB_INTEROP_PORT": "abc"},
+     "LAB_INTEROP_PORT='abc': not a number; allowed: a port, 1-65535"),
+    ({"ROLE": "server", "TESTCASE": "transfer", "LAB_INTEROP_PORT": "70000"},
+     "LAB_INTEROP_PORT='70000': out of range; allowed: a port, 1-65535"),
+])
+def test_a_bad_contract_variable_is_one_line_and_exit_2(env, message, capsys) -> None:
+    from lab.endpoints import interop
+
+    assert interop.main(env) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and err.count("\n") == 1
+    assert "Traceback" not in err
