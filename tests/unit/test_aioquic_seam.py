@@ -181,6 +181,40 @@ def test_add_host_cid_continues_the_sequence(certificates: Certificates) -> None
     assert cid.cid in seam.host_cids(pair.server)
 
 
+def test_minted_host_cids_carry_the_server_id_through_handshake_rotation_and_rebinding(
+        certificates: Certificates) -> None:
+    from lab.endpoints.quic.quic_lb import LbConfig, mint, server_id_of
+
+    lb = LbConfig()
+    pair = Pair(certificates)
+    seam.mint_host_cids(pair.server, mint(lb, 7))
+    pair.handshake()
+    cids = seam.host_cids(pair.server)
+    assert len(cids) == 8 and {server_id_of(lb, cid) for cid in cids} == {7}
+    issued = [e.connection_id for e in drain(pair.server) if isinstance(e, events.ConnectionIdIssued)]
+    assert len(issued) == 7 and set(issued) <= cids  # the frames carried the minted CIDs, not os.urandom's
+    assert server_id_of(lb, seam.peer_cid(pair.client)) == 7
+
+    # The client rotates and rebinds: the server still recognises the packets (same connection).
+    pair.client.change_connection_id()
+    pair.client_addr = CLIENT_ADDR_REBOUND
+    pair.client.send_ping(1)
+    pair.settle()
+    assert server_id_of(lb, seam.peer_cid(pair.client)) == 7
+    assert pair.server.get_peer_address() == CLIENT_ADDR_REBOUND
+    assert {server_id_of(lb, cid) for cid in seam.host_cids(pair.server)} == {7}  # replenished after retire
+
+
+def test_minting_refuses_a_connection_that_issued_cids_and_a_length_aioquic_cannot_parse(
+        certificates: Certificates) -> None:
+    pair = Pair(certificates)
+    with pytest.raises(ValueError, match="aioquic expects 8"):
+        seam.mint_host_cids(pair.server, lambda: b"short")
+    pair.handshake()
+    with pytest.raises(RuntimeError, match="already issued"):
+        seam.mint_host_cids(pair.server, lambda: os.urandom(8))
+
+
 # --- transport parameters -------------------------------------------------------------------
 
 

@@ -121,6 +121,35 @@ def add_host_cid(quic: QuicConnection, cid: QuicConnectionId) -> None:
     quic._host_cid_seq = cid.sequence_number + 1
 
 
+def mint_host_cids(quic: QuicConnection, make_cid: Callable[[], bytes]) -> None:
+    """Make every CID this connection issues come from ``make_cid`` (QUIC-LB: the server ID inside).
+
+    aioquic draws its CIDs with ``os.urandom`` in ``__init__`` (sequence 0, l.306-319) and in
+    ``_replenish_connection_ids`` (l.3114); there is no hook. Sequence 0 is replaced here, so this
+    must run before the connection sends anything (a server: in ``create_protocol``, before
+    ``QuicServer`` registers ``host_cid``); later CIDs are replaced as they are made, before a
+    NEW_CONNECTION_ID frame carries them.
+    """
+    if quic._host_cid_seq != 1 or len(quic._host_cids) != 1:
+        raise RuntimeError("mint_host_cids: the connection has already issued connection IDs")
+    first = make_cid()
+    if len(first) != quic.configuration.connection_id_length:
+        # aioquic parses short headers with its configured length (l.822): other lengths are unreadable
+        raise ValueError(f"minted CID of {len(first)} octets, aioquic expects {quic.configuration.connection_id_length}")
+    quic._host_cids[0].cid = first
+    quic.host_cid = first
+    quic._local_initial_source_connection_id = first  # the transport parameter must name it (l.319, l.3447)
+    replenish = quic._replenish_connection_ids
+
+    def replenish_minted() -> None:
+        known = len(quic._host_cids)
+        replenish()
+        for connection_id in quic._host_cids[known:]:
+            connection_id.cid = make_cid()
+
+    quic._replenish_connection_ids = replenish_minted  # type: ignore[method-assign]
+
+
 # --- QuicConnection: transport parameters, limits, state --------------------------------------
 
 
