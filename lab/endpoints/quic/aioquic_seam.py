@@ -133,9 +133,10 @@ def mint_host_cids(quic: QuicConnection, make_cid: Callable[[], bytes]) -> None:
     if quic._host_cid_seq != 1 or len(quic._host_cids) != 1:
         raise RuntimeError("mint_host_cids: the connection has already issued connection IDs")
     first = make_cid()
-    if len(first) != quic.configuration.connection_id_length:
+    expected = quic.configuration.connection_id_length
+    if len(first) != expected:
         # aioquic parses short headers with its configured length (l.822): other lengths are unreadable
-        raise ValueError(f"minted CID of {len(first)} octets, aioquic expects {quic.configuration.connection_id_length}")
+        raise ValueError(f"minted CID of {len(first)} octets, aioquic expects {expected}")
     quic._host_cids[0].cid = first
     quic.host_cid = first
     quic._local_initial_source_connection_id = first  # the transport parameter must name it (l.319, l.3447)
