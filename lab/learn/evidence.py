@@ -193,6 +193,26 @@ def _experience(root: Path, scenario: str, key: str) -> list[str]:
     return lines
 
 
+ATTACK_SCENARIOS = ("amplification-attack", "spoofed-migration", "off-path-forwarding")
+
+
+def attacks(root: Path) -> list[str]:
+    """Each attack scenario's latest verdicts on the attack checks, from its report.json."""
+    lines = []
+    for scenario in ATTACK_SCENARIOS:
+        run = _latest(root, scenario)
+        if run is None or not (run / "report.json").exists():
+            lines += _missing(scenario)
+            continue
+        checks = {c["name"]: c for c in json.loads((run / "report.json").read_text()).get("checks", [])}
+        source = _rel(root, run / "report.json")
+        for name in ("capture_attack_amplification", "capture_attack_old_path_probed"):
+            check = checks.get(name)
+            if check is not None:
+                lines.append(f"`{scenario}` ({source}): {name} {check.get('status')}: {check.get('observed')}")
+    return lines
+
+
 EVIDENCE: dict[str, Callable[[Path], list[str]]] = {
     "video-stall": lambda root: _experience(root, "wifi-to-cellular-video", "viewer"),
     "call-freeze": lambda root: _experience(root, "wifi-to-cellular-call", "caller"),
@@ -205,6 +225,7 @@ EVIDENCE: dict[str, Callable[[Path], list[str]]] = {
     "network-switch": network_switch,
     "preferred-address": preferred_address,
     "cid-privacy": cid_privacy,
+    "attacks": attacks,
 }
 
 

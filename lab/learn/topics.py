@@ -348,6 +348,34 @@ old address.""",
             "`call_freeze` events: direction, start and length of each gap",
         ),
     ),
+    Topic(
+        name="attacks",
+        title="Attacks on migration: a victim, a hijacked path, a race of copies",
+        sections=("RFC 9000 §8.1", "RFC 9000 §9.3.1", "RFC 9000 §9.3.2", "RFC 9000 §9.3.3", "RFC 9000 §21.5.4"),
+        summary="what a server owes a victim and its real client when someone fakes a migration",
+        body="""\
+A server follows its client to a new address before it has validated it, so anyone who can put the
+client's packets on the wire from another address can move the server. RFC 9000 bounds what that buys:
+
+- **Amplification** (§8.1, §9.3.1, §21.5.4): an attacker sends the client's packets with a victim's
+  address as the source. Until the address is validated the server may send it at most three times
+  the bytes it received from it, so the victim gets at most 3x what the attacker spent.
+- **A hijacked path** (§9.3.2): an on-path box rewrites the client's source address. The server's
+  PATH_CHALLENGE to the new address goes unanswered, so the path is never validated, and when the
+  rewriting stops the server must go back to the last validated address.
+- **A race of copies** (§9.3.3): an off-path attacker forwards copies of the client's packets faster
+  than the real path. The server sees an apparent migration, and it MUST then challenge the previous
+  path too: the real client answers, and the server can move back at once.
+
+The lab plays all three with a silent victim and an attacker host, judged from the victim's and the
+attacker's own captures merged into the server's view.""",
+        command="python -m lab scenario run amplification-attack",
+        look_for=(
+            "`capture_attack_amplification`: the server's bytes to the victim against the bytes sent in its name",
+            "`capture_attack_path_not_validated`: challenges sent to the victim, none answered",
+            "`capture_attack_old_path_probed`: whether the server challenged the client's real path (§9.3.3)",
+        ),
+    ),
 )
 
 BY_NAME: dict[str, Topic] = {topic.name: topic for topic in TOPICS}

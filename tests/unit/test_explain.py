@@ -152,3 +152,20 @@ def test_evidence_of_every_topic_runs_on_this_tree():
     for topic in TOPICS:
         for line in evidence.evidence_for(topic.name):
             assert isinstance(line, str) and line
+
+
+def test_the_attacks_topic_quotes_each_attack_scenarios_recorded_verdicts(tmp_path) -> None:
+    from lab.learn.evidence import ATTACK_SCENARIOS, evidence_for
+
+    assert evidence_for("attacks", tmp_path) == [
+        f"No recorded `{s}` run yet: run `make scenario NAME={s}` to measure it." for s in ATTACK_SCENARIOS]
+    run = tmp_path / "artifacts" / "spoofed-migration" / "r1"
+    run.mkdir(parents=True)
+    (run.parent / "latest").symlink_to("r1")
+    (run / "report.json").write_text(json.dumps({"checks": [
+        {"name": "capture_attack_amplification", "status": "passed", "observed": "ratio 3.00"},
+        {"name": "capture_attack_old_path_probed", "status": "expected failure", "observed": "no challenge"}]}))
+    lines = evidence_for("attacks", tmp_path)
+    assert "`spoofed-migration` (artifacts/spoofed-migration/r1/report.json): capture_attack_amplification passed: " \
+           "ratio 3.00" in lines
+    assert any("capture_attack_old_path_probed expected failure: no challenge" in line for line in lines)
