@@ -10,7 +10,9 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab import nat_behaviour
 from lab.errors import LabError
+from lab.nat_behaviour import NatBehaviour
 from lab.topology.overrides import KINDS
 
 CLIENT = "client"
@@ -72,6 +74,9 @@ class Topology:
     extra: dict[str, Any] = field(default_factory=dict)
     adversary: Adversary | None = None  # None: compose.yaml defines no attacker
     variables: dict[str, str] = field(default_factory=dict)  # field path -> the compose variable setting it
+    # router -> its NAT behaviour (its service's NAT_* environment and conntrack sysctls); a router
+    # whose values are wrong has the default here and a problem in validate.
+    nat: dict[str, NatBehaviour] = field(default_factory=dict)
 
     @property
     def client_networks(self) -> list[str]:
@@ -184,10 +189,27 @@ def validate(topology: Topology) -> list[str]:
         for label, address in (("victim", topology.adversary.victim), ("attacker", topology.adversary.attacker)):
             inside(f"x-lab.adversary.{label}", topology.adversary.network, address, f"x-lab.adversary.{label}",
                    label)
+    for router, error in _nat_problems(topology.extra.get("config") or {}, topology.routers).items():
+        problems.append(f"services.{router}.{error}{_where(variable(f'services.{router}.{error.field}'))}")
     for (network, address), by in owners.items():
         if len(by) > 1:
             problems.append(f"{address} on {network} is given to {len(by)} hosts: {'; '.join(by.values())}; "
                             "every host needs an address of its own")
+    return problems
+
+
+def _router_nat(config: dict[str, Any], router: str) -> NatBehaviour:
+    spec = config["services"][router]
+    return nat_behaviour.from_compose(spec.get("environment") or {}, spec.get("sysctls") or {})
+
+
+def _nat_problems(config: dict[str, Any], routers: list[str]) -> dict[str, nat_behaviour.ComposeValueError]:
+    problems = {}
+    for router in routers:
+        try:
+            _router_nat(config, router)
+        except nat_behaviour.ComposeValueError as exc:
+            problems[router] = exc
     return problems
 
 
@@ -221,8 +243,10 @@ def topology_from_config(config: dict[str, Any], variables: dict[str, str] | Non
         hostile = lab.get("adversary")
         adversary = None if not hostile else Adversary(str(hostile["victim"]), str(hostile["attacker"]),
                                                        int(hostile["tunnel_port"]))
+        nat = {g.router: NatBehaviour() if g.router in _nat_problems(config, [g.router]) else
+               _router_nat(config, g.router) for g in gateways.values()}
         return Topology(
-            project=project, networks=networks, services=services, gateways=gateways,
+            project=project, networks=networks, services=services, gateways=gateways, nat=nat,
             client_addresses=dict(lab["client_addresses"]),
             server_address=server["address"], server_preferred_address=server["preferred_address"],
             server_port=int(server["port"]), server_preferred_port=int(server["preferred_port"]),

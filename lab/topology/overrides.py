@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from lab import nat_behaviour
+
 REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 # Docker's image reference grammar (distribution/reference), without the rarely used IPv6 registry form.
@@ -88,11 +90,22 @@ class Kind:
     allowed: str
 
 
+def _one_of(names: tuple[str, ...]) -> Callable[[str], str | None]:
+    return lambda value: None if value in names else "not one of them"
+
+
+def _seconds(value: str) -> str | None:
+    return None if value.isdigit() and 1 <= int(value) <= nat_behaviour.MAX_TIMEOUT_S else "not whole seconds"
+
+
 KINDS: dict[str, Kind] = {
     "subnet": Kind(_subnet, "an IPv4 network in CIDR form with its host bits zero, /29 or larger, "
                             "e.g. 10.203.1.0/24"),
     "address": Kind(_address, "an IPv4 unicast address, e.g. 10.203.1.10"),
     "image": Kind(_image, "an image reference, lowercase name[:tag], e.g. quic-migration-lab:latest"),
+    "nat_mapping": Kind(_one_of(nat_behaviour.MAPPINGS), ", ".join(nat_behaviour.MAPPINGS)),
+    "nat_ports": Kind(_one_of(nat_behaviour.PORTS), ", ".join(nat_behaviour.PORTS)),
+    "seconds": Kind(_seconds, f"whole seconds 1-{nat_behaviour.MAX_TIMEOUT_S}, e.g. 30"),
 }
 
 # Which kind of value a field of compose.yaml takes, by its dotted path (first match wins).
@@ -103,6 +116,9 @@ FIELD_KINDS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), k) 
     (r"^x-lab\.gateways\.[^.]+\.address$", "address"),
     (r"^x-lab\.server\.(preferred_)?address$", "address"),
     (r"(^|\.)image$", "image"),
+    (r"\.environment\.NAT_MAPPING$", "nat_mapping"),
+    (r"\.environment\.NAT_PORTS$", "nat_ports"),
+    (r"\.sysctls\.net\.netfilter\.nf_conntrack_udp_timeout(_stream)?$", "seconds"),
 ))
 
 

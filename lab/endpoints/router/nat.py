@@ -1,20 +1,29 @@
 """A NAT router: forwards between its LAN (a client network) and the internet, and reports its
 NAT mappings live as nat_mapping events (from conntrack's event stream).
 
-Environment: ROUTER_NAME, LAN_SUBNET, INTERNET_SUBNET, DATACENTER_SUBNET, SERVER_IP.
-MASQUERADE --random gives every new mapping a random external port, so that dropping the
-client's conntrack entries (a NAT rebinding) changes the port the server sees.
+Environment: ROUTER_NAME, LAN_SUBNET, INTERNET_SUBNET, DATACENTER_SUBNET, SERVER_IP, and its NAT
+behaviour NAT_MAPPING and NAT_PORTS (lab.nat_behaviour; compose.yaml sets them, and the UDP binding
+timeouts as the netns sysctls). The default, random ports (MASQUERADE --random-fully), gives every
+new mapping a new external port, so that dropping the client's conntrack entries (a NAT rebinding)
+changes the port the server sees.
+
+`python -m lab.endpoints.router.nat set [--mapping M] [--ports P] [--udp-timeout S]` changes the
+behaviour of the running router (the controller's `nat` step), `... reset` restores compose.yaml's.
+Both apply to mappings made from then on, as a reconfigured NAT does.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from lab import nat_behaviour as nb
 from lab.endpoints.shared import netconf
 from lab.events import Emitter, NatMapping
 
@@ -37,7 +46,12 @@ def parse_conntrack_event(line: str) -> tuple[str, str, str, str] | None:
     return change, match["proto"], inside, outside
 
 
-def configure(lan_subnet: str, internet_subnet: str, datacenter_subnet: str, server_ip: str) -> tuple[str, str]:
+def masquerade_rule(wan: str, lan_subnet: str, mapping: str, ports: str) -> list[str]:
+    return ["POSTROUTING", "-o", wan, "-s", lan_subnet, "-j", "MASQUERADE", *nb.masquerade_flags(mapping, ports)]
+
+
+def configure(lan_subnet: str, internet_subnet: str, datacenter_subnet: str, server_ip: str,
+              mapping: str = nb.APDM, ports: str = "random") -> tuple[str, str]:
     lan = netconf.interface_in(lan_subnet)
     wan = netconf.interface_in(internet_subnet)
     if lan is None or wan is None:
@@ -52,18 +66,81 @@ def configure(lan_subnet: str, internet_subnet: str, datacenter_subnet: str, ser
         ["-A", "FORWARD", "-i", lan.name, "-o", wan.name, "-s", lan_subnet, "-j", "ACCEPT"],
         ["-A", "FORWARD", "-i", wan.name, "-o", lan.name, "-m", "conntrack", "--ctstate",
          "ESTABLISHED,RELATED", "-j", "ACCEPT"],
-        ["-t", "nat", "-A", "POSTROUTING", "-o", wan.name, "-s", lan_subnet, "-j", "MASQUERADE", "--random"],
+        ["-t", "nat", "-A", *masquerade_rule(wan.name, lan_subnet, mapping, ports)],
     ):
         netconf.run(*ipt, *rule)
+    # An empty chain the `set` command fills with a CT timeout rule; made here so that a scenario's
+    # change and its reset leave the same rules as a fresh router.
+    netconf.run(*ipt, "-t", "raw", "-N", nb.TIMEOUT_CHAIN, check=False)  # absent on a fresh netns
+    netconf.run(*ipt, "-t", "raw", "-F", nb.TIMEOUT_CHAIN)
+    jump = ["PREROUTING", "-i", lan.name, "-p", "udp", "-j", nb.TIMEOUT_CHAIN]
+    if subprocess.run([*ipt, "-t", "raw", "-C", *jump], capture_output=True).returncode != 0:
+        netconf.run(*ipt, "-t", "raw", "-A", *jump)
     return lan.name, wan.name
 
 
+def set_udp_timeout(lan: str, seconds: int | None) -> None:
+    """Bindings made from now on expire after ``seconds`` idle (None: the netns sysctls again).
+
+    A conntrack timeout policy (both UDP states: a binding's timer is one number in RFC 4787 §4.3)
+    attached by a CT rule in the raw table, which runs before conntrack makes the entry.
+    """
+    netconf.run("iptables", "-w", "-t", "raw", "-F", nb.TIMEOUT_CHAIN)
+    if seconds is None:
+        return
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, nb.NETLINK_NETFILTER) as link:
+        link.bind((0, 0))
+        link.send(nb.timeout_policy_message(nb.TIMEOUT_POLICY, seconds, seconds))
+        errno = nb.netlink_errno(link.recv(4096))
+    if errno:
+        raise SystemExit(f"router: conntrack timeout policy: {os.strerror(errno)} (errno {errno})")
+    netconf.run("iptables", "-w", "-t", "raw", "-A", nb.TIMEOUT_CHAIN, "-i", lan, "-j", "CT",
+                "--timeout", nb.TIMEOUT_POLICY)
+
+
+def reconfigure(argv: list[str]) -> int:
+    """The `set` and `reset` commands (run by the controller with docker exec)."""
+    parser = argparse.ArgumentParser(prog="python -m lab.endpoints.router.nat")
+    parser.add_argument("command", choices=("set", "reset"))
+    parser.add_argument("--mapping", type=nb.mapping_name)
+    parser.add_argument("--ports", type=nb.ports_name)
+    parser.add_argument("--udp-timeout", type=int)
+    args = parser.parse_args(argv)
+    default = nb.NatBehaviour(os.environ.get(nb.ENV_MAPPING, nb.APDM), os.environ.get(nb.ENV_PORTS, "random"))
+    mapping, ports = (default.mapping, default.ports) if args.command == "reset" else \
+        nb.resolve(args.mapping, args.ports, default)
+    try:
+        nb.masquerade_flags(mapping, ports)
+        if args.udp_timeout is not None:
+            nb.check_timeout(args.udp_timeout, "--udp-timeout")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    lan_subnet = os.environ["LAN_SUBNET"]
+    lan, wan = netconf.interface_in(lan_subnet), netconf.interface_in(os.environ["INTERNET_SUBNET"])
+    if lan is None or wan is None:
+        raise SystemExit(f"router: no interface in {lan_subnet} or the internet: {netconf.interfaces()}")
+    rule = masquerade_rule(wan.name, lan_subnet, mapping, ports)
+    listed = netconf.run("iptables", "-w", "-t", "nat", "-S", "POSTROUTING").splitlines()
+    rules = [line for line in listed if line.startswith("-A ")]
+    number = next((i for i, line in enumerate(rules, start=1) if "-j MASQUERADE" in line), None)
+    if number is None:
+        raise SystemExit(f"router: no MASQUERADE rule in POSTROUTING: {listed}")
+    netconf.run("iptables", "-w", "-t", "nat", "-R", rule[0], str(number), *rule[1:])
+    set_udp_timeout(lan.name, None if args.command == "reset" else args.udp_timeout)
+    print(f"mapping={mapping} ports={ports} udp_timeout={args.udp_timeout if args.command == 'set' else 'sysctl'}")
+    return 0
+
+
 def main() -> int:
+    if sys.argv[1:]:
+        return reconfigure(sys.argv[1:])
     name = os.environ.get("ROUTER_NAME", "router")
+    mapping, ports = os.environ.get(nb.ENV_MAPPING, nb.APDM), os.environ.get(nb.ENV_PORTS, "random")
     lan, wan = configure(os.environ["LAN_SUBNET"], os.environ["INTERNET_SUBNET"],
-                         os.environ["DATACENTER_SUBNET"], os.environ["SERVER_IP"])
+                         os.environ["DATACENTER_SUBNET"], os.environ["SERVER_IP"], mapping, ports)
     emitter = Emitter("router", transport="udp")
-    print(f"{name}: NAT {os.environ['LAN_SUBNET']} ({lan}) -> {wan}, random external ports", flush=True)
+    print(f"{name}: NAT {os.environ['LAN_SUBNET']} ({lan}) -> {wan}, {mapping} mapping, {ports} ports", flush=True)
     READY.parent.mkdir(parents=True, exist_ok=True)
     READY.write_text("ready\n")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
