@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lab.bench import scale as scale_figures
+from lab.bench import scale_run
 from lab.bench.figures import histogram_svg
 from lab.bench.runs import BenchRun, detection, migration, noise
 from lab.control.actions import ActionError, Lab
@@ -37,7 +39,7 @@ from lab.topology.model import CLIENT, SERVER
 from lab.units import parse_bit_rate, parse_duration, parse_percent
 
 HELP = "measured figures: noise floor, migration disruption against its limits, impairment accuracy"
-PARTS = ("all", "noise", "migration", "detection", "impair")
+PARTS = ("all", "noise", "migration", "detection", "impair", "scale")  # all: every part but scale (minutes)
 SCENARIOS = ROOT / "scenarios"
 MIGRATION_SCENARIOS = "wifi-to-cellular-active,nat-rebinding,wifi-to-cellular,preferred-address,tcp-vs-quic"
 PORT = 5201
@@ -92,6 +94,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rtts", default="0,50", help="round-trip times r in ms to run the migrations at (0,50)")
     parser.add_argument("--probe-after", default="50,100,200",
                         help="detection delays in ms for the trade-off on nat-rebinding (50,100,200)")
+    parser.add_argument("--connections", default=",".join(map(str, scale_figures.COUNTS)),
+                        help="scale: numbers of concurrent connections (1,10,50,100)")
+    parser.add_argument("--changes", default=",".join(scale_figures.CHANGES),
+                        help="scale: the changes they go through (handoff,rebinding)")
     parser.add_argument("--scenarios", default=MIGRATION_SCENARIOS,
                         help="migration scenarios to measure (comma separated)")
 
@@ -211,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
         delays = [float(d) for d in args.probe_after.split(",") if d.strip()]
     except ValueError as exc:
         raise LabError(f"bench: {exc}") from None
+    counts, changes = _scale_options(args)  # before anything touches the lab
     lab = Lab(load_topology())
     if args.network not in lab.topology.gateways:
         raise LabError(f"--network {args.network!r} is not a client network; "
@@ -246,12 +253,31 @@ def run(args: argparse.Namespace) -> int:
         bench.results["impair"] = measure(lab, args.network, delay, loss, rate, args.packets, args.pings, progress)
         if args.format == "text":
             _print_impair(bench.results["impair"], delay, loss, rate)
+    if args.part == "scale":
+        rounds = scale_run.scale(lab, counts, changes, say)
+        bench.results["scale"] = {"method": scale_figures.table([])[0], "rounds": [r.summary() for r in rounds]}
+        if args.format == "text":
+            print("\n".join(scale_figures.table(rounds)))
     path = bench.write()
     if args.format == "json":
         print(json.dumps(bench.results, indent=2, default=str))
     else:
         print(f"written: {path.relative_to(ROOT)}")
     return 0
+
+
+def _scale_options(args: argparse.Namespace) -> tuple[list[int], list[str]]:
+    counts = []
+    for text in args.connections.split(","):
+        if not text.strip().isdigit() or not 1 <= int(text) <= 200:
+            raise LabError(f"--connections: {text.strip()!r} is not a count; allowed: whole numbers 1-200, "
+                           "comma separated")
+        counts.append(int(text))
+    changes = [c.strip() for c in args.changes.split(",") if c.strip()]
+    unknown = [c for c in changes if c not in scale_figures.CHANGES]
+    if unknown or not changes:
+        raise LabError(f"--changes: {', '.join(unknown) or 'empty'}; allowed: {', '.join(scale_figures.CHANGES)}")
+    return counts, changes
 
 
 def resolve_file(name: str) -> Path:
