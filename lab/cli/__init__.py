@@ -38,8 +38,18 @@ VERBS = {
 
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's refusals as the lab's other errors: one line, ``error:``, exit 2 (no usage block).
+
+    Subparsers are made of the parent's class, so every verb's options are refused the same way.
+    """
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lab", description="QUIC connection-migration lab")
+    parser = OneLineParser(prog="python -m lab", description="QUIC connection-migration lab")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for verb, module_name in VERBS.items():
         module = importlib.import_module(module_name)

@@ -253,7 +253,6 @@ def test_a_bad_option_is_one_line_naming_the_option(case: Case, monkeypatch, tmp
     assert not (tmp_path / "out").exists(), "a refused command wrote its output"
 
 
-@pytest.mark.xfail(strict=True, reason="argparse prints its usage line before its error (lab/cli/__init__.py)")
 @pytest.mark.parametrize("case", ARGPARSE, ids=_ids(ARGPARSE))
 def test_an_argparse_refusal_is_one_line(case: Case, monkeypatch, tmp_path, capsys) -> None:
     code, err = run_cli(list(case.argv), capsys)
