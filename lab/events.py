@@ -243,6 +243,22 @@ class ProbeSent(Event):
 
 
 @dataclass(frozen=True)
+class IdleEnded(Event):
+    """The echo client's quiet time (an ``idle`` step) is over and the first reply after it arrived.
+
+    ``dead_ms``: from the first frame sent after the quiet time to its reply, which includes any
+    new NAT mapping and path validation on the way; ``pings``: keep-alive PINGs sent while quiet,
+    every ``keepalive_ms`` (None: none, as aioquic sends none by itself).
+    """
+
+    TYPE: ClassVar[str] = "idle_ended"
+    idle_ms: float = 0.0
+    keepalive_ms: float | None = None
+    pings: int = 0
+    dead_ms: float = 0.0
+
+
+@dataclass(frozen=True)
 class ReconnectStarted(Event):
     TYPE: ClassVar[str] = "reconnect_started"
     reason: str = ""
@@ -349,7 +365,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         PathResponseReceived, PathValidated, PathAbandoned, ActivePathChanged,
         AmplificationLimited, CongestionReset, PeerCidChanged, HostCidRetired,
         MigrationStarted, MigrationCompleted, Progress, TransferComplete, EchoRtt, DataGap, GapHistogram,
-        ProbeSent, ReconnectStarted, Reconnected, Action, NatMapping, Segment, CallFreeze, CallStats,
+        ProbeSent, IdleEnded, ReconnectStarted, Reconnected, Action, NatMapping, Segment, CallFreeze, CallStats,
         AttackStats,
     )
 }

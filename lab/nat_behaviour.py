@@ -38,8 +38,8 @@ MASQUERADE_FLAGS: dict[tuple[str, str], tuple[str, ...]] = {
 # What a behaviour given alone implies (the other half of its only pair).
 IMPLIED: dict[str, str] = {EIM: "preserve", APDM: "random", "preserve": EIM, "random": APDM}
 
-# The raw-table chain holding the router's CT timeout rule (empty: the netns sysctls apply).
-TIMEOUT_CHAIN = "LAB_NAT_TIMEOUT"
+# The comment of the router's CT timeout rule in raw PREROUTING (none: the netns sysctls apply).
+TIMEOUT_TAG = "lab-nat-timeout"
 TIMEOUT_POLICY = "lab-udp"  # the conntrack timeout policy's name (nfnetlink_cttimeout)
 MAX_TIMEOUT_S = 86_400
 

@@ -21,6 +21,7 @@ from typing import Any
 import docker.errors
 from docker.models.containers import Container
 
+from lab import nat_behaviour
 from lab.control import adversary, foreign, impair
 from lab.control.base import BLACKHOLE_TAG, ActionError, ActionResult, interface_in
 from lab.control.docker_api import client, container, exec_checked
@@ -187,6 +188,38 @@ class Lab:
             return ActionResult("rebind", router, {"note": "no UDP mapping existed"}, ok=True)
         return ActionResult("rebind", router, {"note": "no new mapping seen within 3 s", "old": old}, ok=False)
 
+    def nat(self, router: str, mapping: str | None = None, ports: str | None = None,
+            udp_timeout: float | None = None) -> ActionResult:
+        """Change a router's NAT behaviour for the mappings made from now on (lab.nat_behaviour)."""
+        mapping, ports = nat_behaviour.resolve(mapping, ports, self.topology.nat[router])
+        command = ["python", "-m", "lab.endpoints.router.nat", "set", f"--mapping={mapping}", f"--ports={ports}"]
+        if udp_timeout is not None:
+            command.append(f"--udp-timeout={nat_behaviour.seconds(udp_timeout)}")
+        target = self.ctr(router)
+        exec_checked(target, command)
+        masquerade = exec_checked(target, ["iptables", "-w", "-t", "nat", "-S", "POSTROUTING"])
+        timeout = exec_checked(target, ["iptables", "-w", "-t", "raw", "-S", "PREROUTING"])
+        flags = nat_behaviour.masquerade_flags(mapping, ports)
+        rule = next((line for line in masquerade.splitlines() if "-j MASQUERADE" in line), "")
+        if rule.split("-j MASQUERADE", 1)[-1].split() != list(flags):
+            raise ActionError(f"{router}: MASQUERADE rule is {rule!r}, not with {' '.join(flags) or 'no flag'}")
+        if (udp_timeout is not None) != (nat_behaviour.TIMEOUT_TAG in timeout):
+            raise ActionError(f"{router}: raw PREROUTING is {timeout.strip()!r}")
+        detail: dict[str, Any] = {"mapping": mapping, "ports": ports, "rule": rule.strip()}
+        if udp_timeout is not None:
+            detail["udp_timeout_s"] = nat_behaviour.seconds(udp_timeout)
+        return ActionResult("nat", router, detail)
+
+    def idle(self, duration: float, keepalive: float | None = None) -> ActionResult:
+        """Tell the QUIC echo client to send nothing for ``duration`` but a PING every ``keepalive``."""
+        command: dict[str, Any] = {"cmd": "idle", "duration": duration}
+        if keepalive is not None:
+            command["keepalive"] = keepalive
+        reply = self.client_command(command)
+        if not reply.get("ok"):
+            raise ActionError(f"client refused to idle: {reply.get('error')}")
+        return ActionResult("idle", "client", {k: v for k, v in reply.items() if k != "ok"})
+
     def blackhole(self, network: str, on: bool) -> ActionResult:
         """Drop every packet between a client network and its router's internet side; links stay up."""
         self.require_client_network(network)
@@ -334,8 +367,19 @@ class Lab:
         adversary.stop_all(self)
         undo_attacks = adversary.reset_commands(self.topology)  # a hijacked route, a sensor
         for router in self.topology.routers:
-            self.ctr(router).exec_run(["sh", "-c", f"conntrack -F >/dev/null 2>&1; pkill tcpdump; {undo_attacks}"])
+            self.ctr(router).exec_run(["sh", "-c", f"{nat_restore(self.topology, router)}; "
+                                                   f"conntrack -F >/dev/null 2>&1; pkill tcpdump; {undo_attacks}"])
         return ActionResult("reset", "lab", {"networks": list(networks), **routes})
+
+
+def nat_restore(topology: Topology, router: str) -> str:
+    """Shell that gives a router compose.yaml's NAT behaviour back after a scenario's `nat` step;
+    it starts Python only when the MASQUERADE rule is not compose.yaml's."""
+    flags = " ".join(topology.nat[router].flags)
+    ending = f"-j MASQUERADE{' ' + flags if flags else ''}$"
+    return (f"{{ ! iptables -w -t raw -S PREROUTING | grep -q {nat_behaviour.TIMEOUT_TAG} && "
+            f"iptables -w -t nat -S POSTROUTING | grep -q -- '{ending}'; }} || "
+            "python -m lab.endpoints.router.nat reset >/dev/null")
 
 
 def recreate_client(topology: Topology) -> None:

@@ -145,6 +145,11 @@ class Step:
     reset: bool = False  # impair: remove every impairment on the network
     duration: float | None = None  # wait
     kind: str | None = None  # attack: rewrite | forward | spoof (lab.control.attacks)
+    # nat: the router's new behaviour (lab.nat_behaviour); None keeps (or implies) what it has
+    mapping: str | None = None
+    ports: str | None = None
+    udp_timeout: float | None = None  # seconds, whole
+    keepalive: float | None = None  # idle: seconds between the client's PINGs while quiet; None: none
     flap: Flap | None = None
     description: str | None = None
     line: int = 0

@@ -26,6 +26,8 @@ from typing import Any
 
 from lab.control.attacks import KINDS as ATTACK_KINDS
 from lab.events import EVENT_TYPES
+from lab.nat_behaviour import MAPPINGS as NAT_MAPPINGS
+from lab.nat_behaviour import PORTS as NAT_PORTS
 from lab.scenario.expectations import (
     COMPARISON,
     COMPARISON_TEXT,
@@ -143,6 +145,8 @@ def _value_definitions() -> dict[str, Any]:
                     "oneOf": [{"type": "integer", "minimum": 2, "maximum": 254},
                               {"type": "string", "pattern": IPV4_PATTERN}]},
         "on_off": {"enum": [True, False, "on", "off"]},
+        "nat_mapping": {"enum": list(NAT_MAPPINGS), "description": "RFC 4787 §4.1 mapping behaviour"},
+        "nat_ports": {"enum": list(NAT_PORTS), "description": "RFC 4787 §4.2.1 port preservation or random ports"},
         "attack_kind": {"enum": list(ATTACK_KINDS),
                         "description": "; ".join(f"{k.name}: {k.does}" for k in ATTACK_KINDS.values())},
         "flap_networks": {"type": "array", "items": _ref("client_network"), "minItems": 2, "uniqueItems": True,

@@ -20,9 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from lab import nat_behaviour
 from lab.addresses import host_number_or_ipv4
 from lab.control.attacks import KINDS as ATTACK_KINDS
 from lab.scenario.model import Flap, Step, Workload
+from lab.units import parse_duration
 
 if TYPE_CHECKING:
     from yaml.nodes import Node
@@ -62,6 +64,11 @@ def attack_kind(value: Any) -> str:
     return str(value)
 
 
+def whole_seconds(value: Any) -> float:
+    """A duration conntrack can keep: whole seconds (``5s``, ``1min``)."""
+    return float(nat_behaviour.seconds(parse_duration(value), "udp_timeout"))
+
+
 @dataclass(frozen=True)
 class Kind:
     """A kind of field value: how the validator reads it, its JSON Schema, how the README names it.
@@ -89,6 +96,11 @@ ATTACK = Kind(lambda v, node, path: v.convert(node, path, attack_kind), "attack_
 FLAG = Kind(lambda v, node, path: v.boolean(node, path), "boolean")
 POSITIVE_DURATION = Kind(lambda v, node, path: v.duration(node, path, positive=True), "duration")
 TIMES = Kind(lambda v, node, path: v.integer(node, path, *FLAP_TIMES), "flap_times", "1-1000")
+NAT_MAPPING = Kind(lambda v, node, path: v.convert(node, path, nat_behaviour.mapping_name), "nat_mapping",
+                   "/".join(nat_behaviour.MAPPINGS))
+NAT_PORTS = Kind(lambda v, node, path: v.convert(node, path, nat_behaviour.ports_name), "nat_ports",
+                 "/".join(nat_behaviour.PORTS))
+WHOLE_SECONDS = Kind(lambda v, node, path: v.convert(node, path, whole_seconds), "duration", "whole seconds")
 
 
 @dataclass(frozen=True)
@@ -225,6 +237,25 @@ def _play_attack(check: StepCheck, got: dict[str, Any]) -> dict[str, Any]:
     return got
 
 
+def _play_nat(check: StepCheck, got: dict[str, Any]) -> dict[str, Any]:
+    """Something to change, and a mapping/ports pair Linux can give (a half alone implies the other)."""
+    if not {"mapping", "ports", "udp_timeout"} & got.keys():
+        check.error(None, "nat needs at least one of mapping, ports, udp_timeout")
+    elif got.get("mapping") is not None and got.get("ports") is not None:
+        try:
+            nat_behaviour.masquerade_flags(got["mapping"], got["ports"])
+        except ValueError as exc:
+            check.error("ports", str(exc))
+    return got
+
+
+def _play_idle(check: StepCheck, got: dict[str, Any]) -> dict[str, Any]:
+    if check.workload.kind != "echo" or "quic" not in check.workload.transports:
+        check.error("action", f"idle pauses the QUIC echo: it needs workload.kind: echo over quic or both "
+                              f"(it is {check.workload.kind} over {check.workload.transport})")
+    return got
+
+
 def _as_given(check: StepCheck, got: dict[str, Any]) -> dict[str, Any]:
     return got
 
@@ -316,6 +347,19 @@ _SPECS = (
                "from the victim's address); starts the victim and the attacker (compose profile adversary)",
                # Not a client move: the paths it makes are the attacker's, which the server must not adopt.
                _play_attack, lambda lab, step: lab.attack(step.network, step.kind, bool(step.state))),  # type: ignore[arg-type]
+    ActionSpec("nat", (Field("router", ROUTER), Field("mapping", NAT_MAPPING, required=False),
+                       Field("ports", NAT_PORTS, required=False), Field("udp_timeout", WHOLE_SECONDS, required=False)),
+               "change the router's NAT behaviour (RFC 4787) for the mappings made from then on: `mapping` "
+               "endpoint-independent (with `ports: preserve`) or address-and-port-dependent (with `ports: random`), "
+               "`udp_timeout` the binding's idle timeout; put it first to have it from the handshake on; "
+               "the reset restores compose.yaml's",
+               _play_nat, lambda lab, step: lab.nat(step.router, step.mapping, step.ports, step.udp_timeout),  # type: ignore[arg-type]
+               changes_network=False),
+    ActionSpec("idle", (Field("duration", POSITIVE_DURATION), Field("keepalive", POSITIVE_DURATION, required=False)),
+               "the QUIC echo client sends nothing for `duration` (the echo's duration must outlast it), except a "
+               "PING every `keepalive` if given (aioquic sends none by itself)",
+               _play_idle, lambda lab, step: lab.idle(step.duration, step.keepalive),  # type: ignore[arg-type]
+               changes_network=False, commands_client=True),
     ActionSpec("wait", (Field("duration", POSITIVE_DURATION),), "do nothing for a while",
                _as_given, _apply_wait, changes_network=False),
     ActionSpec("flap", (Field("networks", CLIENT_NETWORKS), Field("times", TIMES),

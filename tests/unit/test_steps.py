@@ -37,6 +37,9 @@ STEPS = {
     "renumber": (Step("renumber", network="home", address="10.0.0.9"), ("renumber", "home", "10.0.0.9")),
     "blackhole": (Step("blackhole", network="internet", state=True), ("blackhole", "internet", True)),
     "attack": (Step("attack", network="home", kind="spoof", state=False), ("attack", "home", "spoof", False)),
+    "nat": (Step("nat", router="carrier-nat", ports="preserve", udp_timeout=5.0),
+            ("nat", "carrier-nat", None, "preserve", 5.0)),
+    "idle": (Step("idle", duration=8.0, keepalive=2.0), ("idle", 8.0, 2.0)),
 }
 
 
@@ -48,7 +51,7 @@ def runner_with(lab: FakeLab) -> ScenarioRunner:
 
 def test_the_table_lists_every_action_once_in_the_order_errors_name_them() -> None:
     assert list(ACTIONS) == ["connect", "disconnect", "route", "migrate", "rebind", "renumber", "blackhole",
-                             "impair", "attack", "wait", "flap"]
+                             "impair", "attack", "nat", "idle", "wait", "flap"]
     for name, spec in ACTIONS.items():
         assert spec.name == name and spec.does and spec.fields
         assert set(spec.one_of) <= set(spec.field_names)

@@ -64,6 +64,7 @@ from lab.events import (
     Emitter,
     Error,
     GapHistogram,
+    IdleEnded,
     MigrationCompleted,
     MigrationStarted,
     ProbeSent,
@@ -100,6 +101,16 @@ class ClientOptions:
     connect_timeout: float = 10.0
     video: VideoPlan | None = None  # the video workload's player (HTTP/3)
     call_datagrams: bool = True  # the call workload: DATAGRAM frames (RFC 9221), else one stream
+
+
+@dataclass
+class Quiet:
+    """An idle step's pause of the echo: how long, the keep-alive PING interval, what happened."""
+
+    duration: float
+    keepalive: float | None = None
+    pings: int = 0
+    resumed_at: float = 0.0  # monotonic time the first frame after it went out
 
 
 class DataMeter:
@@ -165,6 +176,7 @@ class LabClientProtocol(QuicConnectionProtocol):
         # before the connection-ID switch would carry the old CID and link the two paths.
         self.hold_transmit = False
         self.last_keepalive = 0.0
+        self.quiet: Quiet | None = None  # an idle step asked the echo to pause (handle_command "idle")
 
     def transmit(self) -> None:
         if not self.hold_transmit:
@@ -263,6 +275,12 @@ class LabClientProtocol(QuicConnectionProtocol):
             return await self.migrate(command.get("local"), rotate_cid=rotate, mode="active")
         if cmd == "rebind":
             return await self.migrate(None, rotate_cid=bool(command.get("rotate_cid", False)), mode="rebind")
+        if cmd == "idle":
+            if self.options.workload != "echo":
+                return {"ok": False, "error": f"idle pauses the echo workload, not {self.options.workload}"}
+            keepalive = command.get("keepalive")
+            self.quiet = Quiet(float(command.get("duration", 0)), float(keepalive) if keepalive else None)
+            return {"ok": True, "duration_s": self.quiet.duration, "keepalive_s": self.quiet.keepalive}
         if cmd == "status":
             peer = self.quic.get_peer_address()
             return {"ok": True, "local": self.local, "peer": normalise_address(peer) if peer else None,
@@ -323,10 +341,17 @@ class LabClientProtocol(QuicConnectionProtocol):
         pending = bytearray()
         done: asyncio.Future[bool] = self.loop.create_future()
 
+        resumed: list[Quiet] = []  # a quiet time over, waiting for its first reply
+
         def on_data(data: bytes, end_stream: bool | None) -> None:
             meter.feed(data)
             pending.extend(data)
             now = time.monotonic_ns()
+            if resumed and data:
+                quiet = resumed.pop()
+                self.emit(IdleEnded, idle_ms=round(quiet.duration * 1000, 3), pings=quiet.pings,
+                          keepalive_ms=None if quiet.keepalive is None else round(quiet.keepalive * 1000, 3),
+                          dead_ms=round((now / 1e9 - quiet.resumed_at) * 1000, 3))
             while len(pending) >= ECHO_FRAME.size:
                 seq, sent_ns = ECHO_FRAME.unpack_from(pending)
                 del pending[:ECHO_FRAME.size]
@@ -344,6 +369,10 @@ class LabClientProtocol(QuicConnectionProtocol):
             seq = 0
             deadline = start + duration_s
             while time.monotonic() < deadline and not done.done():
+                if self.quiet is not None:
+                    quiet, self.quiet = self.quiet, None
+                    await self.stay_quiet(quiet, meter)
+                    resumed.append(quiet)
                 frame = ECHO_FRAME.pack(seq, time.monotonic_ns())
                 sent.update(frame)
                 sent_bytes += len(frame)
@@ -489,6 +518,20 @@ class LabClientProtocol(QuicConnectionProtocol):
         self.emit(TransferComplete, bytes=meter.bytes, sha256=digest, expected_sha256=expected, ok=ok,
                   duration_ms=round((time.monotonic() - start) * 1000, 3))
         return ok
+
+    async def stay_quiet(self, quiet: Quiet, meter: DataMeter) -> None:
+        """Send nothing for ``quiet.duration`` (no detection probe either: silence is the plan) but a
+        PING every ``quiet.keepalive``: what keeps a NAT binding alive (RFC 9308 §3.2)."""
+        meter.idle = True
+        end = time.monotonic() + quiet.duration
+        while (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, quiet.keepalive or left))
+            if quiet.keepalive is not None and end - time.monotonic() > 0:
+                self.quic.send_ping(0)
+                self.transmit()
+                quiet.pings += 1
+        meter.request_started()  # from here silence is a stall again
+        quiet.resumed_at = time.monotonic()
 
     def _freeze(self, freeze: Freeze) -> None:
         self.emit(CallFreeze, direction=freeze.direction, start_ts=freeze.start_ts, end_ts=freeze.end_ts,

@@ -69,13 +69,6 @@ def configure(lan_subnet: str, internet_subnet: str, datacenter_subnet: str, ser
         ["-t", "nat", "-A", *masquerade_rule(wan.name, lan_subnet, mapping, ports)],
     ):
         netconf.run(*ipt, *rule)
-    # An empty chain the `set` command fills with a CT timeout rule; made here so that a scenario's
-    # change and its reset leave the same rules as a fresh router.
-    netconf.run(*ipt, "-t", "raw", "-N", nb.TIMEOUT_CHAIN, check=False)  # absent on a fresh netns
-    netconf.run(*ipt, "-t", "raw", "-F", nb.TIMEOUT_CHAIN)
-    jump = ["PREROUTING", "-i", lan.name, "-p", "udp", "-j", nb.TIMEOUT_CHAIN]
-    if subprocess.run([*ipt, "-t", "raw", "-C", *jump], capture_output=True).returncode != 0:
-        netconf.run(*ipt, "-t", "raw", "-A", *jump)
     return lan.name, wan.name
 
 
@@ -83,9 +76,14 @@ def set_udp_timeout(lan: str, seconds: int | None) -> None:
     """Bindings made from now on expire after ``seconds`` idle (None: the netns sysctls again).
 
     A conntrack timeout policy (both UDP states: a binding's timer is one number in RFC 4787 §4.3)
-    attached by a CT rule in the raw table, which runs before conntrack makes the entry.
+    attached by a CT rule in raw PREROUTING, which runs before conntrack makes the entry. (The CT
+    target is refused in a user chain by iptables-nft, and `-S` prints its --timeout cut short, so
+    the rule is found again by its comment and deleted by number.)
     """
-    netconf.run("iptables", "-w", "-t", "raw", "-F", nb.TIMEOUT_CHAIN)
+    listed = netconf.run("iptables", "-w", "-t", "raw", "-S", "PREROUTING").splitlines()
+    rules = [line for line in listed if line.startswith("-A ")]
+    for number in sorted((i for i, line in enumerate(rules, start=1) if nb.TIMEOUT_TAG in line), reverse=True):
+        netconf.run("iptables", "-w", "-t", "raw", "-D", "PREROUTING", str(number))
     if seconds is None:
         return
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, nb.NETLINK_NETFILTER) as link:
@@ -94,8 +92,8 @@ def set_udp_timeout(lan: str, seconds: int | None) -> None:
         errno = nb.netlink_errno(link.recv(4096))
     if errno:
         raise SystemExit(f"router: conntrack timeout policy: {os.strerror(errno)} (errno {errno})")
-    netconf.run("iptables", "-w", "-t", "raw", "-A", nb.TIMEOUT_CHAIN, "-i", lan, "-j", "CT",
-                "--timeout", nb.TIMEOUT_POLICY)
+    netconf.run("iptables", "-w", "-t", "raw", "-I", "PREROUTING", "-i", lan, "-p", "udp", "-m", "comment",
+                "--comment", nb.TIMEOUT_TAG, "-j", "CT", "--timeout", nb.TIMEOUT_POLICY)
 
 
 def reconfigure(argv: list[str]) -> int:
