@@ -8,6 +8,7 @@ import subprocess
 
 from lab.control import foreign
 from lab.errors import LabError
+from lab.topology.farm import farm_of
 from lab.topology.load import compose_command, load_topology
 
 HELP = "remove the lab's containers and networks (artifacts are kept)"
@@ -23,6 +24,9 @@ def run(args: argparse.Namespace) -> int:
         topology = load_topology()
         # The victim and the attacker of an interrupted adversary run are in a profile of their own.
         profiles = ["--profile", topology.adversary.profile] if topology.adversary else []
+        # So are the balancer and the replicas of an interrupted farm run.
+        farm = farm_of(topology)
+        profiles += ["--profile", farm.profile] if farm else []
         # Foreign endpoints of an interrupted black-box run live in the lab's namespaces, outside Compose.
         foreign.remove_all(topology.project)
     result = subprocess.run([*compose_command(), *profiles, "down", "--remove-orphans", "-t", "2"],

@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-cc-reset", action="store_true",
                         help="do not reset congestion control and RTT when the peer's IP address changes")
     parser.add_argument("--tcp-port", type=int, default=None, help="TCP+TLS baseline port (default --port; 0 = off)")
+    parser.add_argument("--quic-lb-server-id", type=int, default=None, metavar="ID",
+                        help="encode this QUIC-LB server ID (plaintext, config 0) in every CID issued: a farm replica")
     return parser
 
 
@@ -49,7 +51,8 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
     preferred = parse_host_port(args.preferred_address) if args.preferred_address else None
     return ServerOptions(listen=args.listen, port=args.port, preferred_address=preferred,
                          preferred_port=args.preferred_port, cert=args.cert, key=args.key, qlog_dir=args.qlog_dir,
-                         keylog=args.keylog, www=args.www, cc_reset=not args.no_cc_reset)
+                         keylog=args.keylog, www=args.www, cc_reset=not args.no_cc_reset,
+                         quic_lb_server_id=args.quic_lb_server_id)
 
 
 async def _start_tcp(args: argparse.Namespace, emitter: Emitter) -> asyncio.AbstractServer | None:

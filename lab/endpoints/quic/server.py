@@ -35,6 +35,7 @@ from aioquic.quic.connection import NetworkAddress, QuicConnection
 
 from lab.addresses import v4_mapped
 from lab.endpoints.quic import aioquic_seam as seam
+from lab.endpoints.quic import quic_lb
 from lab.endpoints.quic.migrate import bind_udp
 from lab.endpoints.quic.preferred import advertise_preferred_address
 from lab.endpoints.quic.telemetry import ConnectionTelemetry, IncrementalQlog
@@ -270,6 +271,7 @@ class ServerOptions:
     keylog: str | None = None
     www: Path = Path("/www")
     cc_reset: bool = True
+    quic_lb_server_id: int | None = None  # a farm replica: every CID it issues names it (QUIC-LB plaintext)
 
 
 class LabQuicServer(QuicServer):
@@ -284,6 +286,8 @@ class LabQuicServer(QuicServer):
         self.configuration = configuration
         self.sockets: list[ServerSocket] = []
         self.rx_socket: ServerSocket | None = None  # the socket whose datagram is being dispatched
+        self.mint_cid = (None if options.quic_lb_server_id is None
+                         else quic_lb.mint(quic_lb.LbConfig(), options.quic_lb_server_id))
 
     def datagram_received_on(self, sock: ServerSocket, data: bytes, addr: NetworkAddress) -> None:
         self.rx_socket = sock
@@ -296,6 +300,8 @@ class LabQuicServer(QuicServer):
     def _new_protocol(self, connection: QuicConnection, stream_handler: Any = None) -> LabServerProtocol:
         sock = self.rx_socket
         assert sock is not None
+        if self.mint_cid is not None:  # before QuicServer registers connection.host_cid
+            seam.mint_host_cids(connection, self.mint_cid)
         protocol = LabServerProtocol(connection, server=self, sock=sock)
         if sock.kind == "preferred-port" and self.options.preferred_address is not None:
             host, port = self.options.preferred_address

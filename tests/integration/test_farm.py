@@ -1,0 +1,159 @@
+"""The server farm on the real lab: one download from the client to the farm's address, then NAT
+rebindings at the home router, behind each balancer mode.
+
+- ``cid``: the rebound flow is a new conntrack flow at the balancer, routed by the server ID the
+  u32 rule reads from the DCID: the same replica, which validates the new path; the download
+  completes.
+- ``hash``: the rebound flow is hashed afresh. The test rebinds until the balancer's conntrack
+  shows a flow on the other replica (a rebinding that lands on the same replica is a migration it
+  survives). Then the other replica's kernel counters show datagrams arriving and none leaving:
+  aioquic drops packets for a CID it never issued (no stateless reset), and the download stalls.
+
+Evidence: the balancer's conntrack table (lab.control.farm.flows), the replicas' own events
+(their container logs) and their UDP counters (/proc/net/snmp, per network namespace).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from lab.control import farm as farm_control
+
+CLIENT_LOG = "/tmp/farm-client.jsonl"
+PIDFILE = "/tmp/farm-client.pid"
+
+
+@pytest.fixture(scope="module")
+def farm(lab):
+    farm = farm_control.ensure_up(lab)
+    yield farm
+    farm_control.remove(lab)
+    assert not farm_control.running(lab)
+
+
+def udp_counters(replica) -> tuple[int, int]:
+    """(InDatagrams, OutDatagrams) of the replica's network namespace."""
+    lines = [line.split() for line in replica.exec_run(["cat", "/proc/net/snmp"]).output.decode().splitlines()
+             if line.startswith("Udp:")]
+    values = dict(zip(lines[0][1:], lines[1][1:], strict=True))
+    return int(values["InDatagrams"]), int(values["OutDatagrams"])
+
+
+def start_download(client, farm, size: str) -> None:
+    command = (f"echo $$ > {PIDFILE}; exec python -m lab.endpoints.client --server {farm.address}:{farm.port} "
+               f"--size {size} --rate 1MB/s >{CLIENT_LOG} 2>&1")
+    client.exec_run(["sh", "-c", f"rm -f {CLIENT_LOG} {PIDFILE}"])
+    client.exec_run(["sh", "-c", command], detach=True)
+
+
+def client_events(client) -> list[dict]:
+    text = client.exec_run(["cat", CLIENT_LOG]).output.decode(errors="replace")
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def received(client) -> int:
+    return max((e["bytes"] for e in client_events(client) if e["type"] == "progress"), default=0)
+
+
+def client_running(client) -> bool:
+    return client.exec_run(["sh", "-c", f"kill -0 $(cat {PIDFILE}) 2>/dev/null"])[0] == 0
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+def rebind(router) -> None:
+    code, output = router.exec_run(["sh", "-c", "conntrack -D -p udp >/dev/null 2>&1; true"])
+    assert code == 0, output
+
+
+def new_flow(lab, seen: set[str]):
+    """The next flow the balancer holds for a client tuple not in ``seen``."""
+    return wait_for(lambda: next((f for f in farm_control.flows(lab) if f.client not in seen), None), 3.0,
+                    f"a new flow at the balancer (known: {sorted(seen)})")
+
+
+def replica_events(container, since: float) -> list[dict]:
+    text = container.logs(since=int(since)).decode(errors="replace")
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_cid_routing_keeps_a_rebound_connection_on_its_replica(lab, farm, ctr):
+    from lab.control.docker_api import containers
+
+    found = containers(lab)
+    client, router = found["client"], found[lab.gateways["home"].router]
+    farm_control.set_mode(lab, "cid")
+    since = time.time() - 1
+    start_download(client, farm, "3MB")
+    first = new_flow(lab, set())
+    holder = farm.replica_at(first.replica)
+    assert holder is not None, first
+    seen = {first.client}
+    wait_for(lambda: any(e["type"] == "handshake_completed" for e in client_events(client)), 10, "the handshake")
+    for _ in range(2):  # two rebindings: two new flows, both routed by the CID's server ID
+        rebind(router)
+        flow = new_flow(lab, seen)
+        seen.add(flow.client)
+        assert flow.replica == holder.address, (flow, holder)
+        time.sleep(0.5)
+    wait_for(lambda: not client_running(client), 20, "the download to end")
+    events = client_events(client)
+    done = [e for e in events if e["type"] == "transfer_complete"]
+    assert done and done[-1]["ok"], events[-5:]
+    assert not [e for e in events if e["type"] == "error"], events
+    handshakes = [e for e in events if e["type"] == "handshake_completed"]
+    assert len(handshakes) == 1  # one connection throughout: a migration, not a reconnect
+    validated = [e for e in replica_events(found[holder.name], since) if e["type"] == "path_validated"]
+    assert len(validated) >= 2, validated  # the replica validated each rebound path itself
+
+
+def test_four_tuple_hashing_sends_a_rebound_connection_to_a_replica_that_drops_it(lab, farm, ctr):
+    from lab.control.docker_api import containers
+
+    found = containers(lab)
+    client, router = found["client"], found[lab.gateways["home"].router]
+    farm_control.set_mode(lab, "hash")
+    start_download(client, farm, "40MB")  # 40 s at 1 MB/s: it cannot finish within the test
+    first = new_flow(lab, set())
+    holder = farm.replica_at(first.replica)
+    assert holder is not None, first
+    other = next(r for r in farm.replicas if r != holder)
+    seen = {first.client}
+    wait_for(lambda: any(e["type"] == "handshake_completed" for e in client_events(client)), 10, "the handshake")
+    try:
+        tries: list[farm_control.Flow] = []
+        for _ in range(16):  # P(16 tries all hash to the same replica) = 2**-16
+            before = udp_counters(found[other.name])
+            rebind(router)
+            flow = new_flow(lab, seen)
+            seen.add(flow.client)
+            tries.append(flow)
+            if flow.replica == other.address:
+                break
+            time.sleep(0.3)  # the same replica: it migrates the connection; rebind again
+        else:
+            pytest.fail(f"16 rebindings all hashed to {holder.name}: {sorted(seen)}")
+        time.sleep(1.0)
+        stalled_at = received(client)
+        time.sleep(2.0)
+        inside, outside = udp_counters(found[other.name])
+        assert inside - before[0] >= 3, (before, inside)  # the client's packets reach the other replica ...
+        assert outside == before[1], (before, outside)  # ... which answers nothing: silence, no stateless reset
+        assert client_running(client)  # the download has not completed: the connection is stuck
+        events = client_events(client)
+        assert not [e for e in events if e["type"] == "transfer_complete"], events[-3:]
+        assert received(client) == stalled_at > 0  # not one byte more in 2 s (1 MB/s before)
+        print(f"moved to {other.name} after {len(tries)} rebinding(s); stalled at {stalled_at} bytes")
+    finally:
+        client.exec_run(["sh", "-c", f"kill $(cat {PIDFILE}) 2>/dev/null; true"])
