@@ -73,8 +73,9 @@ def test_ctrl_c_during_a_captured_run_and_again_during_its_reset_restores_the_la
     before = snapshot.take(lab)
     process = subprocess.Popen([sys.executable, "-m", "lab", "scenario", "run", str(INTERRUPT_TARGET)], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+    lines: queue.Queue[str] = queue.Queue()  # stdout, read by this thread only (the notes come last)
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True)
+    reader.start()
     try:
         controller, deadline = Lab(lab), time.time() + 30
         while time.time() < deadline and process.poll() is None:
@@ -93,7 +94,8 @@ def test_ctrl_c_during_a_captured_run_and_again_during_its_reset_restores_the_la
         while not any("restoring the lab" in line for line in seen):
             seen.append(lines.get(timeout=30))
         process.send_signal(signal.SIGINT)  # during the restore
-        _, stderr = process.communicate(timeout=60)
+        process.wait(timeout=60)
+        stderr = process.stderr.read()  # a line or two: no pipe to fill while waiting
     finally:
         if process.poll() is None:  # a failed assertion: let the run restore the lab for the next tests
             process.send_signal(signal.SIGINT)
@@ -102,7 +104,7 @@ def test_ctrl_c_during_a_captured_run_and_again_during_its_reset_restores_the_la
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-    time.sleep(0.2)  # the reader thread's last lines
+    reader.join(timeout=10)
     while not lines.empty():
         seen.append(lines.get())
     assert process.returncode == 130, stderr[-1000:]
