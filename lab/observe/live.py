@@ -170,6 +170,8 @@ class RichView(PlainView):
         self.status.step = text
         if self.live:
             self.live.update(self._render())
+        else:  # after the live display stopped (restoring the lab after Ctrl-C): a plain line
+            self.console.print(f"   -- {text}", markup=False, highlight=False)
 
     def stop(self) -> None:
         if self.live:

@@ -50,3 +50,16 @@ def test_json_view_is_one_event_per_line():
     lines = out.getvalue().splitlines()
     assert len(lines) == len(timeline)
     assert all(ev.from_dict({k: v for k, v in json.loads(line).items() if k != "source"}) for line in lines)
+
+
+def test_the_rich_view_still_shows_notes_after_its_live_display_stopped():
+    from rich.console import Console
+
+    from lab.observe.live import RichView
+
+    out = io.StringIO()
+    view = RichView(Console(file=out, force_terminal=False, width=100))
+    view.start("baseline", "text")
+    view.stop()
+    view.note("restoring the lab first, it takes a few seconds")
+    assert "-- restoring the lab first, it takes a few seconds" in out.getvalue()
