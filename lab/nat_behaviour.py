@@ -38,9 +38,12 @@ MASQUERADE_FLAGS: dict[tuple[str, str], tuple[str, ...]] = {
 # What a behaviour given alone implies (the other half of its only pair).
 IMPLIED: dict[str, str] = {EIM: "preserve", APDM: "random", "preserve": EIM, "random": APDM}
 
-# The comment of the router's CT timeout rule in raw PREROUTING (none: the netns sysctls apply).
+# The comment of the router's CT rule in raw PREROUTING that attaches every LAN UDP binding to the
+# timeout policy TIMEOUT_POLICY (nfnetlink_cttimeout), which holds the sysctls' values until a
+# scenario's `nat` step changes them.
 TIMEOUT_TAG = "lab-nat-timeout"
-TIMEOUT_POLICY = "lab-udp"  # the conntrack timeout policy's name (nfnetlink_cttimeout)
+TIMEOUT_POLICY = "lab-udp"
+CHANGED_MARKER = "/run/lab/nat-changed"
 MAX_TIMEOUT_S = 86_400
 
 # compose.yaml: the router's environment and sysctls that set its behaviour.

@@ -203,8 +203,8 @@ class Lab:
         rule = next((line for line in masquerade.splitlines() if "-j MASQUERADE" in line), "")
         if rule.split("-j MASQUERADE", 1)[-1].split() != list(flags):
             raise ActionError(f"{router}: MASQUERADE rule is {rule!r}, not with {' '.join(flags) or 'no flag'}")
-        if (udp_timeout is not None) != (nat_behaviour.TIMEOUT_TAG in timeout):
-            raise ActionError(f"{router}: raw PREROUTING is {timeout.strip()!r}")
+        if nat_behaviour.TIMEOUT_TAG not in timeout:
+            raise ActionError(f"{router}: no timeout policy rule in raw PREROUTING: {timeout.strip()!r}")
         detail: dict[str, Any] = {"mapping": mapping, "ports": ports, "rule": rule.strip()}
         if udp_timeout is not None:
             detail["udp_timeout_s"] = nat_behaviour.seconds(udp_timeout)
@@ -374,10 +374,10 @@ class Lab:
 
 def nat_restore(topology: Topology, router: str) -> str:
     """Shell that gives a router compose.yaml's NAT behaviour back after a scenario's `nat` step;
-    it starts Python only when the MASQUERADE rule is not compose.yaml's."""
+    it starts Python only when a `set` left its marker or the MASQUERADE rule is not compose.yaml's."""
     flags = " ".join(topology.nat[router].flags)
     ending = f"-j MASQUERADE{' ' + flags if flags else ''}$"
-    return (f"{{ ! iptables -w -t raw -S PREROUTING | grep -q {nat_behaviour.TIMEOUT_TAG} && "
+    return (f"{{ [ ! -e {nat_behaviour.CHANGED_MARKER} ] && "
             f"iptables -w -t nat -S POSTROUTING | grep -q -- '{ending}'; }} || "
             "python -m lab.endpoints.router.nat reset >/dev/null")
 

@@ -349,10 +349,10 @@ _SPECS = (
                _play_attack, lambda lab, step: lab.attack(step.network, step.kind, bool(step.state))),  # type: ignore[arg-type]
     ActionSpec("nat", (Field("router", ROUTER), Field("mapping", NAT_MAPPING, required=False),
                        Field("ports", NAT_PORTS, required=False), Field("udp_timeout", WHOLE_SECONDS, required=False)),
-               "change the router's NAT behaviour (RFC 4787) for the mappings made from then on: `mapping` "
-               "endpoint-independent (with `ports: preserve`) or address-and-port-dependent (with `ports: random`), "
-               "`udp_timeout` the binding's idle timeout; put it first to have it from the handshake on; "
-               "the reset restores compose.yaml's",
+               "change the router's NAT behaviour (RFC 4787): `mapping` endpoint-independent (with `ports: "
+               "preserve`) or address-and-port-dependent (with `ports: random`) for the mappings made from then on; "
+               "`udp_timeout`, the binding's idle timeout, for every binding from its next packet on; the reset "
+               "restores compose.yaml's",
                _play_nat, lambda lab, step: lab.nat(step.router, step.mapping, step.ports, step.udp_timeout),  # type: ignore[arg-type]
                changes_network=False),
     ActionSpec("idle", (Field("duration", POSITIVE_DURATION), Field("keepalive", POSITIVE_DURATION, required=False)),

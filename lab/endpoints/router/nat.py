@@ -72,28 +72,41 @@ def configure(lan_subnet: str, internet_subnet: str, datacenter_subnet: str, ser
     return lan.name, wan.name
 
 
-def set_udp_timeout(lan: str, seconds: int | None) -> None:
-    """Bindings made from now on expire after ``seconds`` idle (None: the netns sysctls again).
+SYSCTLS = Path("/proc/sys/net/netfilter")
+CHANGED = Path(nb.CHANGED_MARKER)  # a `set` is in force; the controller's reset looks for it
 
-    A conntrack timeout policy (both UDP states: a binding's timer is one number in RFC 4787 §4.3)
-    attached by a CT rule in raw PREROUTING, which runs before conntrack makes the entry. (The CT
-    target is refused in a user chain by iptables-nft, and `-S` prints its --timeout cut short, so
-    the rule is found again by its comment and deleted by number.)
+
+def sysctl_timeouts() -> tuple[int, int]:
+    """The netns's UDP timeouts (compose.yaml's sysctls): before and after a reply."""
+    return (int((SYSCTLS / "nf_conntrack_udp_timeout").read_text()),
+            int((SYSCTLS / "nf_conntrack_udp_timeout_stream").read_text()))
+
+
+def set_udp_timeout(unreplied: int, replied: int) -> None:
+    """Set the timeout policy every LAN binding is attached to (its CT rule is made at start).
+
+    Entries point at the policy, so the new values apply to the bindings that exist too, from
+    their next packet on: a scenario can change the timeout of the connection it already has.
+    /proc/sys is read-only in a container (moby's oci defaults) and the image has no nft or nfct,
+    so this sends the one netlink message nfct would.
     """
-    listed = netconf.run("iptables", "-w", "-t", "raw", "-S", "PREROUTING").splitlines()
-    rules = [line for line in listed if line.startswith("-A ")]
-    for number in sorted((i for i, line in enumerate(rules, start=1) if nb.TIMEOUT_TAG in line), reverse=True):
-        netconf.run("iptables", "-w", "-t", "raw", "-D", "PREROUTING", str(number))
-    if seconds is None:
-        return
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, nb.NETLINK_NETFILTER) as link:
         link.bind((0, 0))
-        link.send(nb.timeout_policy_message(nb.TIMEOUT_POLICY, seconds, seconds))
+        link.send(nb.timeout_policy_message(nb.TIMEOUT_POLICY, unreplied, replied))
         errno = nb.netlink_errno(link.recv(4096))
     if errno:
         raise SystemExit(f"router: conntrack timeout policy: {os.strerror(errno)} (errno {errno})")
-    netconf.run("iptables", "-w", "-t", "raw", "-I", "PREROUTING", "-i", lan, "-p", "udp", "-m", "comment",
-                "--comment", nb.TIMEOUT_TAG, "-j", "CT", "--timeout", nb.TIMEOUT_POLICY)
+
+
+def attach_timeout_policy(lan: str) -> None:
+    """A CT rule in raw PREROUTING (before conntrack makes the entry) giving every UDP binding from
+    the LAN the lab's policy, at first with the sysctls' values. iptables-nft refuses CT in a user
+    chain, hence PREROUTING, with a comment to find it by."""
+    set_udp_timeout(*sysctl_timeouts())
+    rule = ["PREROUTING", "-i", lan, "-p", "udp", "-m", "comment", "--comment", nb.TIMEOUT_TAG,
+            "-j", "CT", "--timeout", nb.TIMEOUT_POLICY]
+    if nb.TIMEOUT_TAG not in netconf.run("iptables", "-w", "-t", "raw", "-S", "PREROUTING"):
+        netconf.run("iptables", "-w", "-t", "raw", "-I", *rule)
 
 
 def reconfigure(argv: list[str]) -> int:
@@ -125,8 +138,15 @@ def reconfigure(argv: list[str]) -> int:
     if number is None:
         raise SystemExit(f"router: no MASQUERADE rule in POSTROUTING: {listed}")
     netconf.run("iptables", "-w", "-t", "nat", "-R", rule[0], str(number), *rule[1:])
-    set_udp_timeout(lan.name, None if args.command == "reset" else args.udp_timeout)
-    print(f"mapping={mapping} ports={ports} udp_timeout={args.udp_timeout if args.command == 'set' else 'sysctl'}")
+    timeouts = (args.udp_timeout, args.udp_timeout) if args.command == "set" and args.udp_timeout else \
+        sysctl_timeouts()
+    set_udp_timeout(*timeouts)
+    if args.command == "set":
+        CHANGED.parent.mkdir(parents=True, exist_ok=True)
+        CHANGED.write_text("changed\n")
+    else:
+        CHANGED.unlink(missing_ok=True)
+    print(f"mapping={mapping} ports={ports} udp_timeout={timeouts[0]}/{timeouts[1]}")
     return 0
 
 
@@ -137,6 +157,7 @@ def main() -> int:
     mapping, ports = os.environ.get(nb.ENV_MAPPING, nb.APDM), os.environ.get(nb.ENV_PORTS, "random")
     lan, wan = configure(os.environ["LAN_SUBNET"], os.environ["INTERNET_SUBNET"],
                          os.environ["DATACENTER_SUBNET"], os.environ["SERVER_IP"], mapping, ports)
+    attach_timeout_policy(lan)
     emitter = Emitter("router", transport="udp")
     print(f"{name}: NAT {os.environ['LAN_SUBNET']} ({lan}) -> {wan}, {mapping} mapping, {ports} ports", flush=True)
     READY.parent.mkdir(parents=True, exist_ok=True)
