@@ -191,6 +191,9 @@ def validate(topology: Topology) -> list[str]:
                    label)
     for router, error in _nat_problems(topology.extra.get("config") or {}, topology.routers).items():
         problems.append(f"services.{router}.{error}{_where(variable(f'services.{router}.{error.field}'))}")
+    farm = (topology.extra.get("config") or {}).get("x-lab", {}).get("farm")
+    if farm:  # its own network is left out of the config with its profile; its address is on internet's
+        inside("x-lab.farm.address", "internet", str(farm.get("address", "")), "x-lab.farm.address", "balancer")
     for (network, address), by in owners.items():
         if len(by) > 1:
             problems.append(f"{address} on {network} is given to {len(by)} hosts: {'; '.join(by.values())}; "

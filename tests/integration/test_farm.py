@@ -77,10 +77,15 @@ def rebind(router) -> None:
     assert code == 0, output
 
 
-def new_flow(lab, seen: set[str]):
-    """The next flow the balancer holds for a client tuple not in ``seen``."""
-    return wait_for(lambda: next((f for f in farm_control.flows(lab) if f.client not in seen), None), 3.0,
-                    f"a new flow at the balancer (known: {sorted(seen)})")
+def new_flow(lab, seen: set[str], client=None, router=None):
+    """The next flow the balancer holds for a client tuple not in ``seen`` (the tables when none comes)."""
+    try:
+        return wait_for(lambda: next((f for f in farm_control.flows(lab) if f.client not in seen), None), 5.0,
+                        f"a new flow at the balancer (known: {sorted(seen)})")
+    except AssertionError as exc:
+        tables = [f"{c.name}: {c.exec_run(['conntrack', '-L', '-p', 'udp']).output.decode()}" for c in (router,) if c]
+        tail = [(e["type"], e.get("bytes"), e.get("silence_ms")) for e in client_events(client)][-6:] if client else []
+        raise AssertionError(f"{exc}; {farm_control.flows(lab)}; {tables}; client: {tail}") from None
 
 
 def replica_events(container, since: float) -> list[dict]:
@@ -103,7 +108,7 @@ def test_cid_routing_keeps_a_rebound_connection_on_its_replica(lab, farm, ctr):
     wait_for(lambda: any(e["type"] == "handshake_completed" for e in client_events(client)), 10, "the handshake")
     for _ in range(2):  # two rebindings: two new flows, both routed by the CID's server ID
         rebind(router)
-        flow = new_flow(lab, seen)
+        flow = new_flow(lab, seen, client, router)
         seen.add(flow.client)
         assert flow.replica == holder.address, (flow, holder)
         time.sleep(0.5)
@@ -136,7 +141,7 @@ def test_four_tuple_hashing_sends_a_rebound_connection_to_a_replica_that_drops_i
         for _ in range(16):  # P(16 tries all hash to the same replica) = 2**-16
             before = udp_counters(found[other.name])
             rebind(router)
-            flow = new_flow(lab, seen)
+            flow = new_flow(lab, seen, client, router)
             seen.add(flow.client)
             tries.append(flow)
             if flow.replica == other.address:

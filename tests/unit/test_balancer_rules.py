@@ -181,3 +181,25 @@ def test_the_farm_is_read_from_compose_and_the_balancer_table_parsed() -> None:
              "src=10.203.100.30 dst=10.203.100.21 sport=53 dport=5000 mark=0 use=1\n"
              "conntrack v1.4.7 (conntrack-tools): 2 flow entries have been shown.\n")
     assert parse_flows(table, farm) == [Flow("10.203.100.21:61624", "10.203.210.12")]
+
+
+def test_the_farm_address_is_validated_with_the_internet_network() -> None:
+    import copy
+    import json
+    from pathlib import Path
+
+    from lab.topology.model import topology_from_config, validate
+
+    config = json.loads((Path(__file__).resolve().parents[1] / "data" / "runs" / "recorded-rebinding" /
+                         "topology.json").read_text())
+    spec = {"address": "10.203.100.30", "port": 443, "balancer": {"service": "balancer", "address": "10.203.210.2"},
+            "replicas": {"replica-1": {"address": "10.203.210.11", "server_id": 1}}}
+    good = copy.deepcopy(config)
+    good["x-lab"]["farm"] = spec
+    assert validate(topology_from_config(good)) == []
+    clash = copy.deepcopy(good)
+    clash["x-lab"]["farm"]["address"] = clash["x-lab"]["server"]["address"]
+    assert any("is given to 2 hosts" in p and "x-lab.farm.address" in p for p in validate(topology_from_config(clash)))
+    outside = copy.deepcopy(good)
+    outside["x-lab"]["farm"]["address"] = "10.203.99.30"
+    assert any(p.startswith("x-lab.farm.address: 10.203.99.30") for p in validate(topology_from_config(outside)))
