@@ -122,12 +122,12 @@ def resolve(mapping: str | None, ports: str | None, current: NatBehaviour) -> tu
     return mapping, ports
 
 
-def seconds(value: float, name: str = "udp_timeout") -> int:
+def seconds(value: float) -> int:
     """A scenario duration -> conntrack's whole seconds (it keeps no finer timer)."""
-    if value != int(value):
-        raise ValueError(f"{name}: {value:g}s is not allowed; allowed: whole seconds 1-{MAX_TIMEOUT_S} "
+    if value != int(value) or not 1 <= value <= MAX_TIMEOUT_S:
+        raise ValueError(f"{value:g}s is not allowed; allowed: whole seconds 1-{MAX_TIMEOUT_S} "
                          "(conntrack counts seconds)")
-    return check_timeout(int(value), name)
+    return int(value)
 
 
 class ComposeValueError(ValueError):

@@ -66,7 +66,7 @@ def attack_kind(value: Any) -> str:
 
 def whole_seconds(value: Any) -> float:
     """A duration conntrack can keep: whole seconds (``5s``, ``1min``)."""
-    return float(nat_behaviour.seconds(parse_duration(value), "udp_timeout"))
+    return float(nat_behaviour.seconds(parse_duration(value)))
 
 
 @dataclass(frozen=True)
