@@ -16,11 +16,13 @@ Evidence: the balancer's conntrack table (lab.control.farm.flows), the replicas'
 from __future__ import annotations
 
 import json
+import struct
 import time
 
 import pytest
 
 from lab.control import farm as farm_control
+from lab.endpoints.quic.quic_lb import LbConfig, server_id_of
 
 CLIENT_LOG = "/tmp/farm-client.jsonl"
 PIDFILE = "/tmp/farm-client.pid"
@@ -70,6 +72,40 @@ def wait_for(predicate, timeout: float, what: str):
             return value
         time.sleep(0.05)
     raise AssertionError(f"not within {timeout} s: {what}")
+
+
+CAPTURE, CAPTURE_PID = "/tmp/farm.pcap", "/tmp/farm-capture.pid"
+
+
+def start_capture(replica, address: str) -> None:
+    """dumpcap (tcpdump changes user, which cap_drop ALL forbids) on the replica's farm interface."""
+    iface = replica.exec_run(["sh", "-c", f"ip -o -4 addr | awk '$4 ~ /^{address}\\// {{print $2}}'"]).output.decode()
+    assert iface.strip(), f"{replica.name}: no interface holds {address}"
+    replica.exec_run(["sh", "-c", f"rm -f {CAPTURE}; echo $$ > {CAPTURE_PID}; exec dumpcap -q -p -P -i {iface.strip()} "
+                                  f"-f 'udp port 443' -w {CAPTURE}"], detach=True)
+    wait_for(lambda: replica.exec_run(["test", "-s", CAPTURE])[0] == 0, 5, f"{replica.name}: dumpcap started")
+
+
+def stop_capture(replica) -> bytes:
+    replica.exec_run(["sh", "-c", f"kill -INT $(cat {CAPTURE_PID}); sleep 0.3; true"])
+    return replica.exec_run(["cat", CAPTURE]).output
+
+
+def udp_datagrams(pcap: bytes) -> list[tuple[str, int, str, int, bytes]]:
+    """(src, sport, dst, dport, payload) of each IPv4/UDP frame of an Ethernet pcap."""
+    magic = struct.unpack_from("<I", pcap)[0]
+    endian = "<" if magic in (0xA1B2C3D4, 0xA1B23C4D) else ">"
+    found, at = [], 24
+    while at + 16 <= len(pcap):
+        captured = struct.unpack_from(endian + "IIII", pcap, at)[2]
+        frame, at = pcap[at + 16:at + 16 + captured], at + 16 + captured
+        if len(frame) < 42 or frame[12:14] != b"\x08\x00" or frame[23] != 17:
+            continue
+        ihl = (frame[14] & 0x0F) * 4
+        sport, dport = struct.unpack_from("!HH", frame, 14 + ihl)
+        found.append((".".join(map(str, frame[26:30])), sport, ".".join(map(str, frame[30:34])), dport,
+                      frame[14 + ihl + 8:]))
+    return found
 
 
 def rebind(router) -> None:
@@ -136,6 +172,7 @@ def test_four_tuple_hashing_sends_a_rebound_connection_to_a_replica_that_drops_i
     other = next(r for r in farm.replicas if r != holder)
     seen = {first.client}
     wait_for(lambda: any(e["type"] == "handshake_completed" for e in client_events(client)), 10, "the handshake")
+    start_capture(found[other.name], other.address)
     try:
         tries: list[farm_control.Flow] = []
         for _ in range(16):  # P(16 tries all hash to the same replica) = 2**-16
@@ -159,6 +196,16 @@ def test_four_tuple_hashing_sends_a_rebound_connection_to_a_replica_that_drops_i
         events = client_events(client)
         assert not [e for e in events if e["type"] == "transfer_complete"], events[-3:]
         assert received(client) == stalled_at > 0  # not one byte more in 2 s (1 MB/s before)
-        print(f"moved to {other.name} after {len(tries)} rebinding(s); stalled at {stalled_at} bytes")
+        # The other replica's capture: the moved flow's datagrams arrive, their short-header DCIDs
+        # carry the first replica's server ID (its connection's CIDs), and the replica sends nothing.
+        datagrams = udp_datagrams(stop_capture(found[other.name]))
+        host, port = flow.client.rsplit(":", 1)
+        arrived = [d for d in datagrams if (d[0], d[1]) == (host, int(port))]
+        short = [d[4] for d in arrived if d[4] and d[4][0] & 0xC0 == 0x40]
+        assert len(short) >= 3 and {server_id_of(LbConfig(), p[1:9]) for p in short} == {holder.server_id}, arrived
+        assert not [d for d in datagrams if d[0] == other.address], "the other replica answered"
+        print(f"moved to {other.name} after {len(tries)} rebinding(s); stalled at {stalled_at} bytes; "
+              f"{len(arrived)} datagrams reached it, {len(short)} short headers to server ID {holder.server_id}")
     finally:
         client.exec_run(["sh", "-c", f"kill $(cat {PIDFILE}) 2>/dev/null; true"])
+        found[other.name].exec_run(["sh", "-c", f"kill -INT $(cat {CAPTURE_PID}) 2>/dev/null; true"])
