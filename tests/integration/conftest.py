@@ -46,9 +46,10 @@ def lab(topology):
     assert not left and not nets, f"`lab down` left {left} {nets}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def ctr(lab):
-    """Service name -> running container."""
+    """Service name -> running container, looked up for each test: a fault test's `lab up` recreates
+    the containers it killed, so handles from an earlier test may name containers that are gone."""
     return containers(lab)
 
 
