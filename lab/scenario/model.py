@@ -193,6 +193,11 @@ class Scenario:
         """The steps with every flap expanded into primitive route (and migrate) steps."""
         return expand_steps(self.steps)
 
+    @property
+    def attacks(self) -> bool:
+        """Whether a step attacks: the run then needs the victim and the attacker, and their captures."""
+        return any(step.action == "attack" for step in self.plan())
+
 
 def expand_steps(steps: Iterable[Step]) -> tuple[Step, ...]:
     """Replace each ``flap`` by its switches, so the controller only plays primitive actions.

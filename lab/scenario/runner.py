@@ -262,7 +262,7 @@ class ScenarioRunner:
 
     @property
     def attacking(self) -> bool:
-        return any(step.action == "attack" for step in self.scenario.plan())
+        return self.scenario.attacks
 
     def _run(self) -> RunResult:
         scenario = self.scenario

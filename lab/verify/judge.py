@@ -301,10 +301,6 @@ def _server_addresses(topology: Topology) -> set[str]:
 ATTACK_CAPTURES = ("captures/victim.pcapng", "captures/attacker.pcapng")
 
 
-def attacks(scenario: Scenario) -> bool:
-    return any(step.action == "attack" for step in scenario.plan())
-
-
 def read_side_qlogs(run_dir: Path) -> SideQlogs:
     """Each side's qlog files and the problems reading them, read once for every check that uses them."""
     return {side: read_qlogs(run_dir / side / "qlog") for side in SIDES}
@@ -345,7 +341,7 @@ def _capture_checks(run_dir: Path, record: RunRecord, timeline: Timeline, migrat
     checks = [CheckResult("capture_verified", bool(packets), f"{len(packets)} QUIC packets in {SERVER_CAPTURE}",
                           expected, "quic", len(packets), "captures")]
     servers = _server_addresses(topology)
-    if attacks(scenario):  # the victim's and the attacker's captures are in the server's view (prepare_captures)
+    if scenario.attacks:  # the victim's and the attacker's captures are in the server's view (prepare_captures)
         missing = [name for name in ATTACK_CAPTURES if not (run_dir / name).is_file()]
         hostile = topology.adversary
         if missing or hostile is None:
