@@ -215,10 +215,7 @@ class Lab:
         command: dict[str, Any] = {"cmd": "idle", "duration": duration}
         if keepalive is not None:
             command["keepalive"] = keepalive
-        reply = self.client_command(command)
-        if not reply.get("ok"):
-            raise ActionError(f"client refused to idle: {reply.get('error')}")
-        return ActionResult("idle", "client", {k: v for k, v in reply.items() if k != "ok"})
+        return ActionResult("idle", "client", self._ask_client(command, "client refused to idle"))
 
     def blackhole(self, network: str, on: bool) -> ActionResult:
         """Drop every packet between a client network and its router's internet side; links stay up."""
@@ -242,10 +239,15 @@ class Lab:
         command: dict[str, Any] = {"cmd": "migrate", "local": local}
         if rotate_cid is not None:
             command["rotate_cid"] = rotate_cid
+        return ActionResult("migrate", network,
+                            {"local": local, **self._ask_client(command, f"client refused to migrate to {local}")})
+
+    def _ask_client(self, command: dict[str, Any], refused: str) -> dict[str, Any]:
+        """The client's reply to a control command, without its ``ok``; ActionError when it refused."""
         reply = self.client_command(command)
         if not reply.get("ok"):
-            raise ActionError(f"client refused to migrate to {local}: {reply.get('error')}")
-        return ActionResult("migrate", network, {"local": local, **{k: v for k, v in reply.items() if k != "ok"}})
+            raise ActionError(f"{refused}: {reply.get('error')}")
+        return {k: v for k, v in reply.items() if k != "ok"}
 
     def attack(self, network: str, kind: str, on: bool) -> ActionResult:
         """Switch an attack of `kind` on or off on a client network (lab.control.adversary)."""
