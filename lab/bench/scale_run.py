@@ -94,7 +94,8 @@ def run_round(lab: Lab, change: str, count: int, say: Say) -> Round:
             lab.rebind("home-router")  # every flow through the home NAT gets a new port at once
         deadline = time.monotonic() + transfer_s(count) + 60
         while time.monotonic() < deadline:
-            if all(_count(_read(f), ev.TransferComplete) or _count(_read(f), ev.ConnectionClosed) for f in files):
+            if all(_count(found, ev.TransferComplete) or _count(found, ev.ConnectionClosed)
+                   for found in map(_read, files)):
                 break
             time.sleep(0.5)
     finally:
