@@ -40,6 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lab.control import host6
 from lab.control.docker_api import subnet_conflicts
 from lab.errors import LabError
 from lab.observe.live import PlainView
@@ -82,6 +83,9 @@ def up(timeout: int = 90) -> None:
         raise LabError("certs/server.crt is missing: run `make certs` (or `make up`)")
     for service in ("server", "client"):
         (ROOT / "artifacts" / ".runtime" / service).mkdir(parents=True, exist_ok=True)
+    note = host6.install()  # before Compose makes the dual-stack networks (lab.control.host6)
+    if note:
+        print(note, flush=True)
     start = time.monotonic()
     print("==> starting the lab (docker compose up --wait)", flush=True)
     result = subprocess.run([*compose_command(), "up", "-d", "--wait", "--wait-timeout", str(timeout),

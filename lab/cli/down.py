@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import subprocess
 
-from lab.control import foreign
+from lab.control import foreign, host6
 from lab.errors import LabError
 from lab.topology.farm import farm_of
 from lab.topology.load import compose_command, load_topology
@@ -20,8 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     profiles: list[str] = []
+    project = "quic-lab"
     with contextlib.suppress(LabError):  # no daemon: compose says so below
         topology = load_topology()
+        project = topology.project
         # The victim and the attacker of an interrupted adversary run are in a profile of their own.
         profiles = ["--profile", topology.adversary.profile] if topology.adversary else []
         # So are the balancer and the replicas of an interrupted farm run.
@@ -34,4 +36,10 @@ def run(args: argparse.Namespace) -> int:
     if result.returncode != 0:
         raise LabError(f"docker compose down failed: {result.stderr.strip().splitlines()[-1:]}")
     print("==> lab removed (artifacts/ kept)")
+    try:  # the host's IPv6 guard and forwarding (lab.control.host6), after the networks are gone
+        note = host6.uninstall(host6.other_networks_with_ipv6(project))
+    except (LabError, RuntimeError, OSError) as exc:
+        note = f"note: the host's IPv6 guard was not removed: {exc}"
+    if note:
+        print(note)
     return 0

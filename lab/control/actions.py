@@ -78,6 +78,26 @@ class Lab:
                     attached[network.name] = info.get("IPAddress") or ""
         return attached
 
+    def client_attachments6(self) -> dict[str, str]:
+        """Client network -> the client's IPv6 address there, as the Engine reports it now."""
+        target = self.ctr(CLIENT)
+        target.reload()
+        by_docker_name = {n.docker_name: n.name for n in self.topology.networks.values()}
+        return {by_docker_name[name]: info["GlobalIPv6Address"]
+                for name, info in target.attrs["NetworkSettings"]["Networks"].items()
+                if name in by_docker_name and info.get("GlobalIPv6Address")}
+
+    def _address6(self, network: str, address: str) -> str | None:
+        """The client's IPv6 address that goes with IPv4 ``address`` on ``network``: compose.yaml's for
+        its default address, else the host number's digits read in hex (10.203.1.50 -> fd00:203:1::50),
+        the convention of compose.yaml's defaults; None on an IPv4-only network."""
+        net = self.topology.networks[network]
+        if not net.subnet6:
+            return None
+        if address == self.topology.client_addresses.get(network) and network in self.topology.client_addresses6:
+            return self.topology.client_addresses6[network]
+        return self.topology.address_on(network, int(address.rsplit(".", 1)[1], 16), version=6)
+
     def client_address(self, network: str) -> str:
         address = self.client_attachments().get(network)
         if not address:
@@ -102,7 +122,8 @@ class Lab:
         ip = self._resolve_address(network, address)
         net = self.topology.networks[network]
         try:
-            client().api.connect_container_to_network(self.ctr(CLIENT).id, net.docker_name, ipv4_address=ip)
+            client().api.connect_container_to_network(self.ctr(CLIENT).id, net.docker_name, ipv4_address=ip,
+                                                      ipv6_address=self._address6(network, ip))
         except docker.errors.APIError as exc:
             raise ActionError(f"connect client to {network} as {ip}: {exc.explanation or exc}") from None
         if route or self.route_network not in self.client_attachments():
@@ -146,6 +167,14 @@ class Lab:
                    for name, gw in self.topology.gateways.items() if attached.get(name)]
         gateway = self.topology.gateways[self.route_network].address if self.route_network else None
         script = route_script(gateway, sources)
+        attached6 = self.client_attachments6()
+        if attached6:  # the same for IPv6: the router's LAN address, never Docker's gateway (the host)
+            subnets6 = [self.topology.networks[name].subnet6 or "" for name in self.topology.gateways]
+            sources6 = [(attached6[name], gw.address6,
+                         source_table(self.topology.networks[name].subnet6 or "", subnets6))
+                        for name, gw in self.topology.gateways.items() if attached6.get(name) and gw.address6]
+            gateway6 = self.topology.gateways[self.route_network].address6 if self.route_network else None
+            script += route_script(gateway6, sources6, family=6)
         script.append(f"ip route get {self.topology.server_address} || true")
         got = exec_checked(self.ctr(CLIENT), ["sh", "-ec", "; ".join(script)])
         if gateway is None:
@@ -226,11 +255,12 @@ class Lab:
         rules = [["-i", lan], ["-o", lan]]
         for rule in rules:
             spec = ["FORWARD", *rule, "-m", "comment", "--comment", BLACKHOLE_TAG, "-j", "DROP"]
-            present = target.exec_run(["iptables", "-w", "-C", *spec])[0] == 0
-            if on and not present:
-                exec_checked(target, ["iptables", "-w", "-I", *spec])
-            elif not on and present:
-                exec_checked(target, ["iptables", "-w", "-D", *spec])
+            for tool in ("iptables", "ip6tables"):  # the link is down for both families
+                present = target.exec_run([tool, "-w", "-C", *spec])[0] == 0
+                if on and not present:
+                    exec_checked(target, [tool, "-w", "-I", *spec])
+                elif not on and present:
+                    exec_checked(target, [tool, "-w", "-D", *spec])
         return ActionResult("blackhole", network, {"state": "on" if on else "off", "router": router})
 
     def migrate(self, network: str, rotate_cid: bool | None = None) -> ActionResult:
@@ -337,7 +367,8 @@ class Lab:
                 try:
                     client().api.connect_container_to_network(
                         docker_id, self.topology.networks[network].docker_name,
-                        ipv4_address=self.topology.client_addresses[network])
+                        ipv4_address=self.topology.client_addresses[network],
+                        ipv6_address=self.topology.client_addresses6.get(network))
                 except docker.errors.APIError:
                     return False
         final = self.client_attachments()

@@ -58,11 +58,15 @@ def subnet_conflicts(topology: Topology) -> list[str]:
             continue
         for config in (network.attrs.get("IPAM") or {}).get("Config") or []:
             subnet = config.get("Subnet")
-            if not subnet or ":" in subnet:
+            if not subnet:
                 continue
+            theirs = ipaddress.ip_network(subnet)
             for lab_net in topology.networks.values():
-                if ipaddress.ip_network(subnet).overlaps(ipaddress.ip_network(lab_net.subnet)):
-                    conflicts.append(f"{lab_net.name} {lab_net.subnet} overlaps Docker network {network.name} {subnet}")
+                for ours_subnet in (lab_net.subnet, lab_net.subnet6):
+                    mine = ipaddress.ip_network(ours_subnet) if ours_subnet else None
+                    if mine is not None and mine.version == theirs.version and mine.overlaps(theirs):
+                        conflicts.append(f"{lab_net.name} {ours_subnet} overlaps Docker network {network.name} "
+                                         f"{subnet}")
     return conflicts
 
 

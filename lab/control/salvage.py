@@ -53,5 +53,6 @@ def reattach_stopped_client(lab: Lab) -> bool:
             client().api.disconnect_container_from_network(target.id, docker_name, force=True)
     for network in start - attached:
         client().api.connect_container_to_network(target.id, topology.networks[network].docker_name,
-                                                  ipv4_address=topology.client_addresses[network])
+                                                  ipv4_address=topology.client_addresses[network],
+                                                  ipv6_address=topology.client_addresses6.get(network))
     return attached != start

@@ -1,8 +1,10 @@
 """Container entry point for the server and the client: set up routes, then run or idle.
 
 `python -m lab.endpoints.node ROLE [-- COMMAND...]`
-- Deletes Docker's default route (it points at the host: containment), then, where LAB_ROUTES
-  names the gateway of an attached network, routes through that lab router instead.
+- Deletes Docker's default routes, IPv4 and IPv6 (they point at the host: containment), then,
+  where LAB_ROUTES (LAB_ROUTES6 for IPv6) names the gateway of an attached network, routes
+  through that lab router instead. LAB_STATIC_ROUTES6: plain subnet=next-hop routes (the server's
+  to the client networks' /64s, which the routers route rather than NAT).
 - Writes /run/lab/ready for the healthcheck, then execs COMMAND (the server) or idles (the client,
   whose workloads the controller starts with `docker exec`).
 """
@@ -29,6 +31,12 @@ def main(argv: list[str]) -> int:
         sources = [(i.address, gw, netconf.source_table(subnet, list(routes))) for subnet, gw in routes.items()
                    if (i := netconf.interface_in(subnet))]
         netconf.run("sh", "-ec", "; ".join(netconf.route_script(gateway, sources)))
+    routes6 = netconf.parse_routes(os.environ.get("LAB_ROUTES6", ""))
+    if routes6:
+        sources6 = [(i.address, gw, netconf.source_table(subnet, list(routes6))) for subnet, gw in routes6.items()
+                    if (i := netconf.interface_in(subnet))]
+        netconf.run("sh", "-ec", "; ".join(netconf.route_script(netconf.gateway_for_attached(routes6), sources6, 6)))
+    netconf.add_routes(netconf.parse_routes(os.environ.get("LAB_STATIC_ROUTES6", "")))
     for directory in ("/logs/qlog", "/run/lab"):
         Path(directory).mkdir(parents=True, exist_ok=True)
     READY.write_text(role + "\n")

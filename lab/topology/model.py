@@ -27,15 +27,26 @@ class Network:
     bridge: str | None = None
     masquerade: bool = True
     gateway: str | None = None  # the bridge's own address; None: Docker's default, the subnet's first host
+    subnet6: str | None = None  # the network's IPv6 ULA (enable_ipv6); None: IPv4 only
+    gateway6: str | None = None  # the bridge's own IPv6 address; None: the subnet's first host (::1)
 
     def contains(self, address: str) -> bool:
-        return ipaddress.ip_address(address) in ipaddress.ip_network(self.subnet)
+        parsed = ipaddress.ip_address(address)
+        return any(parsed in ipaddress.ip_network(subnet) for subnet in (self.subnet, self.subnet6) if subnet)
+
+    @property
+    def bridge_address6(self) -> str | None:
+        """The host's own IPv6 address on this bridge (Docker's IPv6 gateway)."""
+        if not self.subnet6:
+            return None
+        return self.gateway6 or str(ipaddress.ip_network(self.subnet6).network_address + 1)
 
 
 @dataclass(frozen=True)
 class Service:
     name: str
     addresses: dict[str, str]  # network name -> IPv4 address
+    addresses6: dict[str, str] = field(default_factory=dict)  # network name -> IPv6 address (given ones)
     role: str = ""
     cap_add: tuple[str, ...] = ()
     privileged: bool = False
@@ -46,6 +57,7 @@ class Gateway:
     network: str
     router: str
     address: str
+    address6: str | None = None  # the router's IPv6 address on the client network (the client's IPv6 gateway)
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,9 @@ class Topology:
     # router -> its NAT behaviour (its service's NAT_* environment and conntrack sysctls); a router
     # whose values are wrong has the default here and a problem in validate.
     nat: dict[str, NatBehaviour] = field(default_factory=dict)
+    client_addresses6: dict[str, str] = field(default_factory=dict)  # network -> the client's IPv6 address
+    server_address6: str | None = None
+    server_preferred_address6: str | None = None
 
     @property
     def client_networks(self) -> list[str]:
@@ -94,15 +109,19 @@ class Topology:
     def router_public_address(self, router: str) -> str:
         return self.services[router].addresses["internet"]
 
+    def router_public_address6(self, router: str) -> str | None:
+        return self.services[router].addresses6.get("internet")
+
     def network_of(self, address: str) -> str | None:
         for network in self.networks.values():
             if network.contains(address):
                 return network.name
         return None
 
-    def address_on(self, network: str, host: int) -> str:
+    def address_on(self, network: str, host: int, version: int = 4) -> str:
         """The address with host number `host` in `network` (for renumbering)."""
-        subnet = ipaddress.ip_network(self.networks[network].subnet)
+        net = self.networks[network]
+        subnet = ipaddress.ip_network(net.subnet if version == 4 else net.subnet6 or "")
         return str(subnet.network_address + host)
 
 
@@ -198,6 +217,90 @@ def validate(topology: Topology) -> list[str]:
         if len(by) > 1:
             problems.append(f"{address} on {network} is given to {len(by)} hosts: {'; '.join(by.values())}; "
                             "every host needs an address of its own")
+    return problems + validate6(topology)
+
+
+def _pool6_path(topology: Topology, network: str) -> str:
+    """The dotted path of a network's IPv6 pool in compose.yaml (the entry after the IPv4 one)."""
+    pools = (topology.extra.get("config") or {}).get("networks", {}).get(network, {}).get("ipam", {}).get("config", [])
+    index = next((i for i, p in enumerate(pools) if ":" in str(p.get("subnet", ""))), 1)
+    return f"networks.{network}.ipam.config.{index}.subnet"
+
+
+def validate6(topology: Topology) -> list[str]:
+    """The IPv6 half of ``validate``: ULA subnets that do not overlap, and every IPv6 address a host
+    of its network's /64 other than the subnet-router anycast (::) and the bridge's own (Docker's
+    gateway, ::1 by default), given to one host only."""
+    problems: list[str] = []
+    variable = topology.variables.get
+    subnets: dict[str, ipaddress.IPv6Network] = {}
+    for network in topology.networks.values():
+        if network.subnet6 is None:
+            continue
+        path = _pool6_path(topology, network.name)
+        reason = KINDS["subnet6"].check(network.subnet6)
+        if reason:
+            problems.append(f"network {network.name}: IPv6 subnet {network.subnet6!r}{_where(variable(path))}: "
+                            f"{reason}; allowed: {KINDS['subnet6'].allowed}")
+        else:
+            subnets[network.name] = ipaddress.IPv6Network(network.subnet6)
+    names = sorted(subnets)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if subnets[a].overlaps(subnets[b]):
+                set_by = [_where(variable(_pool6_path(topology, n))) for n in (a, b)]
+                problems.append(f"networks {a} ({subnets[a]}{set_by[0]}) and {b} ({subnets[b]}{set_by[1]}) "
+                                "overlap (IPv6): every lab network needs a subnet of its own")
+    owners: dict[tuple[str, str], dict[str, str]] = {}
+
+    def inside(what: str, network: str, address: str, path: str, owner: str) -> None:
+        where = _where(variable(path))
+        if network not in topology.networks:
+            problems.append(f"{what}: unknown network {network!r} (networks: {', '.join(sorted(topology.networks))})")
+            return
+        reason = KINDS["address6"].check(address)
+        if reason:
+            problems.append(f"{what}: {address!r}{where}: {reason}; allowed: {KINDS['address6'].allowed}")
+            return
+        if topology.networks[network].subnet6 is None:
+            problems.append(f"{what}: {address}{where}: network {network} has no IPv6 subnet (enable_ipv6 and a "
+                            "second ipam.config entry)")
+            return
+        subnet = subnets.get(network)
+        if subnet is None:
+            return
+        parsed = ipaddress.IPv6Address(address)
+        gateway = ipaddress.IPv6Address(topology.networks[network].bridge_address6 or subnet.network_address + 1)
+        if parsed not in subnet:
+            problems.append(f"{what}: {address}{where} is not inside {network}'s IPv6 subnet {subnet}")
+        elif parsed in (subnet.network_address, gateway):
+            role = "subnet-router anycast address" if parsed == subnet.network_address else \
+                "bridge's own address (Docker's gateway)"
+            problems.append(f"{what}: {address}{where} is {network}'s {role}; allowed: a host of {subnet} other "
+                            f"than {subnet.network_address} and {gateway}")
+        else:
+            owners.setdefault((network, str(parsed)), {}).setdefault(owner, f"{what}{where}")
+
+    for service in topology.services.values():
+        for network, address in service.addresses6.items():
+            inside(f"service {service.name} on {network}", network, address,
+                   f"services.{service.name}.networks.{network}.ipv6_address", service.name)
+    for network, address in topology.client_addresses6.items():
+        inside(f"x-lab.client_addresses6.{network}", network, address, f"x-lab.client_addresses6.{network}", CLIENT)
+    for gateway in topology.gateways.values():
+        if gateway.address6:
+            inside(f"x-lab.gateways.{gateway.network}.address6 (router {gateway.router})", gateway.network,
+                   gateway.address6, f"x-lab.gateways.{gateway.network}.address6", gateway.router)
+    server = topology.services.get(SERVER, Service(SERVER, {}))
+    for label, address in (("server.address6", topology.server_address6),
+                           ("server.preferred_address6", topology.server_preferred_address6)):
+        if address and address not in server.addresses6.values():
+            problems.append(f"x-lab.{label}: {address}{_where(variable(f'x-lab.{label}'))} is none of the "
+                            "server's IPv6 addresses")
+    for (network, address), by in owners.items():
+        if len(by) > 1:
+            problems.append(f"{address} on {network} is given to {len(by)} hosts: {'; '.join(by.values())}; "
+                            "every host needs an address of its own")
     return problems
 
 
@@ -225,23 +328,30 @@ def topology_from_config(config: dict[str, Any], variables: dict[str, str] | Non
         networks = {}
         for name, spec in config["networks"].items():
             options = spec.get("driver_opts") or {}
+            pools = spec["ipam"]["config"]
+            v6 = next((p for p in pools[1:] if spec.get("enable_ipv6")), {})  # the ULA beside the IPv4 pool
             networks[name] = Network(
                 name=name,
                 docker_name=spec.get("name", f"{project}_{name}"),
-                subnet=spec["ipam"]["config"][0]["subnet"],
-                gateway=spec["ipam"]["config"][0].get("gateway"),
+                subnet=pools[0]["subnet"],
+                gateway=pools[0].get("gateway"),
                 bridge=options.get("com.docker.network.bridge.name"),
                 masquerade=options.get("com.docker.network.bridge.enable_ip_masquerade", "true") != "false",
+                subnet6=v6.get("subnet"), gateway6=v6.get("gateway"),
             )
         services = {}
         for name, spec in config["services"].items():
-            addresses = {net: (attach or {}).get("ipv4_address", "") for net, attach in
-                         (spec.get("networks") or {}).items()}
+            attached = (spec.get("networks") or {}).items()
+            addresses = {net: (attach or {}).get("ipv4_address", "") for net, attach in attached}
+            addresses6 = {net: attach["ipv6_address"] for net, attach in attached
+                          if (attach or {}).get("ipv6_address")}
             services[name] = Service(
-                name=name, addresses=addresses, role=(spec.get("environment") or {}).get("LAB_ROLE", ""),
+                name=name, addresses=addresses, addresses6=addresses6,
+                role=(spec.get("environment") or {}).get("LAB_ROLE", ""),
                 cap_add=tuple(spec.get("cap_add") or ()), privileged=bool(spec.get("privileged", False)),
             )
-        gateways = {net: Gateway(net, g["router"], g["address"]) for net, g in lab["gateways"].items()}
+        gateways = {net: Gateway(net, g["router"], g["address"], g.get("address6"))
+                    for net, g in lab["gateways"].items()}
         server = lab["server"]
         hostile = lab.get("adversary")
         adversary = None if not hostile else Adversary(str(hostile["victim"]), str(hostile["attacker"]),
@@ -254,6 +364,8 @@ def topology_from_config(config: dict[str, Any], variables: dict[str, str] | Non
             server_address=server["address"], server_preferred_address=server["preferred_address"],
             server_port=int(server["port"]), server_preferred_port=int(server["preferred_port"]),
             extra={"config": config}, adversary=adversary, variables=dict(variables or {}),
+            client_addresses6=dict(lab.get("client_addresses6") or {}),
+            server_address6=server.get("address6"), server_preferred_address6=server.get("preferred_address6"),
         )
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise TopologyError(f"compose.yaml: missing or malformed field {exc}") from None

@@ -48,7 +48,7 @@ class Setting:
     where: str
 
 
-def _subnet(value: str) -> str | None:
+def _subnet(value: str, version: int = 4) -> str | None:
     try:
         network = ipaddress.ip_network(value, strict=False)
     except ValueError:
@@ -57,27 +57,42 @@ def _subnet(value: str) -> str | None:
         return "not a network in CIDR form (address/prefix)"
     if str(network) != value:
         return f"its host bits are set (the network is {network})"
-    if network.version != 4:
-        return "the lab's networks are IPv4"
+    if network.version != version:
+        return f"an IPv{network.version} network in an IPv{version} field" + (
+            " (a network's IPv6 subnet is its *_SUBNET6 variable)" if version == 4 else "")
     if network.is_loopback or network.is_link_local or network.is_multicast or network.is_reserved \
             or network.is_unspecified:
         return "a loopback, link-local, multicast or reserved range cannot be a Docker network"
-    if network.prefixlen > 29:
+    if version == 4 and network.prefixlen > 29:
         return "too small for a gateway, a router and the client (at most /29)"
+    if version == 6 and not (48 <= network.prefixlen <= 64):
+        # /64: SLAAC and RFC 8981 temporary addresses assume 64-bit interface identifiers.
+        return "an IPv6 lab network is a /48 to /64"
+    if version == 6 and network.is_global:
+        return "a global prefix would be routed beyond the lab; use a unique local one (fc00::/7)"
     return None
 
 
-def _address(value: str) -> str | None:
+def _subnet6(value: str) -> str | None:
+    return _subnet(value, 6)
+
+
+def _address(value: str, version: int = 4) -> str | None:
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
         return "not an IP address"
-    if address.version != 4:
-        return "the lab's addresses are IPv4"
+    if address.version != version:
+        return f"an IPv{address.version} address in an IPv{version} field" + (
+            " (an IPv6 address is its *_IP6 variable)" if version == 4 else "")
     if address.is_loopback or address.is_link_local or address.is_multicast or address.is_reserved \
             or address.is_unspecified:
         return "not a unicast address"
     return None
+
+
+def _address6(value: str) -> str | None:
+    return _address(value, 6)
 
 
 def _image(value: str) -> str | None:
@@ -102,6 +117,9 @@ KINDS: dict[str, Kind] = {
     "subnet": Kind(_subnet, "an IPv4 network in CIDR form with its host bits zero, /29 or larger, "
                             "e.g. 10.203.1.0/24"),
     "address": Kind(_address, "an IPv4 unicast address, e.g. 10.203.1.10"),
+    "subnet6": Kind(_subnet6, "a unique local IPv6 network (fc00::/7) in CIDR form with its host bits zero, "
+                              "/48 to /64, e.g. fd00:203:1::/64"),
+    "address6": Kind(_address6, "an IPv6 unicast address, e.g. fd00:203:1::10"),
     "image": Kind(_image, "an image reference, lowercase name[:tag], e.g. quic-migration-lab:latest"),
     "nat_mapping": Kind(_one_of(nat_behaviour.MAPPINGS), ", ".join(nat_behaviour.MAPPINGS)),
     "nat_ports": Kind(_one_of(nat_behaviour.PORTS), ", ".join(nat_behaviour.PORTS)),
@@ -110,11 +128,16 @@ KINDS: dict[str, Kind] = {
 
 # Which kind of value a field of compose.yaml takes, by its dotted path (first match wins).
 FIELD_KINDS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), k) for p, k in (
-    (r"^networks\.[^.]+\.ipam\.config\.\d+\.subnet$", "subnet"),
+    (r"^networks\.[^.]+\.ipam\.config\.0\.subnet$", "subnet"),
+    (r"^networks\.[^.]+\.ipam\.config\.[1-9]\d*\.subnet$", "subnet6"),  # the ULA beside the IPv4 subnet
     (r"\.ipv4_address$", "address"),
+    (r"\.ipv6_address$", "address6"),
     (r"^x-lab\.client_addresses\.[^.]+$", "address"),
+    (r"^x-lab\.client_addresses6\.[^.]+$", "address6"),
     (r"^x-lab\.gateways\.[^.]+\.address$", "address"),
+    (r"^x-lab\.gateways\.[^.]+\.address6$", "address6"),
     (r"^x-lab\.server\.(preferred_)?address$", "address"),
+    (r"^x-lab\.server\.(preferred_)?address6$", "address6"),
     (r"(^|\.)image$", "image"),
     (r"\.environment\.NAT_MAPPING$", "nat_mapping"),
     (r"\.environment\.NAT_PORTS$", "nat_ports"),

@@ -128,7 +128,7 @@ ENV_OVERRIDES = [
          env={"HOME_SUBNET": "999.1.1.0/24"}),
     Case("subnet-host-bits", UP, ("HOME_SUBNET=", "host bits are set (the network is 10.203.1.0/24)", SUBNET),
          env={"HOME_SUBNET": "10.203.1.7/24"}),
-    Case("subnet-ipv6", UP, ("CELLULAR_SUBNET=", "the lab's networks are IPv4", SUBNET),
+    Case("subnet-ipv6", UP, ("CELLULAR_SUBNET=", "an IPv6 network in an IPv4 field", SUBNET),
          env={"CELLULAR_SUBNET": "fd00:1::/64"}),
     Case("subnet-loopback", UP, ("OFFICE_SUBNET=", "loopback", SUBNET), env={"OFFICE_SUBNET": "127.0.0.0/24"}),
     Case("subnet-too-small", UP, ("INTERNET_SUBNET=", "too small", SUBNET), env={"INTERNET_SUBNET": "10.203.100.0/30"}),

@@ -48,7 +48,7 @@ def test_a_subnet_that_does_not_parse_is_named():
 
 
 @pytest.mark.parametrize("value, reason", [
-    ("fd00:1::/64", "the lab's networks are IPv4"),
+    ("fd00:1::/64", "an IPv6 network in an IPv4 field"),
     ("127.0.0.0/24", "a loopback, link-local, multicast or reserved range cannot be a Docker network"),
     ("10.203.1.0/30", "too small"),
     ("10.203.1.7/24", "its host bits are set (the network is 10.203.1.0/24)"),

@@ -72,6 +72,28 @@ def configure(lan_subnet: str, internet_subnet: str, datacenter_subnet: str, ser
     return lan.name, wan.name
 
 
+def firewall6_rules(lan: str, wan: str, lan_subnet6: str) -> list[list[str]]:
+    """ip6tables rules of a router for IPv6: routed, not NATed (a home router's IPv6 firewall): the
+    LAN's /64 out, only replies in, nothing else forwarded."""
+    return [
+        ["-F", "FORWARD"],
+        ["-P", "FORWARD", "DROP"],
+        ["-A", "FORWARD", "-i", lan, "-o", wan, "-s", lan_subnet6, "-j", "ACCEPT"],
+        ["-A", "FORWARD", "-i", wan, "-o", lan, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"],
+    ]
+
+
+def configure6(lan_subnet6: str, internet_subnet6: str, datacenter_subnet6: str, server_ip6: str) -> None:
+    """IPv6 forwarding between the LAN and the internet (compose.yaml sets the netns's
+    net.ipv6.conf.all.forwarding), and the route to the datacenter's /64 via the server."""
+    lan, wan = netconf.interface_in(lan_subnet6), netconf.interface_in(internet_subnet6)
+    if lan is None or wan is None:
+        raise SystemExit(f"router: no interface in {lan_subnet6} or {internet_subnet6}: {netconf.interfaces(6)}")
+    netconf.run("ip", "-6", "route", "replace", datacenter_subnet6, "via", server_ip6)
+    for rule in firewall6_rules(lan.name, wan.name, lan_subnet6):
+        netconf.run("ip6tables", "-w", *rule)
+
+
 SYSCTLS = Path("/proc/sys/net/netfilter")
 CHANGED = Path(nb.CHANGED_MARKER)  # a `set` is in force; the controller's reset looks for it
 
@@ -158,6 +180,9 @@ def main() -> int:
     lan, wan = configure(os.environ["LAN_SUBNET"], os.environ["INTERNET_SUBNET"],
                          os.environ["DATACENTER_SUBNET"], os.environ["SERVER_IP"], mapping, ports)
     attach_timeout_policy(lan)
+    if os.environ.get("LAN_SUBNET6"):
+        configure6(os.environ["LAN_SUBNET6"], os.environ["INTERNET_SUBNET6"], os.environ["DATACENTER_SUBNET6"],
+                   os.environ["SERVER_IP6"])
     emitter = Emitter("router", transport="udp")
     print(f"{name}: NAT {os.environ['LAN_SUBNET']} ({lan}) -> {wan}, {mapping} mapping, {ports} ports", flush=True)
     READY.parent.mkdir(parents=True, exist_ok=True)

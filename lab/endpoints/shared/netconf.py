@@ -30,19 +30,20 @@ def run(*args: str, check: bool = True) -> str:
     return result.stdout
 
 
-def interfaces() -> list[Interface]:
-    """IPv4 addresses of every interface except loopback."""
+def interfaces(family: int = 4) -> list[Interface]:
+    """IPv4 (or global IPv6) addresses of every interface except loopback."""
     found = []
-    for link in json.loads(run("ip", "-j", "-4", "addr", "show") or "[]"):
+    for link in json.loads(run("ip", "-j", f"-{family}", "addr", "show") or "[]"):
         for info in link.get("addr_info", []):
-            if info.get("family") == "inet" and link["ifname"] != "lo":
+            if info.get("family") == ("inet" if family == 4 else "inet6") and link["ifname"] != "lo" \
+                    and info.get("scope") == "global":
                 found.append(Interface(link["ifname"], info["local"], int(info["prefixlen"])))
     return found
 
 
 def interface_in(subnet: str) -> Interface | None:
     network = ipaddress.ip_network(subnet)
-    for interface in interfaces():
+    for interface in interfaces(network.version):
         if ipaddress.ip_address(interface.address) in network:
             return interface
     return None
@@ -66,10 +67,21 @@ def gateway_for_attached(routes: dict[str, str]) -> str | None:
 
 
 def set_default_route(gateway: str | None) -> None:
-    """Replace the default route (None: no default route at all, so nothing can leave)."""
+    """Replace the default route (None: no default route at all, so nothing can leave).
+
+    Docker's IPv6 default route (via the host's bridge address) goes too, whatever the gateway:
+    the host forwards IPv6 for any network with an IPv6 pool (docs/ipv6.md)."""
     run("ip", "route", "del", "default", check=False)
+    run("sh", "-c", "while ip -6 route del default 2>/dev/null; do :; done")
     if gateway:
         run("ip", "route", "replace", "default", "via", gateway)
+
+
+def add_routes(routes: dict[str, str]) -> None:
+    """Static routes, subnet -> next hop (the server's routes to the client networks' IPv6 /64s)."""
+    for subnet, via in routes.items():
+        family = "-6" if ":" in subnet else "-4"
+        run("ip", family, "route", "replace", subnet, "via", via)
 
 
 
@@ -88,7 +100,7 @@ def source_table(subnet: str, subnets: list[str]) -> int:
     return SOURCE_TABLE_BASE + sorted(subnets).index(subnet)
 
 
-def route_script(gateway: str | None, sources: list[tuple[str, str, int]]) -> list[str]:
+def route_script(gateway: str | None, sources: list[tuple[str, str, int]], family: int = 4) -> list[str]:
     """Shell commands that set the client's routes in place, without a moment of no route.
 
     - rule 1000: traffic from an attached address leaves through that network's router (source
@@ -102,25 +114,30 @@ def route_script(gateway: str | None, sources: list[tuple[str, str, int]]) -> li
     table whatever else is attached (the caller numbers them by the topology's network order): a
     table renumbered when another network joined once sent the Wi-Fi address's packets out through
     the cellular router while both were up. A rule of an address for another table is removed.
+
+    ``family`` 6 gives the same rules and tables for IPv6 (``ip -6``; the families' rules and tables
+    are apart in the kernel), so Docker's IPv6 default route via the host bridge is never used either.
     """
+    ip = "ip" if family == 4 else "ip -6"
     script = [
-        f"ip rule show priority {SUPPRESS_PRIORITY} | grep -q suppress "
-        f"|| ip rule add from all lookup main suppress_prefixlength 0 priority {SUPPRESS_PRIORITY}",
-        f"ip rule show priority {DEFAULT_PRIORITY} | grep -q 'lookup {DEFAULT_TABLE}' "
-        f"|| ip rule add from all lookup {DEFAULT_TABLE} priority {DEFAULT_PRIORITY}",
+        f"{ip} rule show priority {SUPPRESS_PRIORITY} | grep -q suppress "
+        f"|| {ip} rule add from all lookup main suppress_prefixlength 0 priority {SUPPRESS_PRIORITY}",
+        f"{ip} rule show priority {DEFAULT_PRIORITY} | grep -q 'lookup {DEFAULT_TABLE}' "
+        f"|| {ip} rule add from all lookup {DEFAULT_TABLE} priority {DEFAULT_PRIORITY}",
     ]
     wanted = []
     for address, source_gateway, table in sources:
         wanted.append(f"{address}@{table}")
-        script += [f"ip route replace default via {source_gateway} table {table}",
-                   f"ip rule show priority {SOURCE_PRIORITY} | grep -q 'from {address} lookup {table}$' "
-                   f"|| ip rule add from {address} table {table} priority {SOURCE_PRIORITY}"]
+        script += [f"{ip} route replace default via {source_gateway} table {table}",
+                   f"{ip} rule show priority {SOURCE_PRIORITY} | grep -q 'from {address} lookup {table}$' "
+                   f"|| {ip} rule add from {address} table {table} priority {SOURCE_PRIORITY}"]
     keep = " ".join(wanted) or "none"
-    script.append(f"ip rule show priority {SOURCE_PRIORITY} | awk '{{print $3, $5}}' | while read a t; do "
-                  f"case ' {keep} ' in *\" $a@$t \"*) ;; *) ip rule del from $a table $t priority {SOURCE_PRIORITY};; "
+    script.append(f"{ip} rule show priority {SOURCE_PRIORITY} | awk '{{print $3, $5}}' | while read a t; do "
+                  f"case ' {keep} ' in *\" $a@$t \"*) ;; "
+                  f"*) {ip} rule del from $a table $t priority {SOURCE_PRIORITY};; "
                   f"esac; done")
     if gateway:
-        script.append(f"ip route replace default via {gateway} table {DEFAULT_TABLE}")
+        script.append(f"{ip} route replace default via {gateway} table {DEFAULT_TABLE}")
     else:
-        script.append(f"ip route replace unreachable default table {DEFAULT_TABLE}")
+        script.append(f"{ip} route replace unreachable default table {DEFAULT_TABLE}")
     return script
