@@ -15,6 +15,7 @@ Both apply to mappings made from then on, as a reconfigured NAT does.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import re
 import signal
@@ -72,12 +73,21 @@ def configure(lan_subnet: str, internet_subnet: str, datacenter_subnet: str, ser
     return lan.name, wan.name
 
 
-def firewall6_rules(lan: str, wan: str, lan_subnet6: str) -> list[list[str]]:
+def host_addresses6(*subnets: str) -> list[str]:
+    """The host's own address on each of these lab networks: Docker's IPv6 gateway, the subnet's
+    first host (compose.yaml sets no other, and validate refuses it for a lab host)."""
+    return [str(ipaddress.ip_network(subnet).network_address + 1) for subnet in subnets]
+
+
+def firewall6_rules(lan: str, wan: str, lan_subnet6: str, host: list[str] = ()) -> list[list[str]]:
     """ip6tables rules of a router for IPv6: routed, not NATed (a home router's IPv6 firewall): the
-    LAN's /64 out, only replies in, nothing else forwarded."""
+    LAN's /64 out, only replies in, nothing else forwarded. Nothing is forwarded to the host's
+    addresses on the router's networks (``host``): the host is no part of the lab's internet, and a
+    probe from the client to the internet bridge's address would otherwise reach it."""
     return [
         ["-F", "FORWARD"],
         ["-P", "FORWARD", "DROP"],
+        *(["-A", "FORWARD", "-d", address, "-j", "DROP"] for address in host),
         ["-A", "FORWARD", "-i", lan, "-o", wan, "-s", lan_subnet6, "-j", "ACCEPT"],
         ["-A", "FORWARD", "-i", wan, "-o", lan, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"],
     ]
@@ -90,7 +100,7 @@ def configure6(lan_subnet6: str, internet_subnet6: str, datacenter_subnet6: str,
     if lan is None or wan is None:
         raise SystemExit(f"router: no interface in {lan_subnet6} or {internet_subnet6}: {netconf.interfaces(6)}")
     netconf.run("ip", "-6", "route", "replace", datacenter_subnet6, "via", server_ip6)
-    for rule in firewall6_rules(lan.name, wan.name, lan_subnet6):
+    for rule in firewall6_rules(lan.name, wan.name, lan_subnet6, host_addresses6(lan_subnet6, internet_subnet6)):
         netconf.run("ip6tables", "-w", *rule)
 
 
