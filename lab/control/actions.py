@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import ipaddress
 import json
 import re
+import secrets
 import subprocess
 import tarfile
 import time
@@ -126,10 +128,20 @@ class Lab:
                                                       ipv6_address=self._address6(network, ip))
         except docker.errors.APIError as exc:
             raise ActionError(f"connect client to {network} as {ip}: {exc.explanation or exc}") from None
+        detail: dict[str, Any] = {"address": ip}
+        if self.topology.gateways[network].ipv6_only:  # IPv4 goes, the CLAT comes (lab.endpoints.clat)
+            detail = {"address6": self._address6(network, ip), **self._clat("up", network)}
         if route or self.route_network not in self.client_attachments():
             self.route_network = network
         routes = self.set_routes()
-        return ActionResult("connect", network, {"address": ip, **routes})
+        return ActionResult("connect", network, {**detail, **routes})
+
+    def _clat(self, command: str, network: str | None = None) -> dict[str, Any]:
+        """Start (on an IPv6-only network) or stop the client's CLAT; what it reported."""
+        argv = ["python", "-m", "lab.endpoints.clat", command]
+        if network is not None:
+            argv.append(f"--subnet6={self.topology.networks[network].subnet6}")
+        return {"clat": json.loads(exec_checked(self.ctr(CLIENT), argv).strip().splitlines()[-1])}
 
     def disconnect(self, network: str) -> ActionResult:
         self.require_client_network(network)
@@ -144,6 +156,8 @@ class Lab:
         if self.route_network == network:
             remaining = [n for n in self.client_attachments() if n in self.topology.gateways]
             self.route_network = remaining[0] if remaining else None
+        if self.topology.gateways[network].ipv6_only and self.topology.nat64 is not None:
+            self._clat("down")
         routes = self.set_routes()
         return ActionResult("disconnect", network, {"address": address, **routes})
 
@@ -164,8 +178,8 @@ class Lab:
         # One table per network whatever else is attached, numbered as the container's entry point does.
         subnets = [self.topology.networks[name].subnet for name in self.topology.gateways]
         sources = [(attached[name], gw.address, source_table(self.topology.networks[name].subnet, subnets))
-                   for name, gw in self.topology.gateways.items() if attached.get(name)]
-        gateway = self.topology.gateways[self.route_network].address if self.route_network else None
+                   for name, gw in self.topology.gateways.items() if attached.get(name) and not gw.ipv6_only]
+        gateway = self._gateway4(self.route_network)
         script = route_script(gateway, sources)
         attached6 = self.client_attachments6()
         if attached6:  # the same for IPv6: the router's LAN address, never Docker's gateway (the host)
@@ -179,9 +193,18 @@ class Lab:
         got = exec_checked(self.ctr(CLIENT), ["sh", "-ec", "; ".join(script)])
         if gateway is None:
             return {"route": None}
-        if f"via {gateway}" not in got:
+        if (gateway.split(" src ")[0] if gateway.startswith("dev ") else f"via {gateway}") not in got:
             raise ActionError(f"client route to the server is not via {gateway}: {got.strip()}")
         return {"route": self.route_network, "gateway": gateway}
+
+    def _gateway4(self, network: str | None) -> str | None:
+        """The client's IPv4 default route's next hop: the network's router, or on an IPv6-only
+        network the CLAT's device (the NAT64 carries IPv4 from there)."""
+        if network is None:
+            return None
+        if self.topology.gateways[network].ipv6_only and self.topology.nat64 is not None:
+            return f"dev {self.topology.nat64.clat_device} src {self.topology.nat64.clat_ipv4}"
+        return self.topology.gateways[network].address
 
     def route(self, network: str) -> ActionResult:
         return ActionResult("route", network, self.set_routes(network))
@@ -198,6 +221,43 @@ class Lab:
         result = self.connect(network, new, route=was_route)
         return ActionResult("renumber", network, {"old_address": old, "new_address": new,
                                                   "route": result.detail.get("route")})
+
+    def temporary_address(self, network: str) -> ActionResult:
+        """RFC 8981: a new temporary IPv6 address (a random 64-bit interface identifier) on `network`,
+        and the client's current addresses there deprecated (preferred lifetime 0, still valid), so
+        source address selection (RFC 6724 rule 3: avoid deprecated addresses) gives the next packet
+        of a socket bound to the wildcard the new one. Without DAD (an unused random identifier)."""
+        self.require_client_network(network)
+        subnet6 = self.topology.networks[network].subnet6
+        if not subnet6 or not self.client_attachments6().get(network):
+            raise ActionError(f"the client has no IPv6 address on {network}")
+        net = ipaddress.ip_network(subnet6)
+        new = str(net.network_address + (secrets.randbits(64) | 1 << 63))  # never a low, hand-made host number
+        script = [f"dev=$(ip -6 -o addr show to {subnet6} scope global | awk 'NR==1{{print $2}}')",
+                  'test -n "$dev"',
+                  "for a in $(ip -6 -o addr show dev $dev scope global | awk '{print $4}'); do "
+                  "ip -6 addr change $a dev $dev valid_lft forever preferred_lft 0; done",
+                  f"ip -6 addr add {new}/{net.prefixlen} dev $dev nodad",
+                  f"ip -6 route get {self.topology.server_address6}"]
+        got = exec_checked(self.ctr(CLIENT), ["sh", "-ec", "; ".join(script)])
+        if f"src {new}" not in got:
+            raise ActionError(f"the client's packets to the server do not leave from {new}: {got.strip()}")
+        return ActionResult("temporary_address", network, {"old_address": self.client_attachments6()[network],
+                                                           "new_address": new})
+
+    def _restore_addresses6(self) -> None:
+        """Remove temporary addresses (temporary_address) and undeprecate the Engine's own ones."""
+        lines = []
+        for network, address in self.client_attachments6().items():
+            subnet6 = self.topology.networks[network].subnet6
+            lines.append(f"dev=$(ip -6 -o addr show to {subnet6} scope global | awk 'NR==1{{print $2}}'); "
+                         f"[ -z \"$dev\" ] || {{ for a in $(ip -6 -o addr show dev $dev scope global "
+                         f"| awk '{{print $4}}'); do [ \"${{a%/*}}\" = {address} ] || ip -6 addr del $a dev $dev; "
+                         "done; "
+                         f"ip -6 addr change {address}/{ipaddress.ip_network(subnet6).prefixlen} dev $dev "
+                         "valid_lft forever preferred_lft forever; }")
+        if lines:
+            exec_checked(self.ctr(CLIENT), ["sh", "-ec", "; ".join(lines)])
 
     def rebind(self, router: str) -> ActionResult:
         """NAT rebinding: drop the client's conntrack entries so the next packet gets a new port."""
@@ -395,6 +455,10 @@ class Lab:
             if not self._attach_exactly(networks):
                 raise ActionError(f"cannot restore the client's networks to {list(networks)}")
         self.route_network = networks[0] if networks else None
+        self._restore_addresses6()
+        if self.topology.nat64 is not None:  # a CLAT only while on an IPv6-only network
+            six_only = [n for n in networks if self.topology.gateways[n].ipv6_only]
+            self._clat("up", six_only[0]) if six_only else self._clat("down")  # noqa: B018
         routes = self.set_routes()
         impair.reset_all(self)  # impairments and blackholes
         adversary.stop_all(self)

@@ -33,8 +33,8 @@ SHOWN_FRAMES = {0x1A: "PATH_CHALLENGE", 0x1B: "PATH_RESPONSE", 0x18: "NEW_CONNEC
 PACKET_TYPES = {"initial": "Initial", "handshake": "Handshake", "0rtt": "0-RTT", "1rtt": "1-RTT", "retry": "Retry",
                 "vn": "Version Negotiation"}
 # Network actions of the controller that are drawn across the lanes (as in lab.observe.timeline, plus impair).
-ACTIONS = frozenset({"connect", "disconnect", "route", "migrate", "rebind", "renumber", "blackhole", "flap",
-                     "impair"})
+ACTIONS = frozenset({"connect", "disconnect", "route", "migrate", "rebind", "renumber", "temporary_address",
+                     "blackhole", "flap", "impair"})
 MATCH_WINDOW_S = 0.5  # a NAT forwards in well under a millisecond; a delay line in the router adds its delay
 MATCH_CLOCK_S = 0.000002  # both sides are captured in one container, on one clock: only rounding goes backwards
 

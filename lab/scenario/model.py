@@ -98,6 +98,7 @@ class Workload:
     # The client's detection delay: how long it waits without data before it sends a PING (QUIC; a
     # passive client's only way to show the server its new address). Reported in every run.
     probe_after: float = 0.2
+    family: int = 4  # the server address the client connects to: 4, or 6 (x-lab.server.address6; docs/ipv6.md)
 
     @property
     def transports(self) -> tuple[str, ...]:

@@ -244,6 +244,7 @@ def _workload_definition() -> dict[str, Any]:
         "bitrate": _ref("bit_rate"), "segment": _ref("duration"),
         "segments": {"type": "integer", "minimum": 1, "maximum": 10_000},
         "startup": _ref("duration"), "buffer": _ref("duration"), "datagrams": _ref("boolean"),
+        "family": {"enum": [4, 6], "default": 4},
     }
     assert tuple(properties) == WORKLOAD_KEYS
     kinds: dict[str, list[str]] = {}

@@ -46,7 +46,7 @@ from lab.units import human_bytes, human_seconds, parse_bit_rate, parse_byte_rat
 TOP_KEYS = ("name", "description", "timeout", "tags", "initial", "workload", "steps", "expect", "optional_evidence",
             "stacks", "known_failures")
 WORKLOAD_KEYS = ("transport", "kind", "size", "rate", "interval", "duration", "migration", "rotate_cid", "port",
-                 "probe_after", "bitrate", "segment", "segments", "startup", "buffer", "datagrams")
+                 "probe_after", "bitrate", "segment", "segments", "startup", "buffer", "datagrams", "family")
 # Which kinds a workload key applies to (keys not listed apply to every kind).
 KIND_KEYS = {"size": ("download",), "rate": ("download",), "interval": ("echo", "call"),
              "duration": ("echo", "call"), "bitrate": ("video",), "segment": ("video",), "segments": ("video",),
@@ -226,6 +226,9 @@ class ScenarioValidator(NodeValidator):
         startup = get("startup", self.duration, True, 60.0)
         buffer = get("buffer", self.duration, True, MAX_TIMEOUT)
         datagrams = get("datagrams", self.boolean)
+        family = get("family", self.integer, 4, 6)
+        if family == 5:
+            self.error(keys["family"][1], "workload.family", "allowed: 4 or 6 (the server's IPv4 or IPv6 address)")
 
         for key, kinds in KIND_KEYS.items():
             if key in keys and kind not in kinds:
@@ -291,7 +294,7 @@ class ScenarioValidator(NodeValidator):
                         rate=rate, interval=interval if interval is not None else 0.02, duration=duration,
                         migration=migration, rotate_cid=rotate, port=port,
                         probe_after=probe_after if probe_after is not None else Workload.probe_after,
-                        datagrams=datagrams if datagrams is not None else transport != "tcp",
+                        datagrams=datagrams if datagrams is not None else transport != "tcp", family=family or 4,
                         **{key: value for key, value in video.items() if value is not None})
 
     def trigger(self, keys: dict[str, tuple[Node, Node]], path: str, workload: Workload) -> Trigger | None:

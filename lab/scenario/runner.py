@@ -79,7 +79,8 @@ def client_command(scenario: Scenario, topology: Topology, transport: str, run_i
     port = topology.server_preferred_port if workload.migration == "preferred" and transport == "quic" \
         else (workload.port or topology.server_port)
     logs = f"/logs/runs/{run_id}"
-    args = ["python", "-m", "lab.endpoints.client", f"--server={topology.server_address}:{port}",
+    host = f"[{topology.server_address6}]" if workload.family == 6 else topology.server_address
+    args = ["python", "-m", "lab.endpoints.client", f"--server={host}:{port}",
             f"--transport={transport}", f"--workload={workload.kind}",
             f"--keylog={logs}/keys-{transport}.log", f"--qlog-dir={logs}/qlog"]
     if transport == "quic":  # the TCP baseline takes no migration commands

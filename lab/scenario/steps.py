@@ -167,6 +167,11 @@ def _play_disconnect(check: StepCheck, got: dict[str, Any]) -> dict[str, Any]:
     return got
 
 
+def _play_temporary(check: StepCheck, got: dict[str, Any]) -> dict[str, Any]:
+    _need_attached(check, got.get("network"), "add a temporary address on")
+    return got
+
+
 def _play_route(check: StepCheck, got: dict[str, Any]) -> dict[str, Any]:
     if _need_attached(check, got.get("network"), "route"):
         check.state.default = got["network"]
@@ -331,6 +336,11 @@ _SPECS = (
     ActionSpec("renumber", (Field("network", CLIENT_NETWORK), Field("address", ADDRESS, required=False)),
                "give the client a new address on the same network",
                _play_renumber, lambda lab, step: lab.renumber(step.network, step.address),  # type: ignore[arg-type]
+               moves_client=True),
+    ActionSpec("temporary_address", (Field("network", CLIENT_NETWORK),),
+               "give the client a new temporary IPv6 address on that network (RFC 8981: a random interface "
+               "identifier) and deprecate its current one, so its next packets leave from the new address",
+               _play_temporary, lambda lab, step: lab.temporary_address(step.network),  # type: ignore[arg-type]
                moves_client=True),
     ActionSpec("blackhole", (Field("network", ANY_NETWORK), Field("state", ON_OFF, doc="`state: on/off`")),
                "drop everything on that network",

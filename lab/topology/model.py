@@ -58,6 +58,29 @@ class Gateway:
     router: str
     address: str
     address6: str | None = None  # the router's IPv6 address on the client network (the client's IPv6 gateway)
+    ipv6_only: bool = False  # the client flushes its IPv4 address there and reaches IPv4 through its CLAT
+
+
+@dataclass(frozen=True)
+class Nat64:
+    """464XLAT (RFC 6877) of an IPv6-only client network: the router's NAT64 and the client's CLAT."""
+
+    router: str
+    prefix: str  # the NAT64's /96 (RFC 6052): an IPv4 host a.b.c.d is prefix::a.b.c.d
+    pool: str  # the NAT64's IPv4 pool, NATed out of the router's WAN
+    clat_prefix: str  # the /64 delegated to the client's CLAT (RFC 6877 §6.3)
+    clat_ipv4: str = "192.0.0.1"  # RFC 7335: the host's IPv4 address behind its CLAT
+    clat_device: str = "clat"
+
+    @property
+    def clat_address6(self) -> str:
+        """The CLAT's IPv6 address: the delegated /64's first host."""
+        return str(ipaddress.ip_network(self.clat_prefix).network_address + 1)
+
+    def synthesize(self, ipv4: str) -> str:
+        """prefix::a.b.c.d for an IPv4 host (RFC 6052 §2.2, a /96)."""
+        base = int(ipaddress.ip_network(self.prefix).network_address)
+        return str(ipaddress.IPv6Address(base + int(ipaddress.IPv4Address(ipv4))))
 
 
 @dataclass(frozen=True)
@@ -92,6 +115,7 @@ class Topology:
     client_addresses6: dict[str, str] = field(default_factory=dict)  # network -> the client's IPv6 address
     server_address6: str | None = None
     server_preferred_address6: str | None = None
+    nat64: Nat64 | None = None
 
     @property
     def client_networks(self) -> list[str]:
@@ -301,6 +325,38 @@ def validate6(topology: Topology) -> list[str]:
         if len(by) > 1:
             problems.append(f"{address} on {network} is given to {len(by)} hosts: {'; '.join(by.values())}; "
                             "every host needs an address of its own")
+    if topology.nat64 is not None:
+        problems += _nat64_problems(topology, subnets)
+    return problems
+
+
+def _nat64_problems(topology: Topology, subnets6: dict[str, ipaddress.IPv6Network]) -> list[str]:
+    """The NAT64's prefix a /96, its pool an IPv4 network and the CLAT's /64 an IPv6 one, none
+    overlapping a lab network."""
+    xlat, variable = topology.nat64, topology.variables.get
+    assert xlat is not None
+    problems = []
+    wanted = (("prefix", xlat.prefix, 6, (96, 96)), ("pool", xlat.pool, 4, (16, 29)),
+              ("clat_prefix", xlat.clat_prefix, 6, (48, 64)))
+    for label, value, version, (low, high) in wanted:
+        where = _where(variable(f"x-lab.nat64.{label}"))
+        try:
+            net = ipaddress.ip_network(value)
+        except ValueError:
+            problems.append(f"x-lab.nat64.{label}: {value!r}{where}: not a network with its host bits zero; "
+                            f"allowed: an IPv{version} network, /{low}" + (f" to /{high}" if high != low else ""))
+            continue
+        if net.version != version or not low <= net.prefixlen <= high:
+            problems.append(f"x-lab.nat64.{label}: {value}{where}: allowed: an IPv{version} network, /{low}"
+                            + (f" to /{high}" if high != low else ""))
+            continue
+        lab_nets = [ipaddress.ip_network(n.subnet) for n in topology.networks.values()] if version == 4 else \
+            list(subnets6.values())
+        clash = next((str(n) for n in lab_nets if n.overlaps(net)), None)
+        if clash:
+            problems.append(f"x-lab.nat64.{label}: {value}{where} overlaps the lab network {clash}")
+    if xlat.router not in topology.routers:
+        problems.append(f"x-lab.nat64.router: {xlat.router!r} is no router of x-lab.gateways")
     return problems
 
 
@@ -350,8 +406,11 @@ def topology_from_config(config: dict[str, Any], variables: dict[str, str] | Non
                 role=(spec.get("environment") or {}).get("LAB_ROLE", ""),
                 cap_add=tuple(spec.get("cap_add") or ()), privileged=bool(spec.get("privileged", False)),
             )
-        gateways = {net: Gateway(net, g["router"], g["address"], g.get("address6"))
+        gateways = {net: Gateway(net, g["router"], g["address"], g.get("address6"), bool(g.get("ipv6_only", False)))
                     for net, g in lab["gateways"].items()}
+        xlat = lab.get("nat64")
+        nat64 = None if not xlat else Nat64(str(xlat["router"]), str(xlat["prefix"]), str(xlat["pool"]),
+                                            str(xlat["clat_prefix"]))
         server = lab["server"]
         hostile = lab.get("adversary")
         adversary = None if not hostile else Adversary(str(hostile["victim"]), str(hostile["attacker"]),
@@ -366,6 +425,7 @@ def topology_from_config(config: dict[str, Any], variables: dict[str, str] | Non
             extra={"config": config}, adversary=adversary, variables=dict(variables or {}),
             client_addresses6=dict(lab.get("client_addresses6") or {}),
             server_address6=server.get("address6"), server_preferred_address6=server.get("preferred_address6"),
+            nat64=nat64,
         )
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise TopologyError(f"compose.yaml: missing or malformed field {exc}") from None

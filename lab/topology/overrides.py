@@ -91,6 +91,15 @@ def _address(value: str, version: int = 4) -> str | None:
     return None
 
 
+def _prefix96(value: str) -> str | None:
+    """A NAT64 prefix (RFC 6052): a /96 of unique local space (a private IPv4 host under the
+    well-known 64:ff9b::/96 is refused by RFC 6052 §3.1, and the lab's are private)."""
+    reason = _subnet(value.replace("/96", "/64"), 6) if value.endswith("/96") else "not a /96"
+    if reason:
+        return reason
+    return None if str(ipaddress.ip_network(value, strict=False)) == value else "its host bits are set"
+
+
 def _address6(value: str) -> str | None:
     return _address(value, 6)
 
@@ -120,6 +129,7 @@ KINDS: dict[str, Kind] = {
     "subnet6": Kind(_subnet6, "a unique local IPv6 network (fc00::/7) in CIDR form with its host bits zero, "
                               "/48 to /64, e.g. fd00:203:1::/64"),
     "address6": Kind(_address6, "an IPv6 unicast address, e.g. fd00:203:1::10"),
+    "prefix96": Kind(_prefix96, "a unique local IPv6 /96 with its host bits zero, e.g. fd00:203:64::/96"),
     "image": Kind(_image, "an image reference, lowercase name[:tag], e.g. quic-migration-lab:latest"),
     "nat_mapping": Kind(_one_of(nat_behaviour.MAPPINGS), ", ".join(nat_behaviour.MAPPINGS)),
     "nat_ports": Kind(_one_of(nat_behaviour.PORTS), ", ".join(nat_behaviour.PORTS)),
@@ -138,6 +148,9 @@ FIELD_KINDS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), k) 
     (r"^x-lab\.gateways\.[^.]+\.address6$", "address6"),
     (r"^x-lab\.server\.(preferred_)?address$", "address"),
     (r"^x-lab\.server\.(preferred_)?address6$", "address6"),
+    (r"^x-lab\.nat64\.prefix$", "prefix96"),
+    (r"^x-lab\.nat64\.pool$", "subnet"),
+    (r"^x-lab\.nat64\.clat_prefix$", "subnet6"),
     (r"(^|\.)image$", "image"),
     (r"\.environment\.NAT_MAPPING$", "nat_mapping"),
     (r"\.environment\.NAT_PORTS$", "nat_ports"),

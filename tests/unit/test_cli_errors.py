@@ -23,9 +23,9 @@ from lab.verify.judge import NotARunDir
 ROOT = Path(__file__).resolve().parents[2]
 BAD = ROOT / "tests" / "data" / "bad_scenarios"
 TOPOLOGY = TopologyNames(
-    networks=frozenset({"home", "cellular", "office", "internet", "datacenter"}),
-    client_networks=frozenset({"home", "cellular", "office"}),
-    routers=frozenset({"home-router", "carrier-nat", "office-router"}),
+    networks=frozenset({"home", "cellular", "office", "cellular6", "internet", "datacenter"}),
+    client_networks=frozenset({"home", "cellular", "office", "cellular6"}),
+    routers=frozenset({"home-router", "carrier-nat", "office-router", "carrier-nat64"}),
     default_network="home",
 )
 
@@ -68,7 +68,7 @@ def test_a_bad_scenario_prints_every_located_problem(monkeypatch, capsys, tmp_pa
     lines = capsys.readouterr().err.splitlines()
     assert lines == [
         f"{bad}:4: workload.sise: unknown key 'sise'; allowed: transport, kind, size, rate, interval, duration, "
-        "migration, rotate_cid, port, probe_after, bitrate, segment, segments, startup, buffer, datagrams "
+        "migration, rotate_cid, port, probe_after, bitrate, segment, segments, startup, buffer, datagrams, family "
         "(did you mean 'size'?)",
         f"{bad}:5: expect[0]: unknown check 'nope'; known: connection_survived, single_handshake, "
         "transfer_complete, paths_validated, server_saw_addresses, server_saw_ips, cid_changed, cid_unchanged, "

@@ -28,9 +28,9 @@ BAD = ROOT / "tests" / "data" / "bad_scenarios"
 
 # The lab's topology as compose.yaml names it; the schema takes it as a parameter.
 TOPOLOGY = TopologyNames(
-    networks=frozenset({"home", "cellular", "office", "internet", "datacenter"}),
-    client_networks=frozenset({"home", "cellular", "office"}),
-    routers=frozenset({"home-router", "carrier-nat", "office-router"}),
+    networks=frozenset({"home", "cellular", "office", "cellular6", "internet", "datacenter"}),
+    client_networks=frozenset({"home", "cellular", "office", "cellular6"}),
+    routers=frozenset({"home-router", "carrier-nat", "office-router", "carrier-nat64"}),
     default_network="home",
 )
 
@@ -38,7 +38,7 @@ TOPOLOGY = TopologyNames(
 EXPECTED_ERRORS = {
     "unknown-key.yaml": (5, "workload.sise", "unknown key 'sise'; allowed: transport, kind, size"),
     "bad-action.yaml": (10, "steps[1].action", "'conect' is not allowed; allowed: connect, disconnect"),
-    "bad-network.yaml": (9, "steps[0].network", "'wifi' is not allowed; allowed: cellular, home, office"),
+    "bad-network.yaml": (9, "steps[0].network", "'wifi' is not allowed; allowed: cellular, cellular6, home, office"),
     "bad-size-unit.yaml": (4, "workload.size", "unknown size unit 'Mb'"),
     "missing-description.yaml": (1, "description", "is required"),
     "at-and-after.yaml": (8, "steps[0]", "'at' and 'after' both given"),
@@ -284,7 +284,8 @@ expect: [transfer_complete]
 
 @pytest.mark.parametrize("step, message", [
     ("  - action: migrate\n    network: home\n", "migrate needs workload.migration: active"),
-    ("  - action: rebind\n    router: edge\n", "'edge' is not allowed; allowed: carrier-nat, home-router"),
+    ("  - action: rebind\n    router: edge\n",
+     "'edge' is not allowed; allowed: carrier-nat, carrier-nat64, home-router"),
     ("  - action: blackhole\n    network: home\n    state: maybe\n", "'maybe' is not allowed; allowed: on, off"),
     ("  - action: impair\n    network: home\n", "impair needs either"),
     ("  - action: impair\n    network: home\n    impair: {jitter: 5ms}\n", "needs a delay to vary around"),

@@ -35,6 +35,7 @@ STEPS = {
     "migrate": (Step("migrate", network="cellular"), ("migrate", "cellular")),
     "rebind": (Step("rebind", router="carrier-nat"), ("rebind", "carrier-nat")),
     "renumber": (Step("renumber", network="home", address="10.0.0.9"), ("renumber", "home", "10.0.0.9")),
+    "temporary_address": (Step("temporary_address", network="home"), ("temporary_address", "home")),
     "blackhole": (Step("blackhole", network="internet", state=True), ("blackhole", "internet", True)),
     "attack": (Step("attack", network="home", kind="spoof", state=False), ("attack", "home", "spoof", False)),
     "nat": (Step("nat", router="carrier-nat", ports="preserve", udp_timeout=5.0),
@@ -50,7 +51,8 @@ def runner_with(lab: FakeLab) -> ScenarioRunner:
 
 
 def test_the_table_lists_every_action_once_in_the_order_errors_name_them() -> None:
-    assert list(ACTIONS) == ["connect", "disconnect", "route", "migrate", "rebind", "renumber", "blackhole",
+    assert list(ACTIONS) == ["connect", "disconnect", "route", "migrate", "rebind", "renumber", "temporary_address",
+                             "blackhole",
                              "impair", "attack", "nat", "idle", "wait", "flap"]
     for name, spec in ACTIONS.items():
         assert spec.name == name and spec.does and spec.fields

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from lab import nat_behaviour as nb
-from lab.endpoints.shared import netconf
+from lab.endpoints.shared import netconf, tayga
 from lab.events import Emitter, NatMapping
 
 READY = Path("/run/lab/ready")
@@ -102,6 +102,28 @@ def configure6(lan_subnet6: str, internet_subnet6: str, datacenter_subnet6: str,
     netconf.run("ip", "-6", "route", "replace", datacenter_subnet6, "via", server_ip6)
     for rule in firewall6_rules(lan.name, wan.name, lan_subnet6, host_addresses6(lan_subnet6, internet_subnet6)):
         netconf.run("ip6tables", "-w", *rule)
+
+
+def start_nat64() -> str | None:
+    """The NAT64 of an IPv6-only carrier (NAT64_PREFIX set): tayga's TUN device, which holds the
+    IPv4 pool (this router's LAN_SUBNET, so the IPv4 NAT below treats it as the LAN), then tayga.
+    Its device name, or None for a router without one."""
+    if not os.environ.get("NAT64_PREFIX"):
+        return None
+    translator = tayga.plat(os.environ["LAN_SUBNET"], os.environ["NAT64_PREFIX"], os.environ["CLAT_PREFIX"],
+                            os.environ["CLAT_VIA"])
+    directory = Path(translator.setup[0].split()[-1])
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{translator.device}.conf").write_text(translator.config)
+    netconf.run("sh", "-ec", "; ".join(translator.setup[1:]))
+    return translator.device
+
+
+def nat64_rules6(lan: str, device: str, clat_prefix: str) -> list[list[str]]:
+    """IPv6 from the client's CLAT (its delegated /64) into the NAT64, and the NAT64's replies back."""
+    return [["-A", "FORWARD", "-i", lan, "-o", device, "-s", clat_prefix, "-j", "ACCEPT"],
+            ["-A", "FORWARD", "-i", device, "-o", lan, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED",
+             "-j", "ACCEPT"]]
 
 
 SYSCTLS = Path("/proc/sys/net/netfilter")
@@ -187,12 +209,18 @@ def main() -> int:
         return reconfigure(sys.argv[1:])
     name = os.environ.get("ROUTER_NAME", "router")
     mapping, ports = os.environ.get(nb.ENV_MAPPING, nb.APDM), os.environ.get(nb.ENV_PORTS, "random")
+    nat64 = start_nat64()
     lan, wan = configure(os.environ["LAN_SUBNET"], os.environ["INTERNET_SUBNET"],
                          os.environ["DATACENTER_SUBNET"], os.environ["SERVER_IP"], mapping, ports)
     attach_timeout_policy(lan)
     if os.environ.get("LAN_SUBNET6"):
         configure6(os.environ["LAN_SUBNET6"], os.environ["INTERNET_SUBNET6"], os.environ["DATACENTER_SUBNET6"],
                    os.environ["SERVER_IP6"])
+    if nat64 is not None:
+        lan6 = netconf.interface_in(os.environ["LAN_SUBNET6"])
+        assert lan6 is not None  # configure6 found it
+        for rule in nat64_rules6(lan6.name, nat64, os.environ["CLAT_PREFIX"]):
+            netconf.run("ip6tables", "-w", *rule)
     emitter = Emitter("router", transport="udp")
     print(f"{name}: NAT {os.environ['LAN_SUBNET']} ({lan}) -> {wan}, {mapping} mapping, {ports} ports", flush=True)
     READY.parent.mkdir(parents=True, exist_ok=True)

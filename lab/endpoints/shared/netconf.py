@@ -136,8 +136,9 @@ def route_script(gateway: str | None, sources: list[tuple[str, str, int]], famil
                   f"case ' {keep} ' in *\" $a@$t \"*) ;; "
                   f"*) {ip} rule del from $a table $t priority {SOURCE_PRIORITY};; "
                   f"esac; done")
-    if gateway:
-        script.append(f"{ip} route replace default via {gateway} table {DEFAULT_TABLE}")
+    if gateway:  # a router's address, or "dev clat src 192.0.0.1" (IPv4 through the CLAT, on IPv6-only)
+        hop = gateway if gateway.startswith("dev ") else f"via {gateway}"
+        script.append(f"{ip} route replace default {hop} table {DEFAULT_TABLE}")
     else:
         script.append(f"{ip} route replace unreachable default table {DEFAULT_TABLE}")
     return script
