@@ -68,7 +68,7 @@ def _subnet(value: str, version: int = 4) -> str | None:
     if version == 6 and not (48 <= network.prefixlen <= 64):
         # /64: SLAAC and RFC 8981 temporary addresses assume 64-bit interface identifiers.
         return "an IPv6 lab network is a /48 to /64"
-    if version == 6 and network.is_global:
+    if version == 6 and not network.subnet_of(ipaddress.IPv6Network("fc00::/7")):
         return "a global prefix would be routed beyond the lab; use a unique local one (fc00::/7)"
     return None
 

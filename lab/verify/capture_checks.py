@@ -17,6 +17,7 @@ the PR #426 challenge rule, response_on_challenged_path, amplification, cid_link
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
@@ -40,18 +41,37 @@ def _check(name: str, passed: bool, observed: str, expected: str, details: Mappi
 
 # --- direction helpers -------------------------------------------------------------------------------
 
+def canonical_ip(ip: str) -> str:
+    """One text per address across families: an IPv4-mapped IPv6 address (``::ffff:a.b.c.d``, as
+    dual-stack sockets and so the events write IPv4 peers) is its IPv4 address, and IPv6 is in
+    compressed form (a capture tool may print it otherwise). Text that is no address is kept."""
+    try:
+        parsed = ipaddress.ip_address(ip.strip())
+    except ValueError:
+        return ip
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(parsed)
+
+
+def endpoint(ip: str, port: int) -> str:
+    """``ip:port``, ``[v6]:port`` for IPv6, as the events write a peer (lab.events.normalise_address)."""
+    ip = canonical_ip(ip)
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
 def _parse_addresses(server_addresses: Iterable[str]) -> set[tuple[str, int | None]]:
     out: set[tuple[str, int | None]] = set()
     for raw in server_addresses:
         a = raw.strip()
         if a.startswith("["):  # [v6]:port or [v6]
             host, _, rest = a[1:].partition("]")
-            out.add((host, int(rest[1:]) if rest.startswith(":") and rest[1:] else None))
+            out.add((canonical_ip(host), int(rest[1:]) if rest.startswith(":") and rest[1:] else None))
         elif a.count(":") == 1:  # v4:port
             host, port = a.split(":")
             out.add((host, int(port)))
         else:  # bare v4 or bare v6
-            out.add((a, None))
+            out.add((canonical_ip(a), None))
     return out
 
 
@@ -62,6 +82,7 @@ class _Roles:
             raise ValueError("server_addresses is empty: cannot tell the directions apart")
 
     def _match(self, ip: str, port: int) -> bool:
+        ip = canonical_ip(ip)
         return (ip, port) in self._addrs or (ip, None) in self._addrs
 
     def from_server(self, p: QuicPacket) -> bool:
@@ -542,14 +563,16 @@ def summarize(packets: list[QuicPacket], server_addresses: Iterable[str] | None 
         "packets": len(packets),
         "datagrams": len({p.frame for p in packets}),
         "tuples": tuples,
-        "path_challenges": [{"frame": p.frame, "time": p.time, "src": f"{p.src_ip}:{p.src_port}",
-                             "dst": f"{p.dst_ip}:{p.dst_port}", "data": d} for p in packets for d in p.path_challenge],
-        "path_responses": [{"frame": p.frame, "time": p.time, "src": f"{p.src_ip}:{p.src_port}",
-                            "dst": f"{p.dst_ip}:{p.dst_port}", "data": d} for p in packets for d in p.path_response],
-        "new_connection_id_seqs": [{"frame": p.frame, "src": f"{p.src_ip}:{p.src_port}",
+        "path_challenges": [{"frame": p.frame, "time": p.time, "src": endpoint(p.src_ip, p.src_port),
+                             "dst": endpoint(p.dst_ip, p.dst_port), "data": d}
+                            for p in packets for d in p.path_challenge],
+        "path_responses": [{"frame": p.frame, "time": p.time, "src": endpoint(p.src_ip, p.src_port),
+                            "dst": endpoint(p.dst_ip, p.dst_port), "data": d}
+                           for p in packets for d in p.path_response],
+        "new_connection_id_seqs": [{"frame": p.frame, "src": endpoint(p.src_ip, p.src_port),
                                     "seqs": list(p.new_connection_id_seqs)}
                                    for p in packets if p.new_connection_id_seqs],
-        "retire_connection_id_seqs": [{"frame": p.frame, "src": f"{p.src_ip}:{p.src_port}",
+        "retire_connection_id_seqs": [{"frame": p.frame, "src": endpoint(p.src_ip, p.src_port),
                                        "seqs": list(p.retire_connection_id_seqs)}
                                       for p in packets if p.retire_connection_id_seqs],
         "undecrypted_1rtt": sum(1 for p in packets if p.packet_type == "1rtt" and not p.decrypted),

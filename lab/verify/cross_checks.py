@@ -39,7 +39,7 @@ def challenges_in_capture(timeline: Timeline, packets: list[QuicPacket], servers
     name = "cross_check_challenges"
     expected = "the server's PATH_CHALLENGE data in the capture equal those in its events"
     summary = capture_checks.summarize(packets, servers)
-    server_ips = {host_of(a) for a in servers}
+    server_ips = {capture_checks.canonical_ip(host_of(a)) for a in servers}
     captured = {c["data"].replace(":", "").lower() for c in summary["path_challenges"]
                 if host_of(c["src"]) in server_ips}
     events = server_challenges(timeline)
@@ -61,8 +61,9 @@ def challenges_in_qlog(timeline: Timeline, qlog: set[str]) -> CheckResult:
 
 def paths_in_capture(timeline: Timeline, packets: list[QuicPacket], servers: set[str]) -> CheckResult:
     name, expected = "cross_check_paths", "the client addresses the capture shows equal those the server reported"
-    server_ips = {host_of(a) for a in servers}
-    captured = {f"{p.src_ip}:{p.src_port}" for p in packets if p.src_ip not in server_ips}
+    server_ips = {capture_checks.canonical_ip(host_of(a)) for a in servers}
+    captured = {capture_checks.endpoint(p.src_ip, p.src_port) for p in packets
+                if capture_checks.canonical_ip(p.src_ip) not in server_ips}
     peers = server_peers(timeline)
     if not captured and not peers:
         return not_verified(name, "no client address in the capture nor in the server's events", expected,

@@ -295,7 +295,10 @@ def run_completed(timeline: Timeline, planned: int) -> CheckResult:
 
 
 def _server_addresses(topology: Topology) -> set[str]:
-    return {topology.server_address, topology.server_preferred_address}
+    """Both families' (a connection over IPv6 has the server's IPv6 address in the captures)."""
+    return {a for a in (topology.server_address, topology.server_preferred_address,
+                        getattr(topology, "server_address6", None),
+                        getattr(topology, "server_preferred_address6", None)) if a}
 
 
 ATTACK_CAPTURES = ("captures/victim.pcapng", "captures/attacker.pcapng")

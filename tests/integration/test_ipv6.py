@@ -19,8 +19,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from lab.control import host6
+from lab.control.actions import Lab
+from lab.control.base import interface_in
 from tests.integration.conftest import run_lab, sh
-from tests.integration.test_topology import wait_listening
+from tests.integration.test_topology import observed_source, wait_listening
 
 OUTSIDE6 = "fd12:3456:789a::1"  # a ULA that is no lab network: must stay unreachable
 ETH_P_IPV6 = 0x86DD
@@ -177,6 +179,59 @@ def test_routed_not_nated_the_server_sees_the_clients_own_ipv6_address(ctr, topo
     seen = sh(client, f"python3 -c \"{send}\" {topology.server_address6} {port}").strip()
     network = next(iter(attached_networks(client, topology) & set(topology.client_addresses6)))
     assert seen == topology.client_addresses6[network], seen
+
+
+def capture_text(router, interface: str, port: int):
+    """tcpdump's text lines of UDP ``port`` on a router interface, until stopped (kill)."""
+    router.exec_run(["sh", "-c", f"rm -f /tmp/xlat-{interface}.txt; exec timeout 20 tcpdump -i {interface} -n -l "
+                                 f"udp port {port} > /tmp/xlat-{interface}.txt 2>/dev/null"], detach=True)
+
+
+def test_ipv6_only_cellular_carries_ipv4_through_the_clat_and_the_nat64(ctr, topology):
+    """cellular6: the client keeps no IPv4 address there; an IPv4 datagram to the server leaves as
+    IPv6 from the CLAT's address to prefix::server (the carrier's LAN side) and reaches the server
+    from the NAT64's IPv4 WAN address (its WAN side). IPv6 to the server goes natively, not NATed."""
+    xlat = topology.nat64
+    assert xlat is not None and topology.gateways["cellular6"].ipv6_only
+    router = ctr[xlat.router]
+    lab = Lab(topology)
+    port = 40017
+    try:
+        started = time.monotonic()
+        result = lab.connect("cellular6", route=True)
+        client = ctr["client"]
+        interface = result.detail["clat"]["interface"]
+        assert sh(client, f"ip -4 -o addr show dev {interface}").strip() == "", "IPv4 left on cellular6"
+        assert "dev clat" in sh(client, f"ip route get {topology.server_address}")
+        lan = interface_in(router, topology.networks["cellular6"].subnet)
+        wan = interface_in(router, topology.networks["internet"].subnet)
+        for side in (lan, wan):
+            capture_text(router, side, port)
+        time.sleep(0.5)
+        seen = observed_source(ctr, topology, port)
+        reached = time.monotonic() - started
+        assert seen.split(":")[0] == topology.router_public_address(xlat.router), seen
+        time.sleep(0.3)
+        router.exec_run(["sh", "-c", "pkill tcpdump; true"])
+        lan_lines = sh(router, f"cat /tmp/xlat-{lan}.txt")
+        wan_lines = sh(router, f"cat /tmp/xlat-{wan}.txt")
+        target6 = xlat.synthesize(topology.server_address)
+        assert f"IP6 {xlat.clat_address6}." in lan_lines and f"> {target6}.{port}" in lan_lines, lan_lines
+        assert "IP " + topology.router_public_address(xlat.router) in wan_lines, wan_lines
+        assert f"> {topology.server_address}.{port}" in wan_lines, wan_lines
+        print(f"connect to cellular6 until the first datagram through 464XLAT was answered: {reached:.2f} s")
+        native = ("import socket,sys;s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM);s.settimeout(5);"
+                  "s.sendto(b'probe',(sys.argv[1],int(sys.argv[2])));print(s.recvfrom(100)[0].decode())")
+        server = ctr["server"]
+        probe = ("import socket,sys;s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM);s.bind(('::',int(sys.argv[1])));"
+                 "s.settimeout(10);d,a=s.recvfrom(100);s.sendto(a[0].encode(),a);print(a[0])")
+        server.exec_run(["python3", "-c", probe, str(port + 1)], detach=True)
+        wait_listening(server, port + 1)
+        seen6 = sh(client, f"python3 -c \"{native}\" {topology.server_address6} {port + 1}").strip()
+        assert seen6 == topology.client_addresses6["cellular6"], seen6
+    finally:
+        lab.reset()
+    assert ctr["client"].exec_run(["ip", "link", "show", "clat"])[0] != 0, "the CLAT outlived the reset"
 
 
 def test_lab_down_gives_the_host_its_ipv6_forwarding_back(topology):
