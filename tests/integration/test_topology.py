@@ -136,4 +136,6 @@ def test_interfaces_found_by_subnet(ctr, topology):
         rules = sh(router, "iptables -t nat -S POSTROUTING")
         wan = [line for line in sh(router, "ip -o -4 addr show").splitlines()
                if topology.router_public_address(gateway.router) + "/" in line][0].split()[1]
-        assert f"-o {wan}" in rules and topology.networks[network].subnet in rules
+        # An IPv6-only network's router NATs its NAT64's IPv4 pool instead (docs/ipv6.md).
+        source = topology.nat64.pool if gateway.ipv6_only and topology.nat64 else topology.networks[network].subnet
+        assert f"-o {wan}" in rules and source in rules
