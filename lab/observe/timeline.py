@@ -23,7 +23,8 @@ from lab.events import Action, DataGap, EchoRtt, Event, Progress, SchemaError, T
 # run is measured from the first of these; ``impair`` and ``wait`` are deliberately absent (they
 # change quality, not addresses or reachability).
 NETWORK_ACTIONS: frozenset[str] = frozenset(
-    {"connect", "disconnect", "route", "migrate", "rebind", "renumber", "blackhole", "flap", "attack"}
+    {"connect", "disconnect", "route", "migrate", "rebind", "renumber", "blackhole", "flap", "attack",
+     "farm_rebind"}
 )
 
 # Roles whose events belong to every transport of a run (they are not endpoints).
