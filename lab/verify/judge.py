@@ -45,7 +45,16 @@ from lab.scenario.stacks import Endpoints
 from lab.scenario.steps import ACTIONS
 from lab.topology.farm import farm_of
 from lab.topology.model import Topology, TopologyError, topology_from_config
-from lab.verify import attack_checks, blackbox, capture_checks, conformance, cross_checks, farm_checks, qlog_fill
+from lab.verify import (
+    attack_checks,
+    blackbox,
+    capture_checks,
+    conformance,
+    cross_checks,
+    farm_checks,
+    qlog_fill,
+    tcp_tls,
+)
 from lab.verify.checks import evaluate
 from lab.verify.conformance import Finding
 from lab.verify.pcap import ImageTools, QuicPacket, TsharkError, prepare_captures, read_quic_packets
@@ -264,9 +273,36 @@ def qlog_challenges(logs: list[Qlog]) -> set[str]:
 # --- the judgement -------------------------------------------------------------------------
 
 
-def expects_migration(scenario: Scenario) -> bool:
+def expects_migration(scenario: Scenario, topology: Topology | None = None) -> bool:
     """Whether the scenario moves the client to a new path (the migration capture checks apply)."""
-    return scenario.workload.migration == "preferred" or any(s.action in MIGRATING_ACTIONS for s in scenario.plan())
+    return (scenario.workload.migration == "preferred" or any(s.action in MIGRATING_ACTIONS for s in scenario.plan())
+            or (topology is not None and idle_outlasts_binding(scenario, topology)))
+
+
+def idle_outlasts_binding(scenario: Scenario, topology: Topology) -> bool:
+    """Whether an ``idle`` step outlasts the NAT binding its traffic leaves by (RFC 9308 §3.2).
+
+    The binding then expires, the client's next packet gets a new mapping, and the server sees a
+    new path. The binding's timeout is the router's conntrack timeout for a replied flow from
+    compose.yaml, or the last ``nat`` step's ``udp_timeout`` (which sets both of conntrack's).
+    A keep-alive more often than the timeout keeps the binding, so that idle moves nothing.
+    """
+    timeouts = {router: float(nat.udp_timeout_stream) for router, nat in topology.nat.items()}
+    starts = scenario.initial.networks or topology.client_start_networks
+    route = starts[0] if starts else None
+    for step in scenario.plan():
+        if step.action == "route":
+            route = step.network
+        elif step.action == "disconnect" and step.network == route:
+            route = None
+        elif step.action == "nat" and step.udp_timeout is not None and step.router:
+            timeouts[step.router] = float(step.udp_timeout)
+        elif step.action == "idle" and route in topology.gateways:
+            timeout = timeouts.get(topology.gateways[route].router)
+            quiet = step.keepalive if step.keepalive is not None else step.duration
+            if timeout is not None and quiet is not None and quiet > timeout:
+                return True
+    return False
 
 
 def run_completed(timeline: Timeline, planned: int) -> CheckResult:
@@ -479,7 +515,8 @@ def _judge_black_box(verdict: Verdict, record: RunRecord, timeline: Timeline, to
     verdict.checks.append(blackbox.files_check(record.files, _downloads(run_dir, record.files)))
     qlogs = read_side_qlogs(run_dir)
     verdict.checks.extend(_qlog_checks(qlogs, timeline, False, black_box=True))
-    checks, figures, packets = _capture_checks(run_dir, record, timeline, expects_migration(scenario), qlogs, tools)
+    checks, figures, packets = _capture_checks(run_dir, record, timeline, expects_migration(scenario, record.topology),
+                                               qlogs, tools)
     verdict.checks.extend(checks)
     verdict.figures.extend(figures)
     verdict.packets = None if packets is None else len(packets)
@@ -512,7 +549,8 @@ def _judge_white_box(verdict: Verdict, record: RunRecord, timeline: Timeline, to
     _run_end(verdict, timeline)
     if "quic" in scenario.transports:
         # A farm scenario that expects the break does not expect the validation the migration checks look for.
-        migration = expects_migration(scenario) and not (scenario.farm and scenario.farm.connection == "breaks")
+        breaks = bool(scenario.farm and scenario.farm.connection == "breaks")
+        migration = expects_migration(scenario, record.topology) and not breaks
         qlogs = read_side_qlogs(run_dir)
         verdict.checks.extend(_qlog_checks(qlogs, timeline, migration))
         checks, figures, packets = _capture_checks(run_dir, record, timeline, migration, qlogs, tools)
@@ -564,7 +602,7 @@ def _strategies(verdict: Verdict, record: RunRecord, timeline: Timeline, tools: 
     tcp_packets = None
     if record.capture and capture.is_file():
         try:
-            tcp_packets = strategies.read_tcp_packets(capture, tcp_keys if tcp_keys.is_file() else None,
+            tcp_packets = tcp_tls.read_tcp_packets(capture, tcp_keys if tcp_keys.is_file() else None,
                                                       record.topology.server_port, tools)
         except (TsharkError, OSError, ValueError):
             tcp_packets = None
