@@ -213,6 +213,33 @@ def attacks(root: Path) -> list[str]:
     return lines
 
 
+def reconnect_vs_migrate(root: Path) -> list[str]:
+    """Each strategy's disruption and ratio to migration from artifacts/reconnect-vs-migrate/latest/report.json."""
+    run = _latest(root, "reconnect-vs-migrate")
+    if run is None or not (run / "report.json").exists():
+        return _missing("reconnect-vs-migrate")
+    source = _rel(root, run / "report.json")
+    report: dict[str, Any] = json.loads((run / "report.json").read_text())
+    rows = report.get("strategies") or []
+    if not rows:
+        return [f"The latest recorded run `{report.get('run_id')}` ({source}) has no strategies table"
+                f"{': ' + report['error'] if report.get('error') else ''}. "
+                "Run `make scenario NAME=reconnect-vs-migrate` to measure it."]
+    lines = [f"Run `{report.get('run_id')}` ({source}), one run:"]
+    for row in rows:
+        if row.get("disruption_ms") is None or not row.get("ok"):
+            lines.append(f"- {row['name']}: not measured (transfer {'ok' if row.get('ok') else 'not verified'}, "
+                         f"disruption {row.get('disruption_ms')}).")
+            continue
+        ratio = f", {row['ratio']:.1f}x migration's" if row.get("ratio") is not None and row["name"] != "quic" else ""
+        trips = f", {row['round_trips']} round trip(s) to the first byte (capture)" \
+            if row.get("round_trips") is not None else ""
+        resumed = f", session resumed {row['resumed']}, 0-RTT {row['early_data']}" \
+            if row.get("resumed") is not None else ""
+        lines.append(f"- {row['name']}: longest data pause **{row['disruption_ms']:.0f} ms**{ratio}{trips}{resumed}.")
+    return lines
+
+
 EVIDENCE: dict[str, Callable[[Path], list[str]]] = {
     "video-stall": lambda root: _experience(root, "wifi-to-cellular-video", "viewer"),
     "call-freeze": lambda root: _experience(root, "wifi-to-cellular-call", "caller"),
@@ -226,6 +253,7 @@ EVIDENCE: dict[str, Callable[[Path], list[str]]] = {
     "preferred-address": preferred_address,
     "cid-privacy": cid_privacy,
     "attacks": attacks,
+    "reconnect-vs-migrate": reconnect_vs_migrate,
 }
 
 

@@ -376,6 +376,34 @@ attacker's own captures merged into the server's view.""",
             "`capture_attack_old_path_probed`: whether the server challenged the client's real path (§9.3.3)",
         ),
     ),
+    Topic(
+        name="reconnect-vs-migrate",
+        title="Reconnecting instead of migrating: 0-RTT, resumption and full handshakes",
+        sections=("RFC 9000 §9", "RFC 9001 §4.6", "RFC 8446 §2.2", "RFC 8446 §8"),
+        summary="what a client without migration pays after a network change, strategy by strategy",
+        body="""\
+A client whose connection dies with its address can make a new one. How much that costs depends on
+what it kept from the first connection:
+
+- **QUIC migration** (RFC 9000 §9): no new connection. The client's next packet from the new address
+  is answered at once; the server validates the path alongside (§8.2).
+- **QUIC with 0-RTT** (RFC 9001 §4.6): the session ticket of the first connection lets the new one
+  send its request in its very first flight, beside the Initial: the data starts one round trip later.
+- **QUIC, full handshake**: one round trip of handshake, then the request: two round trips.
+- **TCP+TLS 1.3 with resumption** (RFC 8446 §2.2): the TCP handshake, then an abbreviated TLS one
+  (pre_shared_key, no certificate), then the request: still three round trips, since Python's ssl
+  sends no early data; resumption saves computation and bytes, not a round trip.
+- **TCP+TLS 1.3, full handshake**: three round trips and the certificate.
+
+0-RTT data can be replayed (RFC 8446 §8): the lab's server accepts each ticket once. Every client
+here notices the break the same way (200 ms without data), so the differences are the strategies'.""",
+        command="python -m lab scenario run reconnect-vs-migrate",
+        look_for=(
+            "the report's `Reconnection strategies` table: disruption, ratio to migration, round trips",
+            "`session_resumption` events: `early_data: accepted` on quic-0rtt's second connection",
+            "`client_hello_psk 1, server_hello_psk 1` for tcp-resume's connection after the change",
+        ),
+    ),
 )
 
 BY_NAME: dict[str, Topic] = {topic.name: topic for topic in TOPICS}

@@ -46,7 +46,6 @@ from lab.scenario.model import (
     MIGRATIONS,
     NAME_PATTERN,
     ROLES,
-    STRATEGIES,
     TRANSPORTS,
     TRIGGERS,
 )
@@ -225,10 +224,12 @@ def _argument(kind: str) -> dict[str, Any]:
 
 def _expectation_definition() -> dict[str, Any]:
     """A check name, or {check: argument}; a transport prefix (quic:, tcp:) where the check applies."""
+    from lab.scenario.model import STRATEGIES
+
     names: dict[str, str] = {}
     for check, spec in EXPECTATIONS.items():
         names[check] = check
-        for transport in sorted(spec.transports):
+        for transport in sorted(spec.transports):  # reconnect-vs-migrate's strategies are labels too
             for label in [transport] + [s for s in STRATEGIES if s != transport and family_of(s) == transport]:
                 names[f"{label}:{check}"] = check
     bare = [name for name, check in names.items() if EXPECTATIONS[check].argument != COMPARISON]

@@ -1,0 +1,112 @@
+"""The strategies table of reconnect-vs-migrate (lab.report.strategies), on made-up data: round trips
+counted from a server-side packet sequence, TCP handshakes from tshark fields, the ratio to
+migration, and its explain topic quoting only a recorded run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lab import events as ev
+from lab.learn import evidence
+from lab.observe.timeline import Timeline
+from lab.report.strategies import Exchange, markdown, parse_tcp_fields, round_trips, strategy_table
+
+C, S = False, True
+R = 0.025  # the wait threshold: half a 50 ms round trip
+
+
+def seq(*items: tuple[float, bool, bool]) -> list[Exchange]:
+    return [Exchange(t, side, data) for t, side, data in items]
+
+
+def test_zero_rtt_is_one_round_trip_full_quic_two_tcp_three() -> None:
+    zero = seq((0.0, C, False), (0.001, C, False), (0.004, S, False), (0.005, S, True))
+    full = seq((0.0, C, False), (0.004, S, False), (0.005, S, False), (0.055, C, False), (0.058, S, True))
+    tcp = seq((0.0, C, False), (0.001, S, False), (0.051, C, False), (0.053, S, False), (0.103, C, False),
+              (0.105, S, True))
+    assert round_trips(zero, R) == 1
+    assert round_trips(full, R) == 2
+    assert round_trips(tcp, R) == 3
+
+
+def test_back_to_back_client_packets_are_no_round_trip() -> None:
+    # The client's second datagram lands 2 ms after the server's first answer: not a wait.
+    items = seq((0.0, C, False), (0.001, S, False), (0.003, C, False), (0.004, S, True))
+    assert round_trips(items, R) == 1
+    # Mutation: a threshold of zero would count it; the check can fail.
+    assert round_trips(items, 0.0) == 2
+
+
+def test_no_first_byte_is_not_a_count() -> None:
+    assert round_trips(seq((0.0, C, False), (0.01, S, False)), R) is None
+    assert round_trips(seq((0.0, S, True)), R) is None
+    assert round_trips([], R) is None
+
+
+def test_tcp_fields_parse_client_hello_with_psk() -> None:
+    text = ("1.0\t40000\t443\t1\t0\t\t\t\n"
+            "1.1\t40000\t443\t0\t517\t1\t0,10,43,45,51,41\t22\n"
+            "1.2\t443\t40000\t0\t1200\t2,8,20\t43,51,41\t22,22,22\n"
+            "1.3\t443\t40000\t0\t300\t\t\t23\n")
+    packets = parse_tcp_fields(text)
+    assert len(packets) == 4 and packets[0].syn and not packets[1].syn
+    assert 41 in packets[1].extensions and packets[1].handshake_types == (1,)
+    assert packets[2].handshake_types == (2, 8, 20) and packets[3].content_types == (23,)
+
+
+def _event(cls: type, ts: float, transport: str, role: str = "client", conn: str | None = "c1", **fields):
+    return cls(ts=ts, role=role, conn=conn, transport=transport, **fields)
+
+
+def _timeline() -> Timeline:
+    events = [ev.Action(ts=1.0, role="controller", conn=None, transport="", action="disconnect", target="home",
+                        detail={"took_ms": 10})]
+    for name, gap in (("quic", 300.0), ("quic-0rtt", 600.0), ("tcp", 1200.0)):
+        events += [
+            _event(ev.HandshakeCompleted, 0.5, name, conn=f"{name}-1", local="10.0.0.2:40000"),
+            _event(ev.DataGap, 1.6, name, conn=f"{name}-2", start_ts=1.0, end_ts=1.0 + gap / 1000, gap_ms=gap),
+            _event(ev.TransferComplete, 3.0, name, conn=f"{name}-2", ok=True, bytes=10, sha256="a",
+                   expected_sha256="a"),
+        ]
+        if name != "quic":
+            events += [_event(ev.ReconnectStarted, 1.2, name, conn=f"{name}-1", reason="stall"),
+                       _event(ev.SessionResumption, 1.5, name, conn=f"{name}-2", offered=True, resumed=True,
+                              early_data="accepted" if name == "quic-0rtt" else "none")]
+    return Timeline.from_streams(events)
+
+
+def test_ratio_to_migration_and_events_of_the_reconnect() -> None:
+    timeline = _timeline()
+    metrics = {"quic": {"disruption_ms": 300.0, "handshakes": 1}, "quic-0rtt": {"disruption_ms": 600.0,
+               "handshakes": 2}, "tcp": {"disruption_ms": 1200.0, "handshakes": 2}}
+    rows = {r.name: r for r in strategy_table(timeline, metrics, None, None, 443, R, ("quic", "quic-0rtt", "tcp"))}
+    assert rows["quic"].ratio == 1.0 and rows["quic-0rtt"].ratio == 2.0 and rows["tcp"].ratio == 4.0
+    assert rows["quic-0rtt"].early_data == "accepted" and rows["quic-0rtt"].resumed
+    assert rows["quic-0rtt"].ok and rows["tcp"].connections == 2
+    # Without a capture nothing is counted from it: not verified, never zero.
+    assert rows["quic-0rtt"].round_trips is None and rows["quic-0rtt"].capture_handshake is None
+    table = "\n".join(markdown([r.to_dict() for r in rows.values()]))
+    assert "| quic-0rtt | ok | 600.0 | 2.00 |" in table and "not verified" in table
+
+
+def test_explain_without_a_run_says_so(tmp_path: Path) -> None:
+    assert evidence.evidence_for("reconnect-vs-migrate", tmp_path) == [
+        "No recorded `reconnect-vs-migrate` run yet: run `make scenario NAME=reconnect-vs-migrate` to measure it."]
+
+
+def test_explain_quotes_the_recorded_table(tmp_path: Path) -> None:
+    run = tmp_path / "artifacts" / "reconnect-vs-migrate" / "20260101-000000-abcd"
+    run.mkdir(parents=True)
+    (run.parent / "latest").symlink_to(run.name)
+    rows = [{"name": "quic", "ok": True, "disruption_ms": 310.0, "ratio": 1.0, "round_trips": None,
+             "resumed": None, "early_data": None},
+            {"name": "quic-0rtt", "ok": True, "disruption_ms": 620.0, "ratio": 2.0, "round_trips": 1,
+             "resumed": True, "early_data": "accepted"},
+            {"name": "tcp", "ok": False, "disruption_ms": None, "ratio": None, "round_trips": None,
+             "resumed": False, "early_data": "none"}]
+    (run / "report.json").write_text(json.dumps({"run_id": run.name, "strategies": rows}))
+    text = "\n".join(evidence.evidence_for("reconnect-vs-migrate", tmp_path))
+    assert "**310 ms**" in text and "**620 ms**, 2.0x migration's" in text and "1 round trip(s)" in text
+    assert "tcp: not measured" in text
+    assert "artifacts/reconnect-vs-migrate/20260101-000000-abcd/report.json" in text
