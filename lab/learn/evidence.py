@@ -193,6 +193,56 @@ def _experience(root: Path, scenario: str, key: str) -> list[str]:
     return lines
 
 
+FARM_SCENARIOS = ("lb-four-tuple", "lb-cid-routing", "lb-preferred-address")
+FARM_QUOTES = ("farm_balancer_flows", "farm_other_replica_reaction", "farm_connection_broke", "farm_holder_validated",
+               "farm_preferred_address")
+
+
+def _recorded_runs(root: Path, scenario: str) -> list[dict[str, Any]]:
+    """Every judged run of a scenario (its report.json), oldest first."""
+    reports = []
+    for path in sorted((root / "artifacts" / scenario).glob("*/report.json")):
+        if path.parent.is_symlink():
+            continue
+        try:
+            reports.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return reports
+
+
+def load_balancers(root: Path) -> list[str]:
+    """Each farm scenario's recorded runs (how many passed) and its latest farm checks and disruption."""
+    lines = []
+    for scenario in FARM_SCENARIOS:
+        run = _latest(root, scenario)
+        if run is None or not (run / "report.json").exists():
+            lines += _missing(scenario)
+            continue
+        report: dict[str, Any] = json.loads((run / "report.json").read_text())
+        source = _rel(root, run / "report.json")
+        runs = _recorded_runs(root, scenario)
+        passed = sum(1 for r in runs if r.get("passed"))
+        lines.append(f"`{scenario}`: {len(runs)} recorded run(s), {passed} passed; the latest, "
+                     f"`{report.get('run_id')}` ({source}), {'passed' if report.get('passed') else 'failed'}.")
+        checks = {c["name"]: c for c in report.get("checks", [])}
+        for name in FARM_QUOTES:
+            if name in checks:
+                lines.append(f"`{scenario}` {name} {checks[name].get('status')}: {checks[name].get('observed')}")
+        disruption = (report.get("metrics") or {}).get("disruption_ms")
+        if scenario != "lb-four-tuple" and disruption is not None:
+            lines.append(f"`{scenario}`: longest data pause after the first network action "
+                         f"**{float(disruption):.0f} ms** in the latest run.")
+        moved = [((r.get("farm") or {}).get("farm_balancer_flows") or {}).get("rebindings_until_moved")
+                 for r in runs if any(c.get("name") == "farm_balancer_flows" and c.get("passed")
+                                      for c in r.get("checks", []))]
+        if scenario == "lb-four-tuple" and moved:
+            counts = ", ".join(f"{n} in {moved.count(n)}" for n in sorted({m for m in moved if m is not None}))
+            lines.append(f"`{scenario}`: rebindings until the flow reached the other replica, over {len(moved)} "
+                         f"run(s): {counts}.")
+    return lines
+
+
 ATTACK_SCENARIOS = ("amplification-attack", "spoofed-migration", "off-path-forwarding")
 
 
@@ -252,6 +302,7 @@ EVIDENCE: dict[str, Callable[[Path], list[str]]] = {
     "network-switch": network_switch,
     "preferred-address": preferred_address,
     "cid-privacy": cid_privacy,
+    "load-balancers": load_balancers,
     "attacks": attacks,
     "reconnect-vs-migrate": reconnect_vs_migrate,
 }

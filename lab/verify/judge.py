@@ -161,6 +161,8 @@ class Verdict:
             "captures": {"tool": "tshark (lab image)", "packets": self.packets,
                          "files": sorted(p.name for p in (self.run_dir / "captures").glob("*.pcapng"))},
             "endpoints": self.endpoints.to_dict(),
+            # A farm run's figures (which replica, rebindings until the move, the reaction), by farm check.
+            **({"farm": farm} if (farm := farm_checks.summary(self.checks)) else {}),
             **({} if self.strategies is None else {"strategies": self.strategies}),
             **({} if self.conformance is None else {"conformance": [f.to_dict() for f in self.conformance],
                                                      "conformance_strict": self.strict}),
