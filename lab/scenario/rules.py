@@ -66,6 +66,7 @@ class ScenarioValidator(NodeValidator):
         super().__init__(file)
         self.topology = topology
         self.farm: FarmSpec | None = None  # the scenario's, once read: what farm steps check against
+        self.farm_declared = False  # a farm block, even a wrong one (its own error says what is wrong)
 
     def network(self, node: Node, path: str, client_only: bool = True) -> str | None:
         names = self.topology.client_networks if client_only else self.topology.networks
@@ -91,6 +92,7 @@ class ScenarioValidator(NodeValidator):
         workload = self.workload(top["workload"][1], timeout) if "workload" in top else None
         initial = self.initial(top["initial"][1] if "initial" in top else None, root)
         if "farm" in top:
+            self.farm_declared = True
             self.farm = self.farm_spec(top["farm"][1], workload, "stacks" in top)
         steps: tuple[Step, ...] = ()
         if "steps" in top and initial is not None:
@@ -498,7 +500,7 @@ class _StepCheck:
                  state: Attachment, workload: Workload) -> None:
         self._validator, self._keys, self._path, self._item = validator, keys, path, item
         self.state, self.workload = state, workload
-        self.farm = validator.farm
+        self.farm = validator.farm or (validator.farm_declared or None)
 
     def error(self, key: str | None, message: str, index: int | None = None) -> None:
         if key is None:
