@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from lab.events import DataGap, ReconnectStarted, SessionResumption, TransferComplete, family_of
+from lab.events import DataGap, Progress, ReconnectStarted, SessionResumption, TransferComplete, family_of
 from lab.observe.timeline import Timeline
 
 PSK_EXTENSION = 41  # pre_shared_key (RFC 8446 §4.2.11)
@@ -215,6 +215,10 @@ def strategy_table(timeline: Timeline, metrics: dict[str, dict[str, Any]], quic_
                      for s in segments if s.syn or s.payload > 0], wait_s)
             else:
                 notes.append("the connection after the change is not in the capture (NAT changed its port?)")
+        if change_ts is not None and not any(isinstance(e, Progress) and e.bytes > 0 and e.ts < change_ts
+                                             for e in view.of(Progress, "client")):
+            notes.append("no data before the change: not comparable")
+            row.ratio = None
         if name != "quic" and not view.of(ReconnectStarted, "client"):
             notes.append("no reconnect observed")
         row.evidence = "; ".join(notes)

@@ -59,12 +59,13 @@ def _event(cls: type, ts: float, transport: str, role: str = "client", conn: str
     return cls(ts=ts, role=role, conn=conn, transport=transport, **fields)
 
 
-def _timeline() -> Timeline:
+def _timeline(late: str = "") -> Timeline:
     events = [ev.Action(ts=1.0, role="controller", conn=None, transport="", action="disconnect", target="home",
                         detail={"took_ms": 10})]
     for name, gap in (("quic", 300.0), ("quic-0rtt", 600.0), ("tcp", 1200.0)):
         events += [
             _event(ev.HandshakeCompleted, 0.5, name, conn=f"{name}-1", local="10.0.0.2:40000"),
+            _event(ev.Progress, 0.8, name, conn=f"{name}-1", bytes=1000, total=10),
             _event(ev.DataGap, 1.6, name, conn=f"{name}-2", start_ts=1.0, end_ts=1.0 + gap / 1000, gap_ms=gap),
             _event(ev.TransferComplete, 3.0, name, conn=f"{name}-2", ok=True, bytes=10, sha256="a",
                    expected_sha256="a"),
@@ -73,6 +74,7 @@ def _timeline() -> Timeline:
             events += [_event(ev.ReconnectStarted, 1.2, name, conn=f"{name}-1", reason="stall"),
                        _event(ev.SessionResumption, 1.5, name, conn=f"{name}-2", offered=True, resumed=True,
                               early_data="accepted" if name == "quic-0rtt" else "none")]
+    events = [e for e in events if not (e.transport == late and isinstance(e, ev.Progress))]
     return Timeline.from_streams(events)
 
 
@@ -110,3 +112,11 @@ def test_explain_quotes_the_recorded_table(tmp_path: Path) -> None:
     assert "**310 ms**" in text and "**620 ms**, 2.0x migration's" in text and "1 round trip(s)" in text
     assert "tcp: not measured" in text
     assert "artifacts/reconnect-vs-migrate/20260101-000000-abcd/report.json" in text
+
+
+def test_a_strategy_without_data_before_the_change_gets_no_ratio() -> None:
+    metrics = {"quic": {"disruption_ms": 300.0}, "quic-0rtt": {"disruption_ms": 600.0}, "tcp": {"disruption_ms": 5.0}}
+    rows = {r.name: r for r in strategy_table(_timeline(late="tcp"), metrics, None, None, 443, R,
+                                              ("quic", "quic-0rtt", "tcp"))}
+    assert rows["tcp"].ratio is None and "no data before the change" in rows["tcp"].evidence
+    assert rows["quic-0rtt"].ratio == 2.0

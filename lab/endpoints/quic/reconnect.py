@@ -197,6 +197,7 @@ async def run_quic_reconnect(options: Any, emitter: Emitter, strategy: str, seed
         # Refused early data needs nothing here: 0-RTT and 1-RTT packets share the application
         # packet number space, so aioquic's loss recovery sends the request again in 1-RTT.
         current.update(transport=transport, protocol=protocol)
+        state.last_mono = time.monotonic()  # silence is counted from the new connection, not the old data
         return transport, protocol, done
 
     async def report() -> None:
