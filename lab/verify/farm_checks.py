@@ -19,6 +19,7 @@ nothing to judge (the hash never moved the flow, a capture is missing) is not ve
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,9 @@ class FarmView:
     replica_packets: dict[str, list[QuicPacket] | None]  # None: that replica's capture is missing
     server_side: list[QuicPacket] | None
     replica_events: dict[str, list[ev.Event]] = field(default_factory=dict)
+    # replica -> client tuple -> the DCIDs (hex) of its short headers, read from the capture's bytes:
+    # tshark cannot tell a short header's DCID where it never saw the handshake that set its length.
+    replica_dcids: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     @property
     def moves(self) -> list[Move]:
@@ -62,7 +66,10 @@ class FarmView:
         for e in self.timeline:
             if isinstance(e, ev.Action) and e.action == "farm_rebind" and e.ok:
                 d = e.detail
-                found.append(Move(e.ts + float(d.get("took_ms") or 0) / 1000, str(d.get("holder")),
+                # When the balancer showed the move (the step goes on for its give_up time after it).
+                after = d.get("moved_after_s") if d.get("moved_after_s") is not None else \
+                    float(d.get("took_ms") or 0) / 1000
+                found.append(Move(e.ts + float(after), str(d.get("holder")),
                                   tuple((str(r.get("outside")), str(r.get("replica")))
                                         for r in d.get("rebindings") or ()),
                                   d.get("moved_to"), d.get("moved_flow")))
@@ -146,14 +153,17 @@ def replica_captures(view: FarmView) -> CheckResult:
             return not_verified(name, f"no capture of {moved.moved_to}", expected, "captures", "quic")
         arrived = [p for p in _first_per_datagram(packets) if _tuple(p, "src") == moved.moved_flow]
         holder_id = next(r.server_id for r in view.farm.replicas if r.name == moved.holder)
-        ids = sorted({sid for p in arrived if not p.long_header and (sid := _sid(p.dcid)) is not None})
+        raw = view.replica_dcids.get(moved.moved_to or "")
+        dcids = raw.get(moved.moved_flow or "", []) if raw is not None else \
+            [p.dcid for p in arrived if not p.long_header]
+        ids = sorted({sid for dcid in dcids if (sid := _sid(dcid)) is not None})
         if not arrived:
             return CheckResult(name, False, f"{moved.moved_to}'s capture holds no datagram from {moved.moved_flow}",
                                expected, "quic", 0, "captures")
         ok = ids == [holder_id]
-        observed = (f"{len(arrived)} datagram(s) from {moved.moved_flow} reached {moved.moved_to}; their short "
-                    f"headers' DCIDs carry server ID {', '.join(map(str, ids)) or 'none'} ({moved.holder}'s is "
-                    f"{holder_id})")
+        observed = (f"{len(arrived)} datagram(s) from {moved.moved_flow} reached {moved.moved_to}; the DCIDs of "
+                    f"its {len(dcids)} short header(s) carry server ID {', '.join(map(str, ids)) or 'none'} "
+                    f"({moved.holder}'s is {holder_id})")
         return CheckResult(name, ok, observed, expected, "quic", len(arrived), "captures",
                            details={"datagrams_at_other_replica": len(arrived)})
     expected = "the connection's datagrams in its holder's capture only"
@@ -322,6 +332,35 @@ NAMES = tuple(c.name for c in CHECKS)
 
 def run_all(view: FarmView) -> list[CheckResult]:
     return [check.judge(view) for check in CHECKS if check.applies(view)]
+
+
+def short_header_dcids(pcapng: bytes, cid_length: int = 8) -> dict[str, list[str]]:
+    """A pcapng of Ethernet frames -> for each UDP source "ip:port", the DCIDs (hex) of its short headers.
+
+    The first ``cid_length`` bytes after a short header's first byte (the length the lab's CIDs
+    have): a balancer reads no more than that either. Blocks other than packets are skipped.
+    """
+    found: dict[str, list[str]] = {}
+    at, endian = 0, "<"
+    while at + 12 <= len(pcapng):
+        kind = struct.unpack_from(endian + "I", pcapng, at)[0]
+        if kind == 0x0A0D0D0A:  # section header: its byte-order magic says how to read the rest
+            endian = "<" if pcapng[at + 8:at + 12] == b"\x4d\x3c\x2b\x1a" else ">"
+        length = struct.unpack_from(endian + "I", pcapng, at + 4)[0]
+        if length < 12:
+            break
+        if kind == 6:  # enhanced packet block
+            captured = struct.unpack_from(endian + "I", pcapng, at + 20)[0]
+            frame = pcapng[at + 28:at + 28 + captured]
+            if len(frame) >= 42 and frame[12:14] == b"\x08\x00" and frame[23] == 17:
+                ihl = (frame[14] & 0x0F) * 4
+                sport = struct.unpack_from("!H", frame, 14 + ihl)[0]
+                payload = frame[14 + ihl + 8:]
+                if len(payload) > cid_length and payload[0] & 0xC0 == 0x40:
+                    source = f"{'.'.join(map(str, frame[26:30]))}:{sport}"
+                    found.setdefault(source, []).append(payload[1:1 + cid_length].hex())
+        at += length
+    return found
 
 
 def replica_events(lines: Iterable[str]) -> list[ev.Event]:

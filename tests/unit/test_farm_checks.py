@@ -177,3 +177,46 @@ def test_replica_logs_give_their_events_and_skip_plain_lines() -> None:
              '{"type": "no_such_event", "ts": 1.0, "role": "server"}']
     found = fc.replica_events(lines)
     assert len(found) == 1 and isinstance(found[0], ev.PathValidated) and found[0].peer == "1.2.3.4:5"
+
+
+def pcapng(*datagrams: tuple[str, int, bytes]) -> bytes:
+    """A little-endian pcapng: a section header, an interface, one Ethernet/IPv4/UDP frame per datagram."""
+    import struct
+
+    def block(kind: int, body: bytes) -> bytes:
+        body += bytes(-len(body) % 4)
+        return struct.pack("<II", kind, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+
+    out = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    out += block(1, struct.pack("<HHI", 1, 0, 0))
+    out += block(0x544C5344, b"secrets")  # a decryption secrets block, skipped
+    for src, sport, payload in datagrams:
+        ip = bytes([0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0]) + bytes(map(int, src.split("."))) + bytes([10, 0, 0, 2])
+        frame = bytes(12) + b"\x08\x00" + ip + struct.pack("!HHHH", sport, 443, 8 + len(payload), 0) + payload
+        out += block(6, struct.pack("<IIIII", 0, 0, 0, len(frame), len(frame)) + frame)
+    return out
+
+
+def test_short_header_dcids_are_read_from_the_capture_bytes() -> None:
+    short = bytes([0x41]) + bytes.fromhex(cid(1, 7)) + bytes(20)
+    long_header = bytes([0xC3, 0, 0, 0, 1, 8]) + bytes.fromhex(cid(2)) + bytes(20)
+    found = fc.short_header_dcids(pcapng(("10.203.100.21", 40002, short), ("10.203.100.21", 40002, long_header),
+                                         ("10.203.100.21", 40003, short)))
+    assert found == {f"{NAT}:40002": [cid(1, 7)], f"{NAT}:40003": [cid(1, 7)]}
+    assert fc.short_header_dcids(b"") == {}
+    # The bytes override what tshark could not decode: a server ID the holder's is right, another is not.
+    view = breaks_view()
+    view.replica_dcids = {"replica-2": {MOVED: [cid(1, 1), cid(1, 2)]}}
+    assert by_name(view)["farm_replica_captures"].passed
+    view.replica_dcids = {"replica-2": {MOVED: [cid(2, 1)]}}
+    assert not by_name(view)["farm_replica_captures"].passed
+    view.replica_dcids = {"replica-2": {}}
+    assert not by_name(view)["farm_replica_captures"].passed  # no short header: no server ID to show
+
+
+def test_the_move_is_timed_when_the_balancer_showed_it_not_when_the_step_ended() -> None:
+    event = rebind_event([(MOVED, "replica-2")], True)
+    event = ev.Action(ts=event.ts, role="controller", action="farm_rebind", target="home-router",
+                      detail={**event.detail, "moved_after_s": 0.2, "took_ms": 3300.0})
+    view = fc.FarmView(FARM, "breaks", False, [event], {}, None)
+    assert view.moved is not None and view.moved.ts == 10.2
