@@ -135,6 +135,8 @@ class Strategy:
     ok: bool | None = None  # the transfer's sha256 matched
     disruption_ms: float | None = None
     ratio: float | None = None  # disruption / migration's disruption
+    recovery_ms: float | None = None  # the part of the disruption after the network change had completed
+    recovery_ratio: float | None = None  # recovery / migration's recovery
     connections: int = 0  # client handshakes (events)
     resumed: bool | None = None  # the connection after the change resumed a session (events)
     early_data: str | None = None  # and its 0-RTT outcome (events)
@@ -163,6 +165,7 @@ def strategy_table(timeline: Timeline, metrics: dict[str, dict[str, Any]], quic_
     quic_conns = _quic_connections(quic_packets, server_port) if quic_packets is not None else None
     tcp_streams = _tcp_streams(tcp_packets, server_port) if tcp_packets is not None else None
     migration = (metrics.get("quic") or {}).get("disruption_ms")
+    migration_recovery = (metrics.get("quic") or {}).get("recovery_ms")
     rows = []
     for name in strategies:
         view = timeline.for_transport(name)
@@ -172,6 +175,9 @@ def strategy_table(timeline: Timeline, metrics: dict[str, dict[str, Any]], quic_
                        disruption_ms=m.get("disruption_ms"), connections=int(m.get("handshakes") or 0))
         if row.disruption_ms is not None and migration:
             row.ratio = round(row.disruption_ms / migration, 2)
+        row.recovery_ms = m.get("recovery_ms")
+        if row.recovery_ms is not None and migration_recovery:
+            row.recovery_ratio = round(row.recovery_ms / migration_recovery, 2)
         conns, resumptions = _after_change(timeline, name, change_ts)
         if name != "quic" and resumptions:
             row.resumed, row.early_data = resumptions[-1].resumed, resumptions[-1].early_data
@@ -218,7 +224,7 @@ def strategy_table(timeline: Timeline, metrics: dict[str, dict[str, Any]], quic_
         if change_ts is not None and not any(isinstance(e, Progress) and e.bytes > 0 and e.ts < change_ts
                                              for e in view.of(Progress, "client")):
             notes.append("no data before the change: not comparable")
-            row.ratio = None
+            row.ratio = row.recovery_ratio = None
         if name != "quic" and not view.of(ReconnectStarted, "client"):
             notes.append("no reconnect observed")
         row.evidence = "; ".join(notes)
@@ -249,14 +255,15 @@ def markdown(rows: Sequence[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
     lines = ["## Reconnection strategies", "",
-             "| strategy | sha256 | disruption ms | ratio to migration | connections | resumed | 0-RTT | "
-             "handshake packets after the change (capture) | round trips to first byte (capture) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| strategy | sha256 | disruption ms | ratio to migration | recovery ms | recovery ratio | connections | "
+             "resumed | 0-RTT | handshake packets after the change (capture) | round trips to first byte (capture) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         hs = row.get("capture_handshake")
         lines.append("| " + " | ".join([
             row["name"], {True: "ok", False: "MISMATCH", None: "-"}[row.get("ok")],
-            _fmt(row.get("disruption_ms")), _fmt(row.get("ratio")), str(row.get("connections")),
+            _fmt(row.get("disruption_ms")), _fmt(row.get("ratio")), _fmt(row.get("recovery_ms")),
+            _fmt(row.get("recovery_ratio")), str(row.get("connections")),
             _fmt(row.get("resumed")), row.get("early_data") or "-",
             ", ".join(f"{k} {v}" for k, v in hs.items()) if hs else "not verified",
             _fmt(row.get("round_trips"))]) + " |")

@@ -81,15 +81,16 @@ def _timeline(late: str = "") -> Timeline:
 def test_ratio_to_migration_and_events_of_the_reconnect() -> None:
     timeline = _timeline()
     metrics = {"quic": {"disruption_ms": 300.0, "handshakes": 1}, "quic-0rtt": {"disruption_ms": 600.0,
-               "handshakes": 2}, "tcp": {"disruption_ms": 1200.0, "handshakes": 2}}
+               "handshakes": 2}, "tcp": {"disruption_ms": 1200.0, "handshakes": 2, "recovery_ms": 500.0}}
     rows = {r.name: r for r in strategy_table(timeline, metrics, None, None, 443, R, ("quic", "quic-0rtt", "tcp"))}
     assert rows["quic"].ratio == 1.0 and rows["quic-0rtt"].ratio == 2.0 and rows["tcp"].ratio == 4.0
+    assert rows["tcp"].recovery_ms == 500.0 and rows["tcp"].recovery_ratio is None  # migration's not measured
     assert rows["quic-0rtt"].early_data == "accepted" and rows["quic-0rtt"].resumed
     assert rows["quic-0rtt"].ok and rows["tcp"].connections == 2
     # Without a capture nothing is counted from it: not verified, never zero.
     assert rows["quic-0rtt"].round_trips is None and rows["quic-0rtt"].capture_handshake is None
     table = "\n".join(markdown([r.to_dict() for r in rows.values()]))
-    assert "| quic-0rtt | ok | 600.0 | 2.00 |" in table and "not verified" in table
+    assert "| quic-0rtt | ok | 600.0 | 2.00 | - | - |" in table and "not verified" in table
 
 
 def test_explain_without_a_run_says_so(tmp_path: Path) -> None:
