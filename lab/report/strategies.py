@@ -108,7 +108,16 @@ def _quic_connections(packets: Iterable[Any], server_port: int) -> dict[str, lis
         odcid = cids.get(packet.dcid)
         if odcid is not None:
             by_odcid.setdefault(odcid, []).append(packet)
+            for cid in getattr(packet, "new_connection_ids", ()):  # CIDs it issued belong to it too
+                cids.setdefault(cid, odcid)
     return by_odcid
+
+
+def packets_of(packets: Sequence[Any], conns: set[str], server_port: int) -> list[Any]:
+    """The capture's QUIC packets of the connections named ``conns`` (their original DCIDs), in order."""
+    groups = _quic_connections(packets, server_port)
+    mine = {id(p) for odcid, group in groups.items() if odcid in conns for p in group}
+    return [p for p in packets if id(p) in mine]
 
 
 def _tcp_streams(packets: Iterable[TcpPacket], server_port: int) -> dict[int, list[TcpPacket]]:

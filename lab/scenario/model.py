@@ -78,6 +78,9 @@ class InitialState:
 
     networks: tuple[str, ...]
     impair: dict[str, Impairment] = field(default_factory=dict)
+    # ``nat`` steps (one per router) played before the client starts, so a mapping change cannot race
+    # the handshake as a first step would.
+    nat: tuple[Step, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -297,7 +297,11 @@ def json_schema() -> dict[str, Any]:
             "networks": {"type": "array", "items": _ref("client_network"), "minItems": 1, "uniqueItems": True,
                          "description": "client networks attached at start; the first carries the default route"},
             "impair": {"type": "object", "additionalProperties": _ref("impairment_or_profile"),
-                       "description": "network -> impairment (or a profile name)"}}},
+                       "description": "network -> impairment (or a profile name)"},
+            "nat": {"type": "object", "additionalProperties": {
+                        "type": "object", "additionalProperties": False, "minProperties": 1,
+                        "properties": {f.name: _ref(f.kind.json) for f in ACTIONS["nat"].fields if f.name != "router"}},
+                    "description": "router -> its NAT behaviour before the client starts (the fields of a nat step)"}}},
         "workload": _ref("workload"),
         "steps": {"type": "array", "items": _ref("step")},
         "expect": {"type": "array", "items": _ref("expectation"), "minItems": 1},

@@ -201,7 +201,7 @@ class ScenarioValidator(NodeValidator):
                 self.error(root, "initial.networks", "is required (the topology names no default network)")
                 return None
             return InitialState(networks=(default,))
-        keys = self.mapping(node, "initial", ("networks", "impair"))
+        keys = self.mapping(node, "initial", ("networks", "impair", "nat"))
         if keys is None:
             return None
         networks: list[str] = []
@@ -226,7 +226,26 @@ class ScenarioValidator(NodeValidator):
                 found = self.impairment(value, f"initial.impair.{name}")
                 if found is not None:
                     impair[name] = found
-        return InitialState(networks=tuple(networks), impair=impair)
+        nat = self.initial_nat(keys["nat"][1]) if "nat" in keys else ()
+        return InitialState(networks=tuple(networks), impair=impair, nat=nat)
+
+    def initial_nat(self, node: Node) -> tuple[Step, ...]:
+        """``initial.nat``: router -> the fields of a ``nat`` step, validated as that step is."""
+        spec = ACTIONS["nat"]
+        fields = tuple(f for f in spec.fields if f.name != "router")
+        steps: list[Step] = []
+        for router, (_, value) in (self.mapping(node, "initial.nat", self.topology.routers) or {}).items():
+            path = f"initial.nat.{router}"
+            keys = self.mapping(value, path, tuple(f.name for f in fields))
+            if keys is None:
+                continue
+            start = len(self.errors)
+            got = {f.name: f.kind.read(self, keys[f.name][1], f"{path}.{f.name}") for f in fields if f.name in keys}
+            got = spec.play(_StepCheck(self, keys, path, value, Attachment([], None), Workload()), got)
+            if len(self.errors) == start:
+                steps.append(Step(action="nat", router=router, description=f"initial NAT behaviour of {router}",
+                                  line=value.start_mark.line + 1, **got))
+        return tuple(steps)
 
     def workload(self, node: Node, timeout: float) -> Workload | None:
         keys = self.mapping(node, "workload", WORKLOAD_KEYS)

@@ -384,6 +384,9 @@ class ScenarioRunner:
         for network, impairment in scenario.initial.impair.items():
             t = time.time()
             self._record(self._action_event(impair.apply(self.lab, network, impairment), t), "controller")
+        for step in scenario.initial.nat:  # before the client's first packet makes a mapping
+            t = time.time()
+            self._record(self._action_event(self._apply(step), t, step), "controller")
         if self.endpoints.black_box:
             self.foreign = ForeignEnds(self.lab, self.topology, scenario, self.endpoints, run_dir, run_id)
             t = time.time()

@@ -292,7 +292,7 @@ def idle_outlasts_binding(scenario: Scenario, topology: Topology) -> bool:
     timeouts = {router: float(nat.udp_timeout_stream) for router, nat in topology.nat.items()}
     starts = scenario.initial.networks or topology.client_start_networks
     route = starts[0] if starts else None
-    for step in scenario.plan():
+    for step in (*scenario.initial.nat, *scenario.plan()):
         if step.action == "route":
             route = step.network
         elif step.action == "disconnect" and step.network == route:
@@ -406,7 +406,11 @@ def _capture_checks(run_dir: Path, record: RunRecord, timeline: Timeline, migrat
     active = rotating and not any(step.action == "rebind" for step in plan)
     lossy = any((i.loss or i.profile) for i in scenario.initial.impair.values()) or any(
         step.action == "impair" for step in plan)
-    checks += capture_checks.run_all(packets, servers, migration=migration, active_migration=active and migration,
+    judged = packets
+    if scenario.workload.transport == "strategies":  # the migrating connection's packets; the others reconnect
+        judged = strategies.packets_of(packets, {e.conn for e in timeline.for_transport("quic").by_role("client")
+                                                 if e.conn}, topology.server_port)
+    checks += capture_checks.run_all(judged, servers, migration=migration, active_migration=active and migration,
                                      lossy=lossy, rotating=rotating and migration)
     checks = [c.with_(name=c.name if c.name.startswith("capture_") else f"capture_{c.name}") for c in checks]
     if record.endpoints.black_box:  # the cross-checks compare with the lab's own events
@@ -414,10 +418,10 @@ def _capture_checks(run_dir: Path, record: RunRecord, timeline: Timeline, migrat
     # A flow the farm's hash moved reaches a replica that reports nothing (aioquic drops it silently):
     # the servers' events cannot list it. The farm checks judge where it went, from that replica's capture.
     if not (scenario.farm and scenario.farm.connection == "breaks"):
-        checks.append(cross_checks.paths_in_capture(timeline, packets, servers))
+        checks.append(cross_checks.paths_in_capture(timeline, judged, servers))
     if migration:
-        checks.append(cross_checks.challenges_in_capture(timeline, packets, servers))
-    linkability = capture_checks.cid_linkability(packets, servers)
+        checks.append(cross_checks.challenges_in_capture(timeline, judged, servers))
+    linkability = capture_checks.cid_linkability(judged, servers)
     figures = [Figure("cid_linkability", str(linkability.observed), "captures", "quic")]
     return checks, figures, packets
 

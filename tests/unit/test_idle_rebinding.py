@@ -32,6 +32,7 @@ def test_idle_past_the_carrier_timeout_moves_the_client():
 
 
 def test_a_keepalive_inside_the_timeout_keeps_the_binding():
+    # nat-idle-keepalive sets the timeout with a nat step, nat-idle-timeout with initial.nat
     assert not idle_outlasts_binding(scenario("nat-idle-keepalive"), TOPOLOGY)
     # mutation: a PING only every 6 s, beyond the 5 s binding
     assert idle_outlasts_binding(scenario("nat-idle-keepalive", ("keepalive: 2s", "keepalive: 6s")), TOPOLOGY)
@@ -39,7 +40,7 @@ def test_a_keepalive_inside_the_timeout_keeps_the_binding():
 
 @pytest.mark.parametrize("replace", [
     ("duration: 8s\n    description: The user", "duration: 4s\n    description: The user"),  # shorter than 5 s
-    ("udp_timeout: 5s", "udp_timeout: 30s"),  # the binding outlasts the pause
+    ("udp_timeout: 5s", "udp_timeout: 30s"),  # the binding outlasts the pause (initial.nat)
 ])
 def test_idle_within_the_binding_moves_nothing(replace):
     assert not idle_outlasts_binding(scenario("nat-idle-timeout", replace), TOPOLOGY)
@@ -47,6 +48,29 @@ def test_idle_within_the_binding_moves_nothing(replace):
 
 def test_the_timeout_is_the_routed_networks_router():
     # The 5 s policy is the home router's; the client idles on cellular, whose binding lasts 120 s.
-    moved = scenario("nat-idle-timeout", ("router: carrier-nat", "router: home-router"))
+    moved = scenario("nat-idle-timeout", ("carrier-nat: {udp_timeout", "home-router: {udp_timeout"))
     assert not idle_outlasts_binding(moved, TOPOLOGY)
     assert TOPOLOGY.nat["carrier-nat"].udp_timeout_stream > 8
+
+
+def test_initial_nat_is_a_nat_step_before_the_plan():
+    (step,) = scenario("nat-idle-timeout").initial.nat
+    assert (step.action, step.router, step.udp_timeout) == ("nat", "carrier-nat", 5.0)
+
+
+@pytest.mark.parametrize("block, message", [
+    ("  nat:\n    carrier-nat: {}\n", "nat needs at least one of mapping, ports, udp_timeout"),
+    ("  nat:\n    home-router: {udp_timeout: 0s}\n", "initial.nat.home-router.udp_timeout"),
+    ("  nat:\n    nowhere: {udp_timeout: 5s}\n", "initial.nat"),
+    ("  nat:\n    carrier-nat: {mapping: endpoint-independent, ports: random}\n", "initial.nat.carrier-nat.ports"),
+    ("  nat:\n    carrier-nat: {router: home-router}\n", "initial.nat.carrier-nat"),
+])
+def test_initial_nat_refusals_name_the_field(block, message):
+    from lab.scenario.schema import ScenarioInvalid
+
+    text = (ROOT / "scenarios/baseline.yaml").read_text()
+    assert "initial:\n  networks:" in text
+    text = text.replace("initial:\n", "initial:\n" + block, 1)
+    with pytest.raises(ScenarioInvalid) as caught:
+        parse_scenario(text, "x.yaml", topology_names(TOPOLOGY))
+    assert message in str(caught.value)

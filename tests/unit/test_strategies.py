@@ -10,7 +10,8 @@ from pathlib import Path
 from lab import events as ev
 from lab.learn import evidence
 from lab.observe.timeline import Timeline
-from lab.report.strategies import Exchange, markdown, parse_tcp_fields, round_trips, strategy_table
+from lab.report.strategies import Exchange, markdown, packets_of, parse_tcp_fields, round_trips, strategy_table
+from lab.verify.pcap import QuicPacket
 
 C, S = False, True
 R = 0.025  # the wait threshold: half a 50 ms round trip
@@ -121,3 +122,30 @@ def test_a_strategy_without_data_before_the_change_gets_no_ratio() -> None:
                                               ("quic", "quic-0rtt", "tcp"))}
     assert rows["tcp"].ratio is None and "no data before the change" in rows["tcp"].evidence
     assert rows["quic-0rtt"].ratio == 2.0
+
+
+def _packet(time: float, to_server: bool, kind: str, dcid: str, scid: str = "", frames: tuple[int, ...] = (),
+            new_cids: tuple[str, ...] = ()) -> QuicPacket:
+    ends = (("10.0.0.2", 5000, "10.0.0.1", 443) if to_server else ("10.0.0.1", 443, "10.0.0.2", 5000))
+    return QuicPacket(frame=int(time * 1000), index_in_datagram=0, time=time, src_ip=ends[0], src_port=ends[1],
+                      dst_ip=ends[2], dst_port=ends[3], long_header=kind != "1rtt", packet_type=kind,
+                      version=1 if kind != "1rtt" else None, dcid=dcid, scid=scid, packet_number=0, decrypted=True,
+                      frame_types=frames, new_connection_ids=new_cids)
+
+
+def test_packets_of_one_connection_and_its_round_trips() -> None:
+    packets = [
+        _packet(0.000, True, "initial", "aa", "c1"), _packet(0.001, True, "0rtt", "aa", "c1", (0x08,)),
+        _packet(0.003, False, "initial", "c1", "s1"), _packet(0.004, False, "1rtt", "c1", frames=(0x18,),
+                                                                 new_cids=("s2",)),
+        _packet(0.005, False, "1rtt", "c1", frames=(0x08,)), _packet(0.060, True, "1rtt", "s2"),
+        _packet(0.100, True, "initial", "bb", "c9"), _packet(0.103, False, "initial", "c9", "s9"),
+        _packet(0.155, True, "handshake", "s9", "c9"), _packet(0.158, False, "1rtt", "c9", frames=(0x08,)),
+    ]
+    first, second = packets_of(packets, {"aa"}, 443), packets_of(packets, {"bb"}, 443)
+    assert len(first) == 6 and len(second) == 4  # the client's packet to the CID it was issued is the first's
+    assert not set(map(id, first)) & set(map(id, second))
+    def trips(group):
+        return round_trips([Exchange(p.time, p.src_port == 443, p.src_port == 443 and 0x08 in p.frame_types)
+                            for p in group], R)
+    assert trips(first) == 1 and trips(second) == 2
