@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from lab.events import DataGap, Progress, ReconnectStarted, SessionResumption, TransferComplete, family_of
+from lab.events import DataGap, NatMapping, Progress, ReconnectStarted, SessionResumption, TransferComplete, family_of
 from lab.observe.timeline import Timeline
 
 PSK_EXTENSION = 41  # pre_shared_key (RFC 8446 §4.2.11)
@@ -173,6 +173,7 @@ def strategy_table(timeline: Timeline, metrics: dict[str, dict[str, Any]], quic_
     change_ts = action.ts if action is not None else None
     quic_conns = _quic_connections(quic_packets, server_port) if quic_packets is not None else None
     tcp_streams = _tcp_streams(tcp_packets, server_port) if tcp_packets is not None else None
+    nat = {e.inside: e.outside for e in timeline.of(NatMapping) if isinstance(e, NatMapping) and e.change == "new"}
     migration = (metrics.get("quic") or {}).get("disruption_ms")
     migration_recovery = (metrics.get("quic") or {}).get("recovery_ms")
     rows = []
@@ -211,9 +212,9 @@ def strategy_table(timeline: Timeline, metrics: dict[str, dict[str, Any]], quic_
             else:
                 notes.append("the connection after the change is not in the capture")
         elif family_of(name) == "tcp" and tcp_streams is not None:
-            ports = _client_ports(view)
+            ports = _client_ports(view, nat=nat)
             row.capture_connections = sum(1 for p in ports if p in tcp_streams)
-            after = _client_ports(view, change_ts)
+            after = _client_ports(view, change_ts, nat)
             segments = tcp_streams.get(after[-1], []) if after else []
             if segments:
                 client_hello = [s for s in segments if 1 in s.handshake_types and s.dst_port == server_port]
@@ -248,12 +249,14 @@ def _after_handshake(segments: Sequence[TcpPacket], segment: TcpPacket) -> bool:
                for s in segments)
 
 
-def _client_ports(view: Timeline, since: float | None = None) -> list[int]:
-    """The local ports of the client's TCP handshakes (``handshake_completed.local``), in order."""
+def _client_ports(view: Timeline, since: float | None = None, nat: dict[str, str] | None = None) -> list[int]:
+    """The ports the server saw for the client's TCP handshakes, in order: ``handshake_completed.local``
+    as the NAT in between mapped it (``nat_mapping`` events: routers may pick new ports)."""
     ports = []
     for event in view.by_role("client"):
         if event.TYPE == "handshake_completed" and (since is None or event.ts >= since):
-            port = _port(getattr(event, "local", None))
+            local = getattr(event, "local", None)
+            port = _port((nat or {}).get(local or "", local))
             if port is not None:
                 ports.append(port)
     return ports

@@ -149,3 +149,32 @@ def test_packets_of_one_connection_and_its_round_trips() -> None:
         return round_trips([Exchange(p.time, p.src_port == 443, p.src_port == 443 and 0x08 in p.frame_types)
                             for p in group], R)
     assert trips(first) == 1 and trips(second) == 2
+
+
+def test_tcp_resume_row_from_the_capture_through_the_nat() -> None:
+    from lab.report.strategies import TcpPacket
+
+    events = [ev.Action(ts=1.0, role="controller", conn=None, transport="", action="disconnect", target="home"),
+              _event(ev.HandshakeCompleted, 0.5, "tcp-resume", conn="t1", local="10.0.1.2:40000"),
+              _event(ev.Progress, 0.8, "tcp-resume", conn="t1", bytes=100, total=10),
+              _event(ev.ReconnectStarted, 1.2, "tcp-resume", conn="t1", reason="stall"),
+              ev.NatMapping(ts=1.9, role="router", transport="", router="carrier-nat", inside="10.0.2.2:40001",
+                            outside="10.0.100.22:5001"),
+              _event(ev.HandshakeCompleted, 2.0, "tcp-resume", conn="t2", local="10.0.2.2:40001"),
+              _event(ev.SessionResumption, 2.0, "tcp-resume", conn="t2", offered=True, resumed=True)]
+    c, s = (5001, 443), (443, 5001)
+    segments = [TcpPacket(1.90, *c, True, 0), TcpPacket(1.901, *s, True, 0),
+                TcpPacket(1.95, *c, False, 0), TcpPacket(1.951, *c, False, 300, (1,), (0, 43, 41)),
+                TcpPacket(1.953, *s, False, 400, (2,), (43, 41), (22, 22, 22)),
+                TcpPacket(1.954, *s, False, 200, (), (), (23,)),  # its session ticket: not the first byte
+                TcpPacket(2.004, *c, False, 100, (), (), (22, 23)), TcpPacket(2.006, *s, False, 1200, (), (), (23,))]
+    rows = strategy_table(Timeline.from_streams(events), {"tcp-resume": {"disruption_ms": 900.0}}, None, segments,
+                          443, R, ("tcp-resume",))
+    row = rows[0]
+    assert row.capture_handshake == {"syn": 2, "client_hello": 1, "server_hello": 1, "client_hello_psk": 1,
+                                     "server_hello_psk": 1}
+    assert row.round_trips == 3 and row.resumed and row.capture_connections == 1
+    # Mutation: without the NAT's mapping the client's own port names no stream in the server's capture.
+    bare = [e for e in events if not isinstance(e, ev.NatMapping)]
+    assert strategy_table(Timeline.from_streams(bare), {}, None, segments, 443, R,
+                          ("tcp-resume",))[0].capture_handshake is None
