@@ -264,7 +264,10 @@ def attacks(root: Path) -> list[str]:
 
 
 def reconnect_vs_migrate(root: Path) -> list[str]:
-    """Each strategy's disruption and ratio to migration from artifacts/reconnect-vs-migrate/latest/report.json."""
+    """Each strategy's disruption and ratio to migration from artifacts/reconnect-vs-migrate/latest/report.json,
+    and their medians over every recorded run of the scenario."""
+    from lab.report.strategies import summarise
+
     run = _latest(root, "reconnect-vs-migrate")
     if run is None or not (run / "report.json").exists():
         return _missing("reconnect-vs-migrate")
@@ -275,18 +278,29 @@ def reconnect_vs_migrate(root: Path) -> list[str]:
         return [f"The latest recorded run `{report.get('run_id')}` ({source}) has no strategies table"
                 f"{': ' + report['error'] if report.get('error') else ''}. "
                 "Run `make scenario NAME=reconnect-vs-migrate` to measure it."]
-    lines = [f"Run `{report.get('run_id')}` ({source}), one run:"]
+    lines = [f"The latest run, `{report.get('run_id')}` ({source}):"]
     for row in rows:
         if row.get("disruption_ms") is None or not row.get("ok"):
-            lines.append(f"- {row['name']}: not measured (transfer {'ok' if row.get('ok') else 'not verified'}, "
+            lines.append(f"{row['name']}: not measured (transfer {'ok' if row.get('ok') else 'not verified'}, "
                          f"disruption {row.get('disruption_ms')}).")
             continue
-        ratio = f", {row['ratio']:.1f}x migration's" if row.get("ratio") is not None and row["name"] != "quic" else ""
+        ratio = f", {row['ratio']:.2f}x migration's" if row.get("ratio") is not None and row["name"] != "quic" else ""
+        recovery = f", recovery {row['recovery_ms']:.0f} ms" if row.get("recovery_ms") is not None else ""
         trips = f", {row['round_trips']} round trip(s) to the first byte (capture)" \
             if row.get("round_trips") is not None else ""
         resumed = f", session resumed {row['resumed']}, 0-RTT {row['early_data']}" \
             if row.get("resumed") is not None else ""
-        lines.append(f"- {row['name']}: longest data pause **{row['disruption_ms']:.0f} ms**{ratio}{trips}{resumed}.")
+        lines.append(f"{row['name']}: longest data pause **{row['disruption_ms']:.0f} ms**{ratio}{recovery}{trips}"
+                     f"{resumed}.")
+    tables = [r.get("strategies") or [] for r in _recorded_runs(root, "reconnect-vs-migrate") if r.get("passed")]
+    for name, figures in summarise(tables).items():
+        ratio, recovery = figures.get("ratio"), figures.get("recovery_ratio")
+        if name == "quic" or ratio is None:
+            continue
+        lines.append(f"Over {figures['runs']} recorded passed run(s), {name} / migration: disruption "
+                     f"{ratio['median']:.2f}x [{ratio['min']:.2f}-{ratio['max']:.2f}]"
+                     + (f", recovery {recovery['median']:.2f}x [{recovery['min']:.2f}-{recovery['max']:.2f}]"
+                        if recovery else "") + ".")
     return lines
 
 

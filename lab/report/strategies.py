@@ -288,3 +288,30 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
     return str(value)
+
+
+def summarise(tables: Sequence[Sequence[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per strategy over several runs' tables: the runs it was measured in (sha256 ok, a ratio) and the
+    median [min-max] of its disruption, recovery and their ratios to migration."""
+    values: dict[str, dict[str, list[float]]] = {}
+    for rows in tables:
+        for row in rows:
+            if not row.get("ok") or row.get("ratio") is None or row.get("disruption_ms") is None:
+                continue
+            slot = values.setdefault(row["name"], {"disruption_ms": [], "recovery_ms": [], "ratio": [],
+                                                   "recovery_ratio": [], "round_trips": []})
+            for key in slot:
+                if row.get(key) is not None:
+                    slot[key].append(float(row[key]))
+    return {name: {"runs": len(slot["disruption_ms"]),
+                   **{key: _spread(found) for key, found in slot.items()}} for name, slot in values.items()}
+
+
+def _spread(found: list[float]) -> dict[str, float] | None:
+    if not found:
+        return None
+    ordered = sorted(found)
+    middle = len(ordered) // 2
+    median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    return {"median": round(median, 3), "min": round(ordered[0], 3), "max": round(ordered[-1], 3),
+            "n": len(ordered)}

@@ -109,9 +109,15 @@ def test_explain_quotes_the_recorded_table(tmp_path: Path) -> None:
              "resumed": True, "early_data": "accepted"},
             {"name": "tcp", "ok": False, "disruption_ms": None, "ratio": None, "round_trips": None,
              "resumed": False, "early_data": "none"}]
-    (run / "report.json").write_text(json.dumps({"run_id": run.name, "strategies": rows}))
+    (run / "report.json").write_text(json.dumps({"run_id": run.name, "passed": True, "strategies": rows}))
+    failed = run.parent / "20260101-000001-dcba"  # a failed run counts in no summary
+    failed.mkdir()
+    (failed / "report.json").write_text(json.dumps({"run_id": failed.name, "passed": False, "strategies": [
+        {**rows[1], "ratio": 9.0}, rows[0]]}))
     text = "\n".join(evidence.evidence_for("reconnect-vs-migrate", tmp_path))
-    assert "**310 ms**" in text and "**620 ms**, 2.0x migration's" in text and "1 round trip(s)" in text
+    assert "**310 ms**" in text and "**620 ms**, 2.00x migration's" in text and "1 round trip(s)" in text
+    assert "Over 1 recorded passed run(s), quic-0rtt / migration: disruption 2.00x [2.00-2.00]" in text
+    assert "9.00" not in text
     assert "tcp: not measured" in text
     assert "artifacts/reconnect-vs-migrate/20260101-000000-abcd/report.json" in text
 
