@@ -76,6 +76,17 @@ def round_trips(exchanges: Sequence[Exchange], wait_s: float) -> int | None:
     return None
 
 
+def first_byte_ms(exchanges: Sequence[Exchange], rtt_s: float) -> float | None:
+    """What the new connection cost the client: from sending its first packet to receiving the first
+    byte of data. The capture sees both at the server, half a round trip after and before the client,
+    so that is the server-side span plus one round trip ``rtt_s``. None without a first byte."""
+    ordered = sorted(exchanges, key=lambda x: x.time)
+    if not ordered or ordered[0].from_server:
+        return None
+    first_data = next((x.time for x in ordered if x.from_server and x.data), None)
+    return None if first_data is None else round((first_data - ordered[0].time + rtt_s) * 1000, 1)
+
+
 def parse_tcp_fields(text: str) -> list[TcpPacket]:
     """``tshark -T fields`` lines (see ``tcp_tshark_args``) -> one record per segment."""
     def ints(value: str) -> tuple[int, ...]:
@@ -152,6 +163,7 @@ class Strategy:
     capture_connections: int | None = None  # connections the capture shows
     capture_handshake: dict[str, int] | None = None  # the handshake packets of the connection after the change
     round_trips: int | None = None  # to the first byte after the change (capture)
+    first_byte_ms: float | None = None  # the new connection's first packet to its first byte, at the client (capture)
     evidence: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -205,10 +217,11 @@ def strategy_table(timeline: Timeline, metrics: dict[str, dict[str, Any]], quic_
             elif packets:
                 kinds = [p.packet_type for p in packets]
                 row.capture_handshake = {k: kinds.count(k) for k in ("initial", "handshake", "0rtt")}
-                row.round_trips = round_trips(
-                    [Exchange(p.time, p.src_port == server_port,
-                              p.src_port == server_port and bool(STREAM_FRAMES & set(p.frame_types)))
-                     for p in packets], wait_s)
+                exchanges = [Exchange(p.time, p.src_port == server_port,
+                                      p.src_port == server_port and bool(STREAM_FRAMES & set(p.frame_types)))
+                             for p in packets]
+                row.round_trips = round_trips(exchanges, wait_s)
+                row.first_byte_ms = first_byte_ms(exchanges, 2 * wait_s)
             else:
                 notes.append("the connection after the change is not in the capture")
         elif family_of(name) == "tcp" and tcp_streams is not None:
@@ -224,11 +237,12 @@ def strategy_table(timeline: Timeline, metrics: dict[str, dict[str, Any]], quic_
                     "server_hello": len(server_hello),
                     "client_hello_psk": sum(1 for s in client_hello if PSK_EXTENSION in s.extensions),
                     "server_hello_psk": sum(1 for s in server_hello if PSK_EXTENSION in s.extensions)}
-                row.round_trips = round_trips(
-                    [Exchange(s.time, s.src_port == server_port,
-                              s.src_port == server_port and APPLICATION_DATA in s.content_types
-                              and not s.handshake_types and s.payload > 0 and _after_handshake(segments, s))
-                     for s in segments if s.syn or s.payload > 0], wait_s)
+                exchanges = [Exchange(s.time, s.src_port == server_port,
+                                      s.src_port == server_port and APPLICATION_DATA in s.content_types
+                                      and not s.handshake_types and s.payload > 0 and _after_handshake(segments, s))
+                             for s in segments if s.syn or s.payload > 0]
+                row.round_trips = round_trips(exchanges, wait_s)
+                row.first_byte_ms = first_byte_ms(exchanges, 2 * wait_s)
             else:
                 notes.append("the connection after the change is not in the capture (NAT changed its port?)")
         if change_ts is not None and not any(isinstance(e, Progress) and e.bytes > 0 and e.ts < change_ts
@@ -268,8 +282,9 @@ def markdown(rows: Sequence[dict[str, Any]]) -> list[str]:
         return []
     lines = ["## Reconnection strategies", "",
              "| strategy | sha256 | disruption ms | ratio to migration | recovery ms | recovery ratio | connections | "
-             "resumed | 0-RTT | handshake packets after the change (capture) | round trips to first byte (capture) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "resumed | 0-RTT | handshake packets after the change (capture) | round trips to first byte (capture) | "
+             "first packet to first byte, ms (capture + r) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         hs = row.get("capture_handshake")
         lines.append("| " + " | ".join([
@@ -278,7 +293,7 @@ def markdown(rows: Sequence[dict[str, Any]]) -> list[str]:
             _fmt(row.get("recovery_ratio")), str(row.get("connections")),
             _fmt(row.get("resumed")), row.get("early_data") or "-",
             ", ".join(f"{k} {v}" for k, v in hs.items()) if hs else "not verified",
-            _fmt(row.get("round_trips"))]) + " |")
+            _fmt(row.get("round_trips")), _fmt(row.get("first_byte_ms"))]) + " |")
     return lines + [""]
 
 
@@ -299,7 +314,7 @@ def summarise(tables: Sequence[Sequence[dict[str, Any]]]) -> dict[str, dict[str,
             if not row.get("ok") or row.get("ratio") is None or row.get("disruption_ms") is None:
                 continue
             slot = values.setdefault(row["name"], {"disruption_ms": [], "recovery_ms": [], "ratio": [],
-                                                   "recovery_ratio": [], "round_trips": []})
+                                                   "recovery_ratio": [], "round_trips": [], "first_byte_ms": []})
             for key in slot:
                 if row.get(key) is not None:
                     slot[key].append(float(row[key]))

@@ -10,7 +10,15 @@ from pathlib import Path
 from lab import events as ev
 from lab.learn import evidence
 from lab.observe.timeline import Timeline
-from lab.report.strategies import Exchange, markdown, packets_of, parse_tcp_fields, round_trips, strategy_table
+from lab.report.strategies import (
+    Exchange,
+    first_byte_ms,
+    markdown,
+    packets_of,
+    parse_tcp_fields,
+    round_trips,
+    strategy_table,
+)
 from lab.verify.pcap import QuicPacket
 
 C, S = False, True
@@ -155,6 +163,8 @@ def test_packets_of_one_connection_and_its_round_trips() -> None:
         return round_trips([Exchange(p.time, p.src_port == 443, p.src_port == 443 and 0x08 in p.frame_types)
                             for p in group], R)
     assert trips(first) == 1 and trips(second) == 2
+    assert first_byte_ms([Exchange(p.time, p.src_port == 443, p.src_port == 443 and 0x08 in p.frame_types)
+                          for p in second], 0.05) == 108.0
 
 
 def test_tcp_resume_row_from_the_capture_through_the_nat() -> None:
@@ -180,6 +190,7 @@ def test_tcp_resume_row_from_the_capture_through_the_nat() -> None:
     assert row.capture_handshake == {"syn": 2, "client_hello": 1, "server_hello": 1, "client_hello_psk": 1,
                                      "server_hello_psk": 1}
     assert row.round_trips == 3 and row.resumed and row.capture_connections == 1
+    assert row.first_byte_ms == 156.0  # 2.006 - 1.900 at the server, plus r = 50 ms
     # Mutation: without the NAT's mapping the client's own port names no stream in the server's capture.
     bare = [e for e in events if not isinstance(e, ev.NatMapping)]
     assert strategy_table(Timeline.from_streams(bare), {}, None, segments, 443, R,
