@@ -244,10 +244,11 @@ class LabServerProtocol(QuicConnectionProtocol):
                 piece_size = paced_piece(request.rate) if request.rate > 0 else len(chunk)
                 pieces = [chunk[i:i + piece_size] for i in range(0, len(chunk), piece_size)]
                 for piece in pieces:
-                    if request.rate > 0:
-                        delay = start + sent / request.rate - self.loop.time()
-                        if delay > 0:
-                            await asyncio.sleep(delay)
+                    delay = start + sent / request.rate - self.loop.time() if request.rate > 0 else 0.0
+                    # Yield even when behind (or unpaced): a catch-up burst that never did held the
+                    # loop 26-82 ms (LAB_LOOP_STALLS, baseline, 5 runs) with no ACK read, so the full
+                    # window let nothing out: the client's data gaps of 9-17 ms.
+                    await asyncio.sleep(max(delay, 0.0))
                     while seam.stream_unacked_bytes(self.quic, stream_id) > HIGH_WATER:
                         await asyncio.sleep(0.002)
                     if seam.is_terminated(self.quic):
