@@ -61,7 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     balancer = balancer_from_env(dict(os.environ))
     if args.apply:
         apply(balancer, args.apply)
-        print(f"balancer: mode {args.apply}", flush=True)
+        line = f"balancer: mode {args.apply} (rules replaced, every flow forgotten)"
+        print(line, flush=True)
+        try:  # also into the container's log, which a run follows (logs/balancer.log)
+            with open("/proc/1/fd/1", "w") as log:
+                print(line, file=log)
+        except OSError:
+            pass
         return 0
     mode = os.environ.get("LB_MODE", "hash")
     apply(balancer, mode)
