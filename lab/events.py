@@ -11,7 +11,9 @@ Common fields of every event:
 - ``mono``: monotonic seconds of the emitting process -- used for durations inside one process;
 - ``role``: ``server``, ``client``, ``router``, ``controller`` or ``attacker``;
 - ``conn``: the connection's original destination CID in hex (None where no connection applies);
-- ``transport``: ``quic`` or ``tcp``.
+- ``transport``: ``quic`` or ``tcp``; a reconnection strategy's client (``reconnect-vs-migrate``)
+  names its strategy (``quic-0rtt``, ``quic-full``, ``tcp-resume``), whose family is the part
+  before the dash (``family_of``).
 
 Addresses are strings ``"ip:port"`` with IPv4-mapped IPv6 normalised to plain IPv4.
 """
@@ -273,6 +275,21 @@ class Reconnected(Event):
     duration_ms: float | None = None
 
 
+@dataclass(frozen=True)
+class SessionResumption(Event):
+    """What a handshake did with a TLS session ticket (RFC 8446 §2.2, §4.2.10; QUIC: RFC 9001 §4.6).
+
+    ``offered``: the client sent a ticket (pre_shared_key); ``resumed``: the handshake used it;
+    ``early_data``: ``accepted``, ``rejected`` (offered, the server refused: the data is sent again
+    in 1-RTT) or ``none`` (not offered; TCP: Python's ssl has no TLS 1.3 early data).
+    """
+
+    TYPE: ClassVar[str] = "session_resumption"
+    offered: bool = False
+    resumed: bool = False
+    early_data: str = "none"
+
+
 
 @dataclass(frozen=True)
 class Segment(Event):
@@ -365,7 +382,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         PathResponseReceived, PathValidated, PathAbandoned, ActivePathChanged,
         AmplificationLimited, CongestionReset, PeerCidChanged, HostCidRetired,
         MigrationStarted, MigrationCompleted, Progress, TransferComplete, EchoRtt, DataGap, GapHistogram,
-        ProbeSent, IdleEnded, ReconnectStarted, Reconnected, Action, NatMapping, Segment, CallFreeze, CallStats,
+        ProbeSent, IdleEnded, ReconnectStarted, Reconnected, SessionResumption, Action, NatMapping, Segment,
+        CallFreeze, CallStats,
         AttackStats,
     )
 }
@@ -373,6 +391,25 @@ EVENT_TYPES: dict[str, type[Event]] = {
 
 class SchemaError(ValueError):
     pass
+
+
+def family_of(transport: str) -> str:
+    """The protocol a transport label runs: ``quic-0rtt`` -> ``quic``, ``tcp-resume`` -> ``tcp``."""
+    return transport.split("-", 1)[0]
+
+
+def adopt_client_transports(events: list[Event]) -> list[Event]:
+    """Server events labelled with the strategy of the client whose connection they belong to.
+
+    The QUIC server cannot tell a reconnecting client's connection from the migrating one's: both
+    are ``quic``. A QUIC connection's ``conn`` (its original destination CID) is the same at both
+    ends, so a server event takes the ``transport`` of the client events with its ``conn``.
+    """
+    owner = {e.conn: e.transport for e in events if e.role == "client" and e.conn}
+    return [dataclasses.replace(e, transport=owner[e.conn])
+            if e.role == "server" and e.conn in owner and owner[e.conn] != e.transport
+            and family_of(owner[e.conn]) == family_of(e.transport) else e
+            for e in events]
 
 
 def from_dict(data: dict[str, Any]) -> Event:

@@ -109,3 +109,21 @@ def histogram_svg(noise: dict[str, Any], width: int = 720, height: int = 260) ->
         parts.append(f'<text x="{left + tick * bar:.1f}" y="{top + h + 14}" text-anchor="middle">{tick}</text>')
     parts.append(f'<text x="{left + w / 2}" y="{height - 6}" text-anchor="middle">gap (ms, 1 ms buckets)</text></svg>')
     return "\n".join(parts)
+
+
+GOODPUT_LIMIT = 0.8  # unpaced goodput through the NAT path, as a share of the same endpoints on loopback
+
+
+def goodput_mbit(bytes_received: int | None, duration_ms: float | None) -> float | None:
+    """Application goodput of one download in Mbit/s (None when it did not complete)."""
+    if not bytes_received or not duration_ms:
+        return None
+    return bytes_received * 8 / (duration_ms / 1000) / 1e6
+
+
+def goodput_figures(nat: Iterable[float | None], loopback: Iterable[float | None]) -> dict[str, Any]:
+    """The NAT path against loopback: both distributions and the ratio of their medians to the limit."""
+    through, local = Distribution.of(nat), Distribution.of(loopback)
+    share = ratio(through.median, local.median)
+    return {"nat_mbit": through.to_dict(), "loopback_mbit": local.to_dict(), "ratio_of_medians": share,
+            "limit": GOODPUT_LIMIT, "within_limit": share is not None and share >= GOODPUT_LIMIT}

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from lab import api
+from lab.bench import stalls
 from lab.bench.figures import NOISE_LIMIT_MS, Distribution, limit_for, ratio
 from lab.bench.page import bench_html
 from lab.scenario.names import topology_names
@@ -119,7 +120,8 @@ def noise(topology: Topology, source: Path, runs: int, say: Say) -> dict[str, An
                     histogram[ms] = histogram.get(ms, 0) + count
     within = sum(1 for f in floors if f is not None and f <= NOISE_LIMIT_MS)
     dist = Distribution.of(floors)
-    return {
+    causes = stall_causes([v.run_dir for v in verdicts])
+    return {**({"stall_causes": causes} if causes else {}),
         "method": f"{scenario.name} ({scenario.workload.size} B at {scenario.workload.rate} B/s, no network change, "
                   "captures and qlog on); noise floor = the longest gap between arrivals of application data at "
                   "the client, from its 1 ms gap histogram",
@@ -128,6 +130,24 @@ def noise(topology: Topology, source: Path, runs: int, say: Say) -> dict[str, An
         "passed": [v.passed for v in verdicts], "run_dirs": [str(v.run_dir) for v in verdicts],
         "gap_histogram_ms": dict(sorted(histogram.items(), key=lambda kv: int(kv[0]))),
     }
+
+
+def stall_causes(run_dirs: list[Path]) -> dict[str, dict[str, float]]:
+    """The client's data gaps of these runs put down to loop stalls, when the endpoints recorded them
+    (LAB_LOOP_STALLS, see lab.bench.stalls); empty when they did not."""
+    gaps: list[stalls.Gap] = []
+    found: dict[str, list[dict[str, Any]]] = {"client": [], "server": []}
+    for run_dir in run_dirs:
+        for path in sorted((run_dir / "client" / "qlog").glob("*.loop-stalls.json")):
+            odcid = path.name.split("_", 1)[0]
+            found["client"] += json.loads(path.read_text())["stalls"]
+            server = ARTIFACTS / ".runtime" / "server" / "qlog" / f"{odcid}_server.loop-stalls.json"
+            if server.is_file():
+                found["server"] += json.loads(server.read_text())["stalls"]
+        events = run_dir / "events.jsonl"
+        if events.is_file() and found["client"]:
+            gaps += stalls.gaps_of(json.loads(line) for line in events.read_text().splitlines() if line.strip())
+    return stalls.attribute(gaps, found) if found["client"] else {}
 
 
 def migration(topology: Topology, source: Path, runs: int, rtt_ms: float, directory: Path,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 
@@ -70,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     except LabError as exc:  # every user-facing error, caught here only; a scenario's lists all its problems
         print(f"{exc.prefix}{exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `lab verify RUN | head`: the reader left; say nothing more, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush would raise again
+        return 141  # 128 + SIGPIPE, what a shell reports for a program killed by the closed pipe
     except KeyboardInterrupt as exc:  # a run restores the lab before it lets Ctrl-C through (RunInterrupted)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # one more Ctrl-C on the way out is no traceback
         print(f"interrupted: {exc}" if str(exc) else "interrupted", file=sys.stderr)

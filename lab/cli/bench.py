@@ -1,6 +1,7 @@
-"""`python -m lab bench [impair|noise|migration|all]`: measured figures, each with its runs and method.
+"""`python -m lab bench [impair|noise|goodput|migration|all]`: measured figures, each with its runs and method.
 
 * noise: the lab's own noise floor (baseline scenario, N runs), against its 5 ms limit.
+* goodput: unpaced goodput through the NAT path against the same endpoints on loopback (>= 0.8).
 * migration: migration scenarios at r = 0 and r = 50 ms, N runs each, against their physical limits.
 * impair: measured accuracy of the link impairments, configured vs measured.
 
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lab.bench import goodput as goodput_run
 from lab.bench import scale as scale_figures
 from lab.bench import scale_run
 from lab.bench.figures import histogram_svg
@@ -36,10 +38,10 @@ from lab.errors import LabError
 from lab.scenario.schema import Impairment
 from lab.topology.load import ROOT, load_topology
 from lab.topology.model import CLIENT, SERVER
-from lab.units import parse_bit_rate, parse_duration, parse_percent
+from lab.units import parse_bit_rate, parse_duration, parse_percent, parse_size
 
 HELP = "measured figures: noise floor, migration disruption against its limits, impairment accuracy"
-PARTS = ("all", "noise", "migration", "detection", "impair", "scale")  # all: every part but scale (minutes)
+PARTS = ("all", "noise", "goodput", "migration", "detection", "impair", "scale")  # all: every part but scale (minutes)
 SCENARIOS = ROOT / "scenarios"
 MIGRATION_SCENARIOS = "wifi-to-cellular-active,nat-rebinding,wifi-to-cellular,preferred-address,tcp-vs-quic"
 PORT = 5201
@@ -91,6 +93,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="run even while a scenario's client is active")
     parser.add_argument("--runs", type=int, default=3, help="runs per migration scenario and RTT (default 3)")
     parser.add_argument("--noise-runs", type=int, default=5, help="runs of the baseline for the noise floor (5)")
+    parser.add_argument("--goodput-runs", type=int, default=3,
+                        help="unpaced downloads through the NAT path and on loopback, each (default 3)")
+    parser.add_argument("--goodput-size", default="40MB", help="size of each goodput download (default 40MB)")
     parser.add_argument("--rtts", default="0,50", help="round-trip times r in ms to run the migrations at (0,50)")
     parser.add_argument("--probe-after", default="50,100,200",
                         help="detection delays in ms for the trade-off on nat-rebinding (50,100,200)")
@@ -215,6 +220,7 @@ def run(args: argparse.Namespace) -> int:
         delay, loss, rate = parse_duration(args.delay), parse_percent(args.loss), parse_bit_rate(args.rate)
         rtts = [float(r) for r in args.rtts.split(",") if r.strip()]
         delays = [float(d) for d in args.probe_after.split(",") if d.strip()]
+        goodput_size = parse_size(args.goodput_size)
     except ValueError as exc:
         raise LabError(f"bench: {exc}") from None
     counts, changes = _scale_options(args)  # before anything touches the lab
@@ -233,6 +239,11 @@ def run(args: argparse.Namespace) -> int:
         (bench.directory / "noise-histogram.svg").write_text(histogram_svg(bench.results["noise"]))
         if args.format == "text":
             _print_noise(bench.results["noise"])
+    if args.part in ("all", "goodput") and args.goodput_runs > 0:
+        bench.results["goodput"] = goodput_run.goodput(lab.topology, SCENARIOS / "baseline.yaml", args.goodput_runs,
+                                                       goodput_size, bench.directory, say)
+        if args.format == "text":
+            _print_goodput(bench.results["goodput"])
     if args.part in ("all", "migration") and args.runs > 0:
         found = []
         for name in [n for n in args.scenarios.split(",") if n]:
@@ -292,6 +303,8 @@ def _print_noise(found: dict[str, Any]) -> None:
     print(f"noise floor ({found['runs']} runs of the baseline, captures and qlog on): "
           f"max {dist['maximum']:.1f} ms, median {dist['median']:.1f} ms; {found['within_limit']}/{found['runs']} runs "
           f"<= {found['limit_ms']:g} ms; ratio max/limit {found['ratio_to_limit']:.2f}")
+    for name, entry in found.get("stall_causes", {}).items():  # recorded with LAB_LOOP_STALLS
+        print(f"  {entry['gaps']:4d} gaps >= 5 ms ({entry['total_ms']:.0f} ms in all): {name}")
 
 
 def _print_detection(found: dict[str, Any]) -> None:
@@ -328,6 +341,17 @@ def _print_migration(found: list[dict[str, Any]]) -> None:
                 q, t = quic[key]["median"], tcp[key]["median"]
                 if q and t:
                     print(f"  ratio {name} r={rtt:g} {key.removesuffix('_ms')} tcp/quic (medians) = {t / q:.2f}")
+
+
+def _print_goodput(found: dict[str, Any]) -> None:
+    nat, loop, share = found["nat_mbit"], found["loopback_mbit"], found["ratio_of_medians"]
+    text = "not measured" if share is None else f"{share:.2f}"
+    print(f"goodput, unpaced {found['size'] / 1e6:g} MB ({found['runs']} runs each, alternating): "
+          f"NAT path (captures and qlog on) median {nat['median'] or 0:.1f} Mbit/s [{nat['minimum'] or 0:.1f}-"
+          f"{nat['maximum'] or 0:.1f}], {nat['runs']} runs; loopback (qlog and tcpdump on) median "
+          f"{loop['median'] or 0:.1f} Mbit/s [{loop['minimum'] or 0:.1f}-{loop['maximum'] or 0:.1f}], "
+          f"{loop['runs']} runs; ratio of medians {text} "
+          f"(limit >= {found['limit']:g}: {'met' if found['within_limit'] else 'NOT met'})")
 
 
 def _print_impair(report: dict[str, Any], delay: float, loss: float, rate: int) -> None:

@@ -15,6 +15,7 @@ import sys
 
 from lab.addresses import parse_host_port
 from lab.endpoints.quic.client import PROBE_AFTER, ClientOptions, run_quic_client
+from lab.endpoints.quic.reconnect import ATTEMPT_TIMEOUT, STRATEGIES, run_quic_reconnect
 from lab.endpoints.shared.gaps import freeze_startup_objects
 from lab.endpoints.shared.video import VideoPlan
 from lab.endpoints.tcp.client import run_tcp_client
@@ -31,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lab.endpoints.client", description=__doc__.splitlines()[0])
     parser.add_argument("--server", required=True, metavar="IP:PORT")
     parser.add_argument("--server-name", default="server", help="TLS SNI and certificate name (default server)")
-    parser.add_argument("--transport", choices=("quic", "tcp"), default="quic")
+    parser.add_argument("--transport", choices=("quic", "tcp", *STRATEGIES, "tcp-resume"), default="quic",
+                        help="quic-0rtt, quic-full, tcp-resume: reconnect after a break (reconnect-vs-migrate)")
     parser.add_argument("--workload", choices=("download", "echo", "video", "call"), default="download",
                         help="video: a DASH/HLS player over HTTP/3 (TCP: HTTP/1.1); call: messages both ways")
     parser.add_argument("--size", type=parse_size, default=parse_size("8MB"), help="download size (default 8MB)")
@@ -54,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="switch to a new peer CID on an active migration (default on)")
     parser.add_argument("--probe-after", type=parse_duration, default=PROBE_AFTER,
                         help="QUIC: the detection delay, silence before the client sends a PING (default 200ms)")
+    parser.add_argument("--strategy", action="store_true",
+                        help="tcp: reconnect as the strategies of reconnect-vs-migrate do (after --probe-after)")
     parser.add_argument("--control-socket", default="/run/lab/client.sock",
                         help="QUIC only: unix socket for JSON-line commands ('' = none); the TCP baseline takes none")
     parser.add_argument("--watch-interfaces", action="store_true",
@@ -66,7 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run_tcp(args: argparse.Namespace, server: tuple[str, int]) -> int:
-    emitter = Emitter("client", transport="tcp")
+    emitter = Emitter("client", transport=args.transport)
+    if args.transport == "tcp-resume" or args.strategy:
+        # A strategy of reconnect-vs-migrate: the migrating client's detection delay and retry cadence.
+        return await run_tcp_client(server, args.server_name, args.workload, args.size, args.rate,
+                                    args.interval_ms, args.duration, args.ca, emitter, args.keylog,
+                                    video=video_plan(args), stall_timeout=args.probe_after,
+                                    resume=args.transport == "tcp-resume", attempt_timeout=ATTEMPT_TIMEOUT,
+                                    retry_interval=args.probe_after)
     return await run_tcp_client(server, args.server_name, args.workload, args.size, args.rate,
                                 args.interval_ms, args.duration, args.ca, emitter, args.keylog, video=video_plan(args))
 
@@ -84,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --server: {exc}", file=sys.stderr)
         return 2
     freeze_startup_objects()
-    if args.transport == "tcp":
+    if args.transport in ("tcp", "tcp-resume"):
         return asyncio.run(_run_tcp(args, server))
     rotate = args.rotate_cid
     options = ClientOptions(server=server, server_name=args.server_name, workload=args.workload, size=args.size,
@@ -95,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
                             qlog_dir=args.qlog_dir, local=args.local, video=video_plan(args),
                             call_datagrams=not args.call_stream)
     try:
+        if args.transport in STRATEGIES:
+            return asyncio.run(run_quic_reconnect(options, Emitter("client", transport=args.transport),
+                                                  args.transport))
         return asyncio.run(run_quic_client(options, Emitter("client")))
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)

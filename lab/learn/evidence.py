@@ -193,6 +193,56 @@ def _experience(root: Path, scenario: str, key: str) -> list[str]:
     return lines
 
 
+FARM_SCENARIOS = ("lb-four-tuple", "lb-cid-routing", "lb-preferred-address")
+FARM_QUOTES = ("farm_balancer_flows", "farm_other_replica_reaction", "farm_connection_broke", "farm_holder_validated",
+               "farm_preferred_address")
+
+
+def _recorded_runs(root: Path, scenario: str) -> list[dict[str, Any]]:
+    """Every judged run of a scenario (its report.json), oldest first."""
+    reports = []
+    for path in sorted((root / "artifacts" / scenario).glob("*/report.json")):
+        if path.parent.is_symlink():
+            continue
+        try:
+            reports.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return reports
+
+
+def load_balancers(root: Path) -> list[str]:
+    """Each farm scenario's recorded runs (how many passed) and its latest farm checks and disruption."""
+    lines = []
+    for scenario in FARM_SCENARIOS:
+        run = _latest(root, scenario)
+        if run is None or not (run / "report.json").exists():
+            lines += _missing(scenario)
+            continue
+        report: dict[str, Any] = json.loads((run / "report.json").read_text())
+        source = _rel(root, run / "report.json")
+        runs = _recorded_runs(root, scenario)
+        passed = sum(1 for r in runs if r.get("passed"))
+        lines.append(f"`{scenario}`: {len(runs)} recorded run(s), {passed} passed; the latest, "
+                     f"`{report.get('run_id')}` ({source}), {'passed' if report.get('passed') else 'failed'}.")
+        checks = {c["name"]: c for c in report.get("checks", [])}
+        for name in FARM_QUOTES:
+            if name in checks:
+                lines.append(f"`{scenario}` {name} {checks[name].get('status')}: {checks[name].get('observed')}")
+        disruption = (report.get("metrics") or {}).get("disruption_ms")
+        if scenario != "lb-four-tuple" and disruption is not None:
+            lines.append(f"`{scenario}`: longest data pause after the first network action "
+                         f"**{float(disruption):.0f} ms** in the latest run.")
+        moved = [((r.get("farm") or {}).get("farm_balancer_flows") or {}).get("rebindings_until_moved")
+                 for r in runs if any(c.get("name") == "farm_balancer_flows" and c.get("passed")
+                                      for c in r.get("checks", []))]
+        if scenario == "lb-four-tuple" and moved:
+            counts = ", ".join(f"{n} in {moved.count(n)}" for n in sorted({m for m in moved if m is not None}))
+            lines.append(f"`{scenario}`: rebindings until the flow reached the other replica, over {len(moved)} "
+                         f"run(s): {counts}.")
+    return lines
+
+
 ATTACK_SCENARIOS = ("amplification-attack", "spoofed-migration", "off-path-forwarding")
 
 
@@ -213,6 +263,47 @@ def attacks(root: Path) -> list[str]:
     return lines
 
 
+def reconnect_vs_migrate(root: Path) -> list[str]:
+    """Each strategy's disruption and ratio to migration from artifacts/reconnect-vs-migrate/latest/report.json,
+    and their medians over every recorded run of the scenario."""
+    from lab.report.strategies import summarise
+
+    run = _latest(root, "reconnect-vs-migrate")
+    if run is None or not (run / "report.json").exists():
+        return _missing("reconnect-vs-migrate")
+    source = _rel(root, run / "report.json")
+    report: dict[str, Any] = json.loads((run / "report.json").read_text())
+    rows = report.get("strategies") or []
+    if not rows:
+        return [f"The latest recorded run `{report.get('run_id')}` ({source}) has no strategies table"
+                f"{': ' + report['error'] if report.get('error') else ''}. "
+                "Run `make scenario NAME=reconnect-vs-migrate` to measure it."]
+    lines = [f"The latest run, `{report.get('run_id')}` ({source}):"]
+    for row in rows:
+        if row.get("disruption_ms") is None or not row.get("ok"):
+            lines.append(f"{row['name']}: not measured (transfer {'ok' if row.get('ok') else 'not verified'}, "
+                         f"disruption {row.get('disruption_ms')}).")
+            continue
+        ratio = f", {row['ratio']:.2f}x migration's" if row.get("ratio") is not None and row["name"] != "quic" else ""
+        recovery = f", recovery {row['recovery_ms']:.0f} ms" if row.get("recovery_ms") is not None else ""
+        trips = f", {row['round_trips']} round trip(s) to the first byte (capture)" \
+            if row.get("round_trips") is not None else ""
+        resumed = f", session resumed {row['resumed']}, 0-RTT {row['early_data']}" \
+            if row.get("resumed") is not None else ""
+        lines.append(f"{row['name']}: longest data pause **{row['disruption_ms']:.0f} ms**{ratio}{recovery}{trips}"
+                     f"{resumed}.")
+    tables = [r.get("strategies") or [] for r in _recorded_runs(root, "reconnect-vs-migrate") if r.get("passed")]
+    for name, figures in summarise(tables).items():
+        ratio, recovery = figures.get("ratio"), figures.get("recovery_ratio")
+        if name == "quic" or ratio is None:
+            continue
+        lines.append(f"Over {figures['runs']} recorded passed run(s), {name} / migration: disruption "
+                     f"{ratio['median']:.2f}x [{ratio['min']:.2f}-{ratio['max']:.2f}]"
+                     + (f", recovery {recovery['median']:.2f}x [{recovery['min']:.2f}-{recovery['max']:.2f}]"
+                        if recovery else "") + ".")
+    return lines
+
+
 EVIDENCE: dict[str, Callable[[Path], list[str]]] = {
     "video-stall": lambda root: _experience(root, "wifi-to-cellular-video", "viewer"),
     "call-freeze": lambda root: _experience(root, "wifi-to-cellular-call", "caller"),
@@ -225,7 +316,9 @@ EVIDENCE: dict[str, Callable[[Path], list[str]]] = {
     "network-switch": network_switch,
     "preferred-address": preferred_address,
     "cid-privacy": cid_privacy,
+    "load-balancers": load_balancers,
     "attacks": attacks,
+    "reconnect-vs-migrate": reconnect_vs_migrate,
 }
 
 

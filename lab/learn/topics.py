@@ -349,6 +349,39 @@ old address.""",
         ),
     ),
     Topic(
+        name="load-balancers",
+        title="Load balancers: 4-tuple hashing, QUIC-LB connection IDs, and the preferred address",
+        sections=("RFC 9000 §5.2.3", "RFC 9000 §9", "RFC 9000 §9.6", "RFC 9000 §10.3"),
+        summary="why most deployed servers cannot follow a migration, and the two ways out",
+        body="""\
+A server that migrates finds the connection by its connection ID, but a farm of servers behind a
+layer-4 load balancer is reached through the balancer first, and the balancer decides where each
+packet goes:
+
+- **4-tuple hashing** (ECMP, most L4 balancers): a NAT rebinding or a handoff is a new 4-tuple, so a
+  new hash, and the packets may land on a replica that never saw the connection. It knows none of its
+  CIDs: it drops them (aioquic does, silently) or sends a stateless reset (§10.3). Either way the
+  connection is gone, and §5.2.3 asks such deployments to disable active migration.
+- **Connection-ID routing** (QUIC-LB, draft-ietf-quic-load-balancers): every CID a replica issues
+  encodes its server ID, and the balancer reads it from each packet's DCID. A rebound tuple still
+  reaches the replica that holds the connection, which validates the new path (§8.2) as a lone
+  server would.
+- **The preferred address** (§9.6): the replica that took the handshake offers its own unicast
+  address; once the client moves there no balancer stands in between.
+
+The lab's farm (compose profile `farm`) is a kernel-only balancer (iptables DNAT per conntrack flow,
+HMARK hash or u32 reading the plaintext server ID) in front of two replicas of the lab's server; each
+replica's own capture shows which replica got what, and what it answered. docs/load-balancers.md has
+the details.""",
+        command="python -m lab scenario run lb-four-tuple",
+        look_for=(
+            "`farm_balancer_flows`: after how many rebindings the balancer sent the flow to the other replica",
+            "`farm_other_replica_reaction`: silence or a stateless reset, from the other replica's own capture",
+            "`farm_connection_broke`: the bytes the download stalled at, and none after the move",
+            "then `lb-cid-routing` (`farm_holder_validated`) and `lb-preferred-address` (`farm_preferred_address`)",
+        ),
+    ),
+    Topic(
         name="attacks",
         title="Attacks on migration: a victim, a hijacked path, a race of copies",
         sections=("RFC 9000 §8.1", "RFC 9000 §9.3.1", "RFC 9000 §9.3.2", "RFC 9000 §9.3.3", "RFC 9000 §21.5.4"),
@@ -374,6 +407,34 @@ attacker's own captures merged into the server's view.""",
             "`capture_attack_amplification`: the server's bytes to the victim against the bytes sent in its name",
             "`capture_attack_path_not_validated`: challenges sent to the victim, none answered",
             "`capture_attack_old_path_probed`: whether the server challenged the client's real path (§9.3.3)",
+        ),
+    ),
+    Topic(
+        name="reconnect-vs-migrate",
+        title="Reconnecting instead of migrating: 0-RTT, resumption and full handshakes",
+        sections=("RFC 9000 §9", "RFC 9001 §4.6", "RFC 8446 §2.2", "RFC 8446 §8"),
+        summary="what a client without migration pays after a network change, strategy by strategy",
+        body="""\
+A client whose connection dies with its address can make a new one. How much that costs depends on
+what it kept from the first connection:
+
+- **QUIC migration** (RFC 9000 §9): no new connection. The client's next packet from the new address
+  is answered at once; the server validates the path alongside (§8.2).
+- **QUIC with 0-RTT** (RFC 9001 §4.6): the session ticket of the first connection lets the new one
+  send its request in its very first flight, beside the Initial: the data starts one round trip later.
+- **QUIC, full handshake**: one round trip of handshake, then the request: two round trips.
+- **TCP+TLS 1.3 with resumption** (RFC 8446 §2.2): the TCP handshake, then an abbreviated TLS one
+  (pre_shared_key, no certificate), then the request: still three round trips, since Python's ssl
+  sends no early data; resumption saves computation and bytes, not a round trip.
+- **TCP+TLS 1.3, full handshake**: three round trips and the certificate.
+
+0-RTT data can be replayed (RFC 8446 §8): the lab's server accepts each ticket once. Every client
+here notices the break the same way (200 ms without data), so the differences are the strategies'.""",
+        command="python -m lab scenario run reconnect-vs-migrate",
+        look_for=(
+            "the report's `Reconnection strategies` table: disruption, ratio to migration, round trips",
+            "`session_resumption` events: `early_data: accepted` on quic-0rtt's second connection",
+            "`client_hello_psk 1, server_hello_psk 1` for tcp-resume's connection after the change",
         ),
     ),
 )

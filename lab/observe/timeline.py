@@ -24,7 +24,7 @@ from lab.events import Action, DataGap, EchoRtt, Event, Progress, SchemaError, T
 # change quality, not addresses or reachability).
 NETWORK_ACTIONS: frozenset[str] = frozenset(
     {"connect", "disconnect", "route", "migrate", "rebind", "renumber", "temporary_address", "blackhole", "flap",
-     "attack"}
+     "attack", "farm_rebind"}
 )
 
 # Roles whose events belong to every transport of a run (they are not endpoints).

@@ -37,6 +37,7 @@ from lab.report.player import viewer_sentence
 from lab.report.plot import goodput_svg
 from lab.report.qlog import QlogTrace, qlog_traces
 from lab.report.sequence import SequenceDiagram, build_sequence, sequence_svg
+from lab.report.strategies import markdown as strategies_markdown
 from lab.scenario.record import CAPTURES, EVENTS, KEYLOG, SERVER_CAPTURE, TOPOLOGY_COPY
 from lab.topology.model import TopologyError, topology_from_config
 
@@ -97,6 +98,7 @@ def report_markdown(report: dict[str, Any], description: str = "", plot: str | N
         for key in keys:
             lines.append(f"| {key} | " + " | ".join(_fmt(by_transport[n].get(key)) for n in names) + " |")
     lines += experience_markdown(by_transport)
+    lines += strategies_markdown(report.get("strategies") or [])
     lines += conformance_markdown(report.get("conformance"))
     if plot:
         lines += ["", "## Goodput", "", f"![goodput over time with the network events]({plot})"]

@@ -13,10 +13,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ROLES = ("server", "client", "router", "controller")
-TRANSPORTS = ("quic", "tcp", "both")
+TRANSPORTS = ("quic", "tcp", "both", "strategies")
+# transport: strategies (reconnect-vs-migrate): QUIC migration beside four ways of reconnecting
+# instead, each a client of its own through the same change (docs/reconnect-vs-migrate.md).
+STRATEGIES = ("quic", "quic-0rtt", "quic-full", "tcp-resume", "tcp")
 KINDS = ("download", "echo", "video", "call")
 MIGRATIONS = ("none", "passive", "active", "preferred")
 TRIGGERS = ("at", "after", "after_bytes")
+# The server farm's balancer modes (lab.endpoints.balancer.rules.MODES) and what a scenario expects
+# of the connection behind it.
+FARM_MODES = ("hash", "cid")
+FARM_OUTCOMES = ("breaks", "survives")
 MAX_TIMEOUT = 300.0
 DEFAULT_TIMEOUT = 30.0
 NAME_PATTERN = re.compile(r"^[a-z0-9-]+$")
@@ -71,13 +78,17 @@ class InitialState:
 
     networks: tuple[str, ...]
     impair: dict[str, Impairment] = field(default_factory=dict)
+    # ``nat`` steps (one per router) played before the client starts, so a mapping change cannot race
+    # the handshake as a first step would.
+    nat: tuple[Step, ...] = ()
 
 
 @dataclass(frozen=True)
 class Workload:
     """What the client does while the network changes under it."""
 
-    transport: str = "quic"  # quic | tcp | both (both: a QUIC and a TCP client run side by side through the same steps)
+    # quic | tcp | both | strategies (both: a QUIC and a TCP client side by side; strategies: STRATEGIES)
+    transport: str = "quic"
     kind: str = "download"  # download | echo | video | call
     size: int | None = None  # bytes (download)
     rate: int | None = None  # bytes per second the server paces the download at; None = unpaced
@@ -102,6 +113,8 @@ class Workload:
 
     @property
     def transports(self) -> tuple[str, ...]:
+        if self.transport == "strategies":
+            return STRATEGIES
         return ("quic", "tcp") if self.transport == "both" else (self.transport,)
 
 
@@ -151,11 +164,26 @@ class Step:
     ports: str | None = None
     udp_timeout: float | None = None  # seconds, whole
     keepalive: float | None = None  # idle: seconds between the client's PINGs while quiet; None: none
+    tries: int | None = None  # farm_rebind: rebindings at most, until the balancer moves the flow
+    give_up: float | None = None  # farm_rebind: seconds after the move until the controller ends the client
     flap: Flap | None = None
     description: str | None = None
     line: int = 0
     index: int = 0
     origin: str | None = None  # for steps expanded from a flap: "steps[3] flap 2/10"
+
+
+@dataclass(frozen=True)
+class FarmSpec:
+    """The scenario runs against the server farm (compose profile ``farm``) in this balancer mode.
+
+    ``connection`` is what the scenario expects of the connection once a rebound flow reaches the
+    balancer: ``breaks`` (the flow is hashed onto a replica that never saw it) or ``survives``;
+    the farm checks (lab.verify.farm_checks) judge it from the events and the captures.
+    """
+
+    mode: str
+    connection: str = "survives"
 
 
 @dataclass(frozen=True)
@@ -185,6 +213,7 @@ class Scenario:
     stacks: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     # check name -> why the stack under test is known to fail it (a recorded finding, not a pass).
     known_failures: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    farm: FarmSpec | None = None  # against the server farm, not the lab's one server
 
     @property
     def transports(self) -> tuple[str, ...]:

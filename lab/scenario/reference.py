@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.control.attacks import KINDS as ATTACK_KINDS
-from lab.events import EVENT_TYPES
+from lab.events import EVENT_TYPES, family_of
 from lab.nat_behaviour import MAPPINGS as NAT_MAPPINGS
 from lab.nat_behaviour import PORTS as NAT_PORTS
 from lab.scenario.expectations import (
@@ -38,11 +38,21 @@ from lab.scenario.expectations import (
     OPTIONAL_ADDRESS,
     OPTIONAL_COMPARISON,
 )
-from lab.scenario.model import KINDS, MAX_TIMEOUT, MIGRATIONS, NAME_PATTERN, ROLES, TRANSPORTS, TRIGGERS
+from lab.scenario.model import (
+    FARM_MODES,
+    FARM_OUTCOMES,
+    KINDS,
+    MAX_TIMEOUT,
+    MIGRATIONS,
+    NAME_PATTERN,
+    ROLES,
+    TRANSPORTS,
+    TRIGGERS,
+)
 from lab.scenario.rules import IMPAIRMENT_KEYS, KIND_KEYS, TOP_KEYS, WORKLOAD_KEYS
 from lab.scenario.stacks import ROLES as STACK_ROLES
 from lab.scenario.stacks import STACKS
-from lab.scenario.steps import ACTIONS, FLAP_TIMES, ActionSpec, Field
+from lab.scenario.steps import ACTIONS, FARM_TRIES, FLAP_TIMES, ActionSpec, Field
 from lab.units import BIT_RATE_UNITS, DURATION_UNITS, SIZE_UNITS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,6 +162,8 @@ def _value_definitions() -> dict[str, Any]:
         "flap_networks": {"type": "array", "items": _ref("client_network"), "minItems": 2, "uniqueItems": True,
                           "description": "the attached client networks to switch the default route between"},
         "flap_times": {"type": "integer", "minimum": FLAP_TIMES[0], "maximum": FLAP_TIMES[1]},
+        "farm_tries": {"type": "integer", "minimum": FARM_TRIES[0], "maximum": FARM_TRIES[1],
+                       "description": "rebindings at most (default 16: all on one replica has odds 2**-16)"},
         "profile": profile,
         "impairment": {
             "type": "object", "minProperties": 1, "additionalProperties": False,
@@ -212,11 +224,14 @@ def _argument(kind: str) -> dict[str, Any]:
 
 def _expectation_definition() -> dict[str, Any]:
     """A check name, or {check: argument}; a transport prefix (quic:, tcp:) where the check applies."""
+    from lab.scenario.model import STRATEGIES
+
     names: dict[str, str] = {}
     for check, spec in EXPECTATIONS.items():
         names[check] = check
-        for transport in sorted(spec.transports):
-            names[f"{transport}:{check}"] = check
+        for transport in sorted(spec.transports):  # reconnect-vs-migrate's strategies are labels too
+            for label in [transport] + [s for s in STRATEGIES if s != transport and family_of(s) == transport]:
+                names[f"{label}:{check}"] = check
     bare = [name for name, check in names.items() if EXPECTATIONS[check].argument != COMPARISON]
     return {"description": "a check name, or a single-key mapping {check: argument} (scenarios/README.md, expect)",
             "anyOf": [{"type": "string", "enum": bare},
@@ -283,7 +298,11 @@ def json_schema() -> dict[str, Any]:
             "networks": {"type": "array", "items": _ref("client_network"), "minItems": 1, "uniqueItems": True,
                          "description": "client networks attached at start; the first carries the default route"},
             "impair": {"type": "object", "additionalProperties": _ref("impairment_or_profile"),
-                       "description": "network -> impairment (or a profile name)"}}},
+                       "description": "network -> impairment (or a profile name)"},
+            "nat": {"type": "object", "additionalProperties": {
+                        "type": "object", "additionalProperties": False, "minProperties": 1,
+                        "properties": {f.name: _ref(f.kind.json) for f in ACTIONS["nat"].fields if f.name != "router"}},
+                    "description": "router -> its NAT behaviour before the client starts (the fields of a nat step)"}}},
         "workload": _ref("workload"),
         "steps": {"type": "array", "items": _ref("step")},
         "expect": {"type": "array", "items": _ref("expectation"), "minItems": 1},
@@ -296,6 +315,13 @@ def json_schema() -> dict[str, Any]:
                            "properties": {name: {"type": "string", "minLength": 1} for name in KNOWN_FAILURE_CHECKS},
                            "description": "check -> why the lab's own stack is known to fail it: shown as an "
                                           "expected failure, never as a pass; a pass fails the run (stale record)"},
+        "farm": {"type": "object", "additionalProperties": False, "required": ["mode"],
+                 "description": "run against the server farm (compose profile farm, docs/load-balancers.md): the "
+                                "client targets the balancer's address; the farm checks judge the replicas",
+                 "properties": {"mode": {"enum": list(FARM_MODES), "description": "the balancer's mode: hash "
+                                                                                   "(4-tuple) or cid (QUIC-LB)"},
+                                "connection": {"enum": list(FARM_OUTCOMES), "default": "survives",
+                                               "description": "what the scenario expects of the connection"}}},
     }
     assert tuple(properties) == TOP_KEYS
     return {

@@ -15,11 +15,13 @@ from typing import Any
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from lab.events import EVENT_TYPES
+from lab.events import EVENT_TYPES, family_of
 from lab.scenario.expectations import EVIDENCE_SOURCES, KNOWN_FAILURE_CHECKS
 from lab.scenario.expectations import EXPECTATIONS as CHECKS
 from lab.scenario.model import (
     DEFAULT_TIMEOUT,
+    FARM_MODES,
+    FARM_OUTCOMES,
     KINDS,
     MAX_TIMEOUT,
     MIGRATIONS,
@@ -28,6 +30,7 @@ from lab.scenario.model import (
     TRANSPORTS,
     TRIGGERS,
     Expectation,
+    FarmSpec,
     Impairment,
     InitialState,
     Scenario,
@@ -44,13 +47,14 @@ from lab.scenario.steps import ACTIONS, ActionSpec, Attachment
 from lab.units import human_bytes, human_seconds, parse_bit_rate, parse_byte_rate, parse_percent, parse_size
 
 TOP_KEYS = ("name", "description", "timeout", "tags", "initial", "workload", "steps", "expect", "optional_evidence",
-            "stacks", "known_failures")
+            "stacks", "known_failures", "farm")
 WORKLOAD_KEYS = ("transport", "kind", "size", "rate", "interval", "duration", "migration", "rotate_cid", "port",
                  "probe_after", "bitrate", "segment", "segments", "startup", "buffer", "datagrams", "family")
 # Which kinds a workload key applies to (keys not listed apply to every kind).
 KIND_KEYS = {"size": ("download",), "rate": ("download",), "interval": ("echo", "call"),
              "duration": ("echo", "call"), "bitrate": ("video",), "segment": ("video",), "segments": ("video",),
              "startup": ("video",), "buffer": ("video",), "datagrams": ("call",)}
+FARM_KEYS = ("mode", "connection")
 IMPAIRMENT_KEYS = ("delay", "jitter", "loss", "rate", "blackhole", "profile")
 STEP_KEYS = ("action", *TRIGGERS, "delay", "description")  # every step may have these, whatever its action
 
@@ -61,6 +65,8 @@ class ScenarioValidator(NodeValidator):
     def __init__(self, file: str, topology: TopologyNames) -> None:
         super().__init__(file)
         self.topology = topology
+        self.farm: FarmSpec | None = None  # the scenario's, once read: what farm steps check against
+        self.farm_declared = False  # a farm block, even a wrong one (its own error says what is wrong)
 
     def network(self, node: Node, path: str, client_only: bool = True) -> str | None:
         names = self.topology.client_networks if client_only else self.topology.networks
@@ -85,6 +91,9 @@ class ScenarioValidator(NodeValidator):
             tags = tuple(t for i, n in enumerate(items) if (t := self.string(n, f"tags[{i}]")) is not None)
         workload = self.workload(top["workload"][1], timeout) if "workload" in top else None
         initial = self.initial(top["initial"][1] if "initial" in top else None, root)
+        if "farm" in top:
+            self.farm_declared = True
+            self.farm = self.farm_spec(top["farm"][1], workload, "stacks" in top)
         steps: tuple[Step, ...] = ()
         if "steps" in top and initial is not None:
             steps = self.steps(top["steps"][1], initial, workload or Workload(), timeout)
@@ -122,7 +131,26 @@ class ScenarioValidator(NodeValidator):
             return None
         return Scenario(name=name, description=description.strip(), workload=workload, initial=initial, steps=steps,
                         expect=expect, timeout=timeout, tags=tags, file=self.file,
-                        optional_evidence=tuple(optional), stacks=stacks, known_failures=known)
+                        optional_evidence=tuple(optional), stacks=stacks, known_failures=known, farm=self.farm)
+
+    def farm_spec(self, node: Node, workload: Workload | None, stacks: bool) -> FarmSpec | None:
+        """``farm: {mode: hash|cid, connection: breaks|survives}``: the run targets the farm's address."""
+        keys = self.mapping(node, "farm", FARM_KEYS, required=("mode",))
+        if keys is None or "mode" not in keys:
+            return None
+        mode = self.choice(keys["mode"][1], "farm.mode", FARM_MODES)
+        connection = self.choice(keys["connection"][1], "farm.connection", FARM_OUTCOMES) \
+            if "connection" in keys else FarmSpec.connection
+        if stacks:
+            self.error(node, "farm", "the farm's replicas are the lab's own server; drop stacks or farm")
+            return None
+        if workload is not None and workload.transport != "quic":
+            self.error(node, "farm", f"the farm serves QUIC only (its replicas run no TCP); workload.transport "
+                                     f"is {workload.transport}")
+            return None
+        if mode is None or connection is None:
+            return None
+        return FarmSpec(mode, connection)
 
     def _name(self, top: dict[str, tuple[Node, Node]]) -> str | None:
         if "name" not in top:
@@ -173,7 +201,7 @@ class ScenarioValidator(NodeValidator):
                 self.error(root, "initial.networks", "is required (the topology names no default network)")
                 return None
             return InitialState(networks=(default,))
-        keys = self.mapping(node, "initial", ("networks", "impair"))
+        keys = self.mapping(node, "initial", ("networks", "impair", "nat"))
         if keys is None:
             return None
         networks: list[str] = []
@@ -198,7 +226,26 @@ class ScenarioValidator(NodeValidator):
                 found = self.impairment(value, f"initial.impair.{name}")
                 if found is not None:
                     impair[name] = found
-        return InitialState(networks=tuple(networks), impair=impair)
+        nat = self.initial_nat(keys["nat"][1]) if "nat" in keys else ()
+        return InitialState(networks=tuple(networks), impair=impair, nat=nat)
+
+    def initial_nat(self, node: Node) -> tuple[Step, ...]:
+        """``initial.nat``: router -> the fields of a ``nat`` step, validated as that step is."""
+        spec = ACTIONS["nat"]
+        fields = tuple(f for f in spec.fields if f.name != "router")
+        steps: list[Step] = []
+        for router, (_, value) in (self.mapping(node, "initial.nat", self.topology.routers) or {}).items():
+            path = f"initial.nat.{router}"
+            keys = self.mapping(value, path, tuple(f.name for f in fields))
+            if keys is None:
+                continue
+            start = len(self.errors)
+            got = {f.name: f.kind.read(self, keys[f.name][1], f"{path}.{f.name}") for f in fields if f.name in keys}
+            got = spec.play(_StepCheck(self, keys, path, value, Attachment([], None), Workload()), got)
+            if len(self.errors) == start:
+                steps.append(Step(action="nat", router=router, description=f"initial NAT behaviour of {router}",
+                                  line=value.start_mark.line + 1, **got))
+        return tuple(steps)
 
     def workload(self, node: Node, timeout: float) -> Workload | None:
         keys = self.mapping(node, "workload", WORKLOAD_KEYS)
@@ -268,6 +315,10 @@ class ScenarioValidator(NodeValidator):
         if transport == "tcp" and migration in ("active", "preferred"):
             self.error(keys["migration"][1], "workload.migration",
                        f"{migration!r} is QUIC-only (RFC 9000 §9); with transport tcp use none or passive")
+        if transport == "strategies" and (kind != "download" or migration != "passive"):
+            self.error(keys["transport"][1], "workload.transport",
+                       "strategies reconnect a download after a passive client's detection delay: "
+                       "use kind download and migration passive")
         if transport == "both" and migration == "preferred":
             self.error(keys["migration"][1], "workload.migration",
                        "'preferred' is a QUIC transport parameter (RFC 9000 §18.2) with no TCP equivalent; "
@@ -449,7 +500,7 @@ class ScenarioValidator(NodeValidator):
                 self.error(item, path, f"transport prefix {scope!r} is not a transport of this workload "
                                        f"({', '.join(transports)})")
                 continue
-            applicable = [t for t in ((scope,) if scope else transports) if t in spec.transports]
+            applicable = [t for t in ((scope,) if scope else transports) if family_of(t) in spec.transports]
             if not applicable:
                 self.error(item, path, f"{check} applies to {', '.join(sorted(spec.transports))} only; "
                                        f"this workload runs {', '.join(transports)}")
@@ -471,6 +522,7 @@ class _StepCheck:
                  state: Attachment, workload: Workload) -> None:
         self._validator, self._keys, self._path, self._item = validator, keys, path, item
         self.state, self.workload = state, workload
+        self.farm = validator.farm or (validator.farm_declared or None)
 
     def error(self, key: str | None, message: str, index: int | None = None) -> None:
         if key is None:
@@ -483,4 +535,4 @@ class _StepCheck:
             self._validator.error(node, f"{self._path}.{key}", message)
 
 
-__all__ = ["IMPAIRMENT_KEYS", "STEP_KEYS", "TOP_KEYS", "WORKLOAD_KEYS", "ScenarioValidator"]
+__all__ = ["FARM_KEYS", "IMPAIRMENT_KEYS", "STEP_KEYS", "TOP_KEYS", "WORKLOAD_KEYS", "ScenarioValidator"]

@@ -21,6 +21,7 @@ from typing import Any
 
 from lab import events as ev
 from lab.control import adversary, impair, salvage
+from lab.control import farm as farm_control
 from lab.control.actions import ActionError, ActionResult, Lab
 from lab.control.preflight import FaultWatch, PreflightError, RunLock, check_lab
 from lab.observe.live import PlainView
@@ -32,6 +33,7 @@ from lab.scenario.record import RECORD, RUN_END, TIMEOUT_ERROR, TOPOLOGY_COPY, s
 from lab.scenario.schema import Scenario, Step
 from lab.scenario.stacks import Endpoints
 from lab.scenario.steps import ACTIONS
+from lab.topology.farm import farm_of
 from lab.topology.load import ROOT
 from lab.topology.model import CLIENT, SERVER, Topology
 
@@ -78,11 +80,17 @@ def client_command(scenario: Scenario, topology: Topology, transport: str, run_i
     workload = scenario.workload
     port = topology.server_preferred_port if workload.migration == "preferred" and transport == "quic" \
         else (workload.port or topology.server_port)
-    logs = f"/logs/runs/{run_id}"
     host = f"[{topology.server_address6}]" if workload.family == 6 else topology.server_address
+    farm = farm_of(topology) if scenario.farm is not None else None
+    if scenario.farm is not None and farm is None:
+        raise ActionError(f"{scenario.name}: runs against the farm, and compose.yaml defines none (x-lab.farm)")
+    if farm is not None:  # the farm's one address; its preferred port when the client is to move
+        host, port = farm.address, (farm.preferred_port or farm.port) if workload.migration == "preferred" \
+            else farm.port
+    logs = f"/logs/runs/{run_id}"
     args = ["python", "-m", "lab.endpoints.client", f"--server={host}:{port}",
             f"--transport={transport}", f"--workload={workload.kind}",
-            f"--keylog={logs}/keys-{transport}.log", f"--qlog-dir={logs}/qlog"]
+            f"--keylog={logs}/keys-{ev.family_of(transport)}.log", f"--qlog-dir={logs}/qlog"]
     if transport == "quic":  # the TCP baseline takes no migration commands
         args.append(f"--control-socket={CONTROL_SOCKET}")
     if workload.kind == "download":
@@ -105,8 +113,11 @@ def client_command(scenario: Scenario, topology: Topology, transport: str, run_i
         # An aware client binds to its interface's address; only its own migrate moves it.
         args.append(f"--local={topology.client_addresses[scenario.initial.networks[0]]}")
     args.append("--rotate-cid" if workload.rotate_cid else "--no-rotate-cid")
-    if transport == "quic":
+    strategies = workload.transport == "strategies"  # reconnect-vs-migrate: every client, one detection delay
+    if transport == "quic" or strategies:
         args.append(f"--probe-after={workload.probe_after * 1000:g}ms")
+    if strategies and transport == "tcp":
+        args.append("--strategy")
     # Also copy the events to the container's own log, so `docker compose logs client` shows them.
     return ["bash", "-c", 'set -o pipefail; mkdir -p "$0/qlog"; "${@}" 2>&1 | tee -a /proc/1/fd/1', logs, *args]
 
@@ -253,17 +264,35 @@ class ScenarioRunner:
                     adversary.ensure_up(self.topology)
                 except (ActionError, RuntimeError) as exc:
                     raise PreflightError(str(exc)) from None
+            if self.farming:
+                try:
+                    farm_control.ensure_up(self.topology)
+                except (ActionError, RuntimeError) as exc:
+                    raise PreflightError(str(exc)) from None
             return self._run()
         finally:
             if self.attacking:  # only the scenarios that attack have a victim and an attacker
                 with contextlib.suppress(Exception):
                     adversary.remove(self.topology)
                     self.lab.forget(*adversary.hosts(self.topology))
+            if self.farming:  # and only the farm's scenarios the balancer and the replicas
+                with contextlib.suppress(Exception):
+                    farm_control.remove(self.topology)
+                    self.lab.forget(*self.farm_hosts)
             lock.release()
 
     @property
     def attacking(self) -> bool:
         return self.scenario.attacks
+
+    @property
+    def farming(self) -> bool:
+        return self.scenario.farm is not None and self.foreign is None and not self.endpoints.black_box
+
+    @property
+    def farm_hosts(self) -> tuple[str, ...]:
+        farm = farm_of(self.topology) if self.farming else None
+        return farm.services if farm else ()
 
     def _run(self) -> RunResult:
         scenario = self.scenario
@@ -355,14 +384,25 @@ class ScenarioRunner:
         for network, impairment in scenario.initial.impair.items():
             t = time.time()
             self._record(self._action_event(impair.apply(self.lab, network, impairment), t), "controller")
+        for step in scenario.initial.nat:  # before the client's first packet makes a mapping
+            t = time.time()
+            self._record(self._action_event(self._apply(step), t, step), "controller")
         if self.endpoints.black_box:
             self.foreign = ForeignEnds(self.lab, self.topology, scenario, self.endpoints, run_dir, run_id)
             t = time.time()
             self._record(self._action_event(self.foreign.prepare(), t), "controller")
             self._write_record(run_dir, run_id, t)  # now with the served file's sha256
+        if self.farming and scenario.farm is not None:
+            t = time.time()
+            farm_control.set_mode(self.topology, scenario.farm.mode)
+            self._record(self._action_event(ActionResult("farm", "balancer", {
+                "mode": farm_control.mode(self.topology), "expects": scenario.farm.connection,
+                "replicas": list(self.farm_hosts[1:])}), t), "controller")
         if self.capture:
             t = time.time()
             names = self.lab.start_captures()
+            if self.farming:
+                names += farm_control.start_captures(self.lab)
             self._record(self._action_event(ActionResult("capture", "routers", {"interfaces": names}), t),
                          "controller")
         since = time.time() - 0.2
@@ -370,6 +410,8 @@ class ScenarioRunner:
         for router in self.topology.routers:
             streams.follow_container(router, self.lab.ctr(router), since)
         for host in adversary.hosts(self.topology) if self.attacking else ():
+            streams.follow_container(host, self.lab.ctr(host), since)
+        for host in self.farm_hosts:  # the replicas' events (role server) and the balancer's lines
             streams.follow_container(host, self.lab.ctr(host), since)
         clients: dict[str, ExecStream] = {}
         if self.foreign is not None:
@@ -464,7 +506,7 @@ class ScenarioRunner:
 
     def _collect(self, run_id: str, run_dir: Path) -> None:
         """Every artifact of the run: events, logs, qlog, key logs, captures (keys injected)."""
-        timeline = Timeline.from_streams(self.events)
+        timeline = Timeline.from_streams(ev.adopt_client_transports(self.events))
         write_jsonl(run_dir / "events.jsonl", timeline)
         logs = run_dir / "logs"
         logs.mkdir(exist_ok=True)
@@ -473,6 +515,9 @@ class ScenarioRunner:
         if self.capture:
             with contextlib.suppress(Exception):
                 self.lab.stop_captures(run_dir / "captures")
+            if self.farming:
+                with contextlib.suppress(Exception):
+                    farm_control.stop_captures(self.lab, run_dir / "captures")
         client_runtime = RUNTIME / CLIENT / "runs" / run_id
         if client_runtime.exists():
             shutil.copytree(client_runtime, run_dir / "client", dirs_exist_ok=True)
@@ -483,3 +528,6 @@ class ScenarioRunner:
             for path in server_qlog.glob(f"{conn}*.qlog"):
                 (run_dir / "server" / "qlog").mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, run_dir / "server" / "qlog" / path.name)
+        if self.farming:
+            with contextlib.suppress(Exception):
+                farm_control.collect(self.topology, RUNTIME, run_dir, conns)

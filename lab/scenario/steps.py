@@ -100,6 +100,8 @@ NAT_MAPPING = Kind(lambda v, node, path: v.convert(node, path, nat_behaviour.map
                    "/".join(nat_behaviour.MAPPINGS))
 NAT_PORTS = Kind(lambda v, node, path: v.convert(node, path, nat_behaviour.ports_name), "nat_ports",
                  "/".join(nat_behaviour.PORTS))
+FARM_TRIES = (1, 32)
+TRIES = Kind(lambda v, node, path: v.integer(node, path, *FARM_TRIES), "farm_tries", "1-32, default 16")
 WHOLE_SECONDS = Kind(lambda v, node, path: v.convert(node, path, whole_seconds), "duration", "whole seconds")
 
 
@@ -133,6 +135,7 @@ class StepCheck(Protocol):
 
     state: Attachment
     workload: Workload
+    farm: Any  # the scenario's FarmSpec, or None when it runs against the lab's one server
 
     def error(self, key: str | None, message: str, index: int | None = None) -> None:
         """A problem located at the step's ``key`` (its item ``index`` in a list), or at the step."""
@@ -261,6 +264,12 @@ def _play_idle(check: StepCheck, got: dict[str, Any]) -> dict[str, Any]:
     return got
 
 
+def _play_farm(check: StepCheck, got: dict[str, Any]) -> dict[str, Any]:
+    if check.farm is None:
+        check.error("action", "farm_rebind needs the scenario to run against the farm (farm: {mode: hash|cid})")
+    return got
+
+
 def _as_given(check: StepCheck, got: dict[str, Any]) -> dict[str, Any]:
     return got
 
@@ -274,6 +283,12 @@ def _apply_impair(lab: Lab, step: Step) -> ActionResult:
     from lab.control import impair
 
     return impair.apply_step(lab, step)
+
+
+def _apply_farm_rebind(lab: Lab, step: Step) -> ActionResult:
+    from lab.control import farm
+
+    return farm.rebind_until_moved(lab, step.router or "", step.tries or farm.DEFAULT_TRIES, step.give_up)
 
 
 def _apply_wait(lab: Lab, step: Step) -> ActionResult:
@@ -370,6 +385,14 @@ _SPECS = (
                "PING every `keepalive` if given (aioquic sends none by itself)",
                _play_idle, lambda lab, step: lab.idle(step.duration, step.keepalive),  # type: ignore[arg-type]
                changes_network=False, commands_client=True),
+    ActionSpec("farm_rebind", (Field("router", ROUTER), Field("tries", TRIES, required=False),
+                               Field("give_up", POSITIVE_DURATION, required=False)),
+               "rebind the router's NAT (as `rebind`) until the farm's balancer sends the connection's new flow to "
+               "another replica than the one holding it, at most `tries` times; each new flow and its replica, read "
+               "from the balancer's conntrack, go into the action event; with `give_up`, once the flow moved the "
+               "client gets that long, then the controller ends it (SIGTERM), as a user gives up on a dead "
+               "connection that aioquic would keep until its 60 s idle timeout (needs `farm:`)",
+               _play_farm, _apply_farm_rebind, moves_client=True),
     ActionSpec("wait", (Field("duration", POSITIVE_DURATION),), "do nothing for a while",
                _as_given, _apply_wait, changes_network=False),
     ActionSpec("flap", (Field("networks", CLIENT_NETWORKS), Field("times", TIMES),

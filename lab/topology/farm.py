@@ -22,16 +22,23 @@ class Farm:
     balancer_inside: str  # its address on the farm network: the replicas' route back
     replicas: tuple[Backend, ...]
     profile: str = "farm"
+    preferred_port: int | None = None  # the port whose connections get the replica's unicast address
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """Every address a client may reach the farm at: its own, then the replicas' unicast ones."""
+        return (self.address, *(r.unicast for r in self.replicas if r.unicast))
 
     @property
     def services(self) -> tuple[str, ...]:
         return (self.balancer, *(r.name for r in self.replicas))
 
     def as_balancer(self) -> Balancer:
-        return Balancer(self.address, self.port, self.replicas)
+        return Balancer(self.address, self.port, self.replicas, preferred_port=self.preferred_port)
 
     def replica_at(self, address: str) -> Backend | None:
-        return next((r for r in self.replicas if r.address == address), None)
+        """The replica with that farm-side or unicast address."""
+        return next((r for r in self.replicas if address in (r.address, r.unicast)), None)
 
 
 def farm_from_config(config: dict[str, Any]) -> Farm | None:
@@ -40,9 +47,11 @@ def farm_from_config(config: dict[str, Any]) -> Farm | None:
     if not spec:
         return None
     try:
-        replicas = tuple(Backend(name, str(r["address"]), int(r["server_id"])) for name, r in spec["replicas"].items())
+        replicas = tuple(Backend(name, str(r["address"]), int(r["server_id"]), str(r.get("unicast") or ""))
+                         for name, r in spec["replicas"].items())
+        preferred = int(spec["preferred_port"]) if spec.get("preferred_port") else None
         farm = Farm(str(spec["address"]), int(spec["port"]), str(spec["balancer"]["service"]),
-                    str(spec["balancer"]["address"]), replicas)
+                    str(spec["balancer"]["address"]), replicas, preferred_port=preferred)
         farm.as_balancer()  # distinct server IDs, at least one replica
         return farm
     except (KeyError, TypeError, ValueError) as exc:

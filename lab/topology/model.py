@@ -237,6 +237,10 @@ def validate(topology: Topology) -> list[str]:
     farm = (topology.extra.get("config") or {}).get("x-lab", {}).get("farm")
     if farm:  # its own network is left out of the config with its profile; its address is on internet's
         inside("x-lab.farm.address", "internet", str(farm.get("address", "")), "x-lab.farm.address", "balancer")
+        for name, replica in (farm.get("replicas") or {}).items():
+            if isinstance(replica, dict) and replica.get("unicast"):
+                inside(f"x-lab.farm.replicas.{name}.unicast", "internet", str(replica["unicast"]),
+                       f"x-lab.farm.replicas.{name}.unicast", name)
     for (network, address), by in owners.items():
         if len(by) > 1:
             problems.append(f"{address} on {network} is given to {len(by)} hosts: {'; '.join(by.values())}; "

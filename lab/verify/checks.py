@@ -29,6 +29,7 @@ from lab.events import (
     Reconnected,
     ReconnectStarted,
     TransferComplete,
+    family_of,
 )
 from lab.observe.timeline import Timeline
 from lab.report.call import call_stats, longest_freeze
@@ -407,7 +408,7 @@ def evaluate(timeline: Timeline, expectations: Iterable[Any], transport: str) ->
     results = []
     for item in expectations:
         spec = CHECKS[item.check]
-        if (item.transport and item.transport != transport) or transport not in spec.transports:
+        if (item.transport and item.transport != transport) or family_of(transport) not in spec.transports:
             continue
         results.append(run_check(timeline, item.check, item.argument, transport))
     return results

@@ -25,6 +25,7 @@ from typing import Any
 from lab import events as ev
 from lab.errors import LabError
 from lab.observe.timeline import Timeline
+from lab.report import strategies
 from lab.report.metrics import compute_metrics
 from lab.report.render import write_reports
 from lab.scenario.names import topology_names
@@ -42,8 +43,18 @@ from lab.scenario.record import (
 from lab.scenario.schema import Scenario, ScenarioError, parse_scenario
 from lab.scenario.stacks import Endpoints
 from lab.scenario.steps import ACTIONS
+from lab.topology.farm import farm_of
 from lab.topology.model import Topology, TopologyError, topology_from_config
-from lab.verify import attack_checks, blackbox, capture_checks, conformance, cross_checks, qlog_fill
+from lab.verify import (
+    attack_checks,
+    blackbox,
+    capture_checks,
+    conformance,
+    cross_checks,
+    farm_checks,
+    qlog_fill,
+    tcp_tls,
+)
 from lab.verify.checks import evaluate
 from lab.verify.conformance import Finding
 from lab.verify.pcap import ImageTools, QuicPacket, TsharkError, prepare_captures, read_quic_packets
@@ -96,6 +107,7 @@ class Verdict:
     decoded: list[Any] | None = field(default=None, repr=False)  # the server-side capture as judged
     endpoints: Endpoints = field(default_factory=Endpoints)
     conformance: list[Finding] | None = None  # None: not judged (no decoded capture)
+    strategies: list[dict[str, Any]] | None = None  # reconnect-vs-migrate's table (lab.report.strategies)
     strict: bool = False
     timeline: Timeline = field(default_factory=Timeline, repr=False)
 
@@ -149,6 +161,9 @@ class Verdict:
             "captures": {"tool": "tshark (lab image)", "packets": self.packets,
                          "files": sorted(p.name for p in (self.run_dir / "captures").glob("*.pcapng"))},
             "endpoints": self.endpoints.to_dict(),
+            # A farm run's figures (which replica, rebindings until the move, the reaction), by farm check.
+            **({"farm": farm} if (farm := farm_checks.summary(self.checks)) else {}),
+            **({} if self.strategies is None else {"strategies": self.strategies}),
             **({} if self.conformance is None else {"conformance": [f.to_dict() for f in self.conformance],
                                                      "conformance_strict": self.strict}),
         }
@@ -260,9 +275,36 @@ def qlog_challenges(logs: list[Qlog]) -> set[str]:
 # --- the judgement -------------------------------------------------------------------------
 
 
-def expects_migration(scenario: Scenario) -> bool:
+def expects_migration(scenario: Scenario, topology: Topology | None = None) -> bool:
     """Whether the scenario moves the client to a new path (the migration capture checks apply)."""
-    return scenario.workload.migration == "preferred" or any(s.action in MIGRATING_ACTIONS for s in scenario.plan())
+    return (scenario.workload.migration == "preferred" or any(s.action in MIGRATING_ACTIONS for s in scenario.plan())
+            or (topology is not None and idle_outlasts_binding(scenario, topology)))
+
+
+def idle_outlasts_binding(scenario: Scenario, topology: Topology) -> bool:
+    """Whether an ``idle`` step outlasts the NAT binding its traffic leaves by (RFC 9308 §3.2).
+
+    The binding then expires, the client's next packet gets a new mapping, and the server sees a
+    new path. The binding's timeout is the router's conntrack timeout for a replied flow from
+    compose.yaml, or the last ``nat`` step's ``udp_timeout`` (which sets both of conntrack's).
+    A keep-alive more often than the timeout keeps the binding, so that idle moves nothing.
+    """
+    timeouts = {router: float(nat.udp_timeout_stream) for router, nat in topology.nat.items()}
+    starts = scenario.initial.networks or topology.client_start_networks
+    route = starts[0] if starts else None
+    for step in (*scenario.initial.nat, *scenario.plan()):
+        if step.action == "route":
+            route = step.network
+        elif step.action == "disconnect" and step.network == route:
+            route = None
+        elif step.action == "nat" and step.udp_timeout is not None and step.router:
+            timeouts[step.router] = float(step.udp_timeout)
+        elif step.action == "idle" and route in topology.gateways:
+            timeout = timeouts.get(topology.gateways[route].router)
+            quiet = step.keepalive if step.keepalive is not None else step.duration
+            if timeout is not None and quiet is not None and quiet > timeout:
+                return True
+    return False
 
 
 def run_completed(timeline: Timeline, planned: int) -> CheckResult:
@@ -275,8 +317,11 @@ def run_completed(timeline: Timeline, planned: int) -> CheckResult:
         problems.append(f"no {RUN_END} event: the run did not finish recording")
     if detail.get("error"):
         problems.append(str(detail["error"]))
+    # A client the scenario's own step ended (farm_rebind's give_up) exits as it was made to: not a failure.
+    gave_up = any(isinstance(e, ev.Action) and e.ok and (e.detail.get("gave_up") or {}).get("ended")
+                  for e in timeline)
     for transport, code in sorted((detail.get("exit_codes") or {}).items()):
-        if code != 0:
+        if code != 0 and not gave_up:
             problems.append(f"{transport} client exited {code if code is not None else 'without a code (killed?)'}")
     errors = [e for e in timeline.of(ev.Error) if isinstance(e, ev.Error)]
     for error in errors[:3]:
@@ -294,8 +339,13 @@ def run_completed(timeline: Timeline, planned: int) -> CheckResult:
                        evidence=1 + len(detail.get("exit_codes") or {}))
 
 
-def _server_addresses(topology: Topology) -> set[str]:
-    """Both families' (a connection over IPv6 has the server's IPv6 address in the captures)."""
+def _server_addresses(topology: Topology, scenario: Scenario | None = None) -> set[str]:
+    """Where the client may reach the server: the lab's server (both families: a connection over
+    IPv6 has the server's IPv6 address in the captures), or for a farm scenario the farm's address
+    and the replicas' unicast ones."""
+    farm = farm_of(topology) if scenario is not None and scenario.farm is not None else None
+    if farm is not None:
+        return set(farm.addresses)
     return {a for a in (topology.server_address, topology.server_preferred_address,
                         getattr(topology, "server_address6", None),
                         getattr(topology, "server_preferred_address6", None)) if a}
@@ -343,7 +393,7 @@ def _capture_checks(run_dir: Path, record: RunRecord, timeline: Timeline, migrat
     packets = qlog_fill.mark_dropped(qlog_fill.fill_from_qlog(packets, received), dropped)
     checks = [CheckResult("capture_verified", bool(packets), f"{len(packets)} QUIC packets in {SERVER_CAPTURE}",
                           expected, "quic", len(packets), "captures")]
-    servers = _server_addresses(topology)
+    servers = _server_addresses(topology, scenario)
     if scenario.attacks:  # the victim's and the attacker's captures are in the server's view (prepare_captures)
         missing = [name for name in ATTACK_CAPTURES if not (run_dir / name).is_file()]
         hostile = topology.adversary
@@ -359,15 +409,22 @@ def _capture_checks(run_dir: Path, record: RunRecord, timeline: Timeline, migrat
     active = rotating and not any(step.action == "rebind" for step in plan)
     lossy = any((i.loss or i.profile) for i in scenario.initial.impair.values()) or any(
         step.action == "impair" for step in plan)
-    checks += capture_checks.run_all(packets, servers, migration=migration, active_migration=active and migration,
+    judged = packets
+    if scenario.workload.transport == "strategies":  # the migrating connection's packets; the others reconnect
+        judged = strategies.packets_of(packets, {e.conn for e in timeline.for_transport("quic").by_role("client")
+                                                 if e.conn}, topology.server_port)
+    checks += capture_checks.run_all(judged, servers, migration=migration, active_migration=active and migration,
                                      lossy=lossy, rotating=rotating and migration)
     checks = [c.with_(name=c.name if c.name.startswith("capture_") else f"capture_{c.name}") for c in checks]
     if record.endpoints.black_box:  # the cross-checks compare with the lab's own events
         return checks, [], packets
-    checks.append(cross_checks.paths_in_capture(timeline, packets, servers))
+    # A flow the farm's hash moved reaches a replica that reports nothing (aioquic drops it silently):
+    # the servers' events cannot list it. The farm checks judge where it went, from that replica's capture.
+    if not (scenario.farm and scenario.farm.connection == "breaks"):
+        checks.append(cross_checks.paths_in_capture(timeline, judged, servers))
     if migration:
-        checks.append(cross_checks.challenges_in_capture(timeline, packets, servers))
-    linkability = capture_checks.cid_linkability(packets, servers)
+        checks.append(cross_checks.challenges_in_capture(timeline, judged, servers))
+    linkability = capture_checks.cid_linkability(judged, servers)
     figures = [Figure("cid_linkability", str(linkability.observed), "captures", "quic")]
     return checks, figures, packets
 
@@ -421,7 +478,7 @@ def judge_run(run_dir: str | Path, tools: ImageTools | None = None, strict: bool
     else:
         _judge_white_box(verdict, record, timeline, tools)
     if verdict.decoded is not None:
-        verdict.conformance = conformance.evaluate(verdict.decoded, _server_addresses(record.topology))
+        verdict.conformance = conformance.evaluate(verdict.decoded, _server_addresses(record.topology, scenario))
         if strict:
             verdict.checks.append(conformance_check(verdict.conformance))
     known = scenario.known_failures
@@ -470,7 +527,8 @@ def _judge_black_box(verdict: Verdict, record: RunRecord, timeline: Timeline, to
     verdict.checks.append(blackbox.files_check(record.files, _downloads(run_dir, record.files)))
     qlogs = read_side_qlogs(run_dir)
     verdict.checks.extend(_qlog_checks(qlogs, timeline, False, black_box=True))
-    checks, figures, packets = _capture_checks(run_dir, record, timeline, expects_migration(scenario), qlogs, tools)
+    checks, figures, packets = _capture_checks(run_dir, record, timeline, expects_migration(scenario, record.topology),
+                                               qlogs, tools)
     verdict.checks.extend(checks)
     verdict.figures.extend(figures)
     verdict.packets = None if packets is None else len(packets)
@@ -502,7 +560,9 @@ def _judge_white_box(verdict: Verdict, record: RunRecord, timeline: Timeline, to
     verdict.checks.append(run_completed(timeline, len(scenario.plan())))
     _run_end(verdict, timeline)
     if "quic" in scenario.transports:
-        migration = expects_migration(scenario)
+        # A farm scenario that expects the break does not expect the validation the migration checks look for.
+        breaks = bool(scenario.farm and scenario.farm.connection == "breaks")
+        migration = expects_migration(scenario, record.topology) and not breaks
         qlogs = read_side_qlogs(run_dir)
         verdict.checks.extend(_qlog_checks(qlogs, timeline, migration))
         checks, figures, packets = _capture_checks(run_dir, record, timeline, migration, qlogs, tools)
@@ -510,3 +570,59 @@ def _judge_white_box(verdict: Verdict, record: RunRecord, timeline: Timeline, to
         verdict.figures.extend(figures)
         verdict.packets = None if packets is None else len(packets)
         verdict.decoded = packets
+        if scenario.farm is not None:
+            verdict.checks.extend(_farm_checks(run_dir, record, timeline, packets, tools))
+    if scenario.workload.transport == "strategies":  # after the capture checks: their decoded packets
+        verdict.strategies = _strategies(verdict, record, timeline, tools)
+
+
+def _farm_checks(run_dir: Path, record: RunRecord, timeline: Timeline, packets: list[QuicPacket] | None,
+                 tools: ImageTools | None) -> list[CheckResult]:
+    """The farm's checks (lab.verify.farm_checks) on each replica's capture and log and the server's view."""
+    scenario, farm = record.scenario, farm_of(record.topology)
+    if farm is None or scenario.farm is None:
+        return [CheckResult("farm_verified", False, "the run's topology defines no farm (x-lab.farm)",
+                            "the farm of compose.yaml", "quic", 0, "events")]
+    keylog = run_dir / KEYLOG
+    replicas: dict[str, list[QuicPacket] | None] = {}
+    dcids: dict[str, dict[str, list[str]]] = {}
+    problems: list[CheckResult] = []
+    for replica in farm.replicas:
+        pcap = run_dir / "captures" / f"{replica.name}.pcapng"
+        if not record.capture or not pcap.is_file():
+            replicas[replica.name] = None
+            continue
+        try:
+            replicas[replica.name] = read_quic_packets(pcap, keylog if keylog.is_file() else None,
+                                                       (farm.port, farm.preferred_port or farm.port), tools)
+            dcids[replica.name] = farm_checks.short_header_dcids(pcap.read_bytes())
+        except (TsharkError, OSError) as exc:
+            replicas[replica.name] = None
+            problems.append(CheckResult("farm_replica_capture", False, f"{pcap.name}: {str(exc).splitlines()[0]}",
+                                        "a readable capture of each replica", "quic", 0, "captures"))
+    logs = {r.name: run_dir / "logs" / f"{r.name}.log" for r in farm.replicas}
+    events = {name: farm_checks.replica_events(path.read_text(errors="replace").splitlines())
+              for name, path in logs.items() if path.is_file()}
+    view = farm_checks.FarmView(farm, scenario.farm.connection, scenario.workload.migration == "preferred",
+                                timeline.events, replicas, packets, events, dcids)
+    return problems + farm_checks.run_all(view)
+
+
+def _strategies(verdict: Verdict, record: RunRecord, timeline: Timeline, tools: ImageTools | None) -> list[Any]:
+    """reconnect-vs-migrate: each strategy's row (lab.report.strategies), the capture decoded twice:
+    QUIC by the capture checks (below, so called after them), TCP with the TCP key log here."""
+    scenario, run_dir = record.scenario, verdict.run_dir
+    capture, tcp_keys = run_dir / SERVER_CAPTURE, run_dir / "client" / "keys-tcp.log"
+    tcp_packets = None
+    if record.capture and capture.is_file():
+        try:
+            tcp_packets = tcp_tls.read_tcp_packets(capture, tcp_keys if tcp_keys.is_file() else None,
+                                                      record.topology.server_port, tools)
+        except (TsharkError, OSError, ValueError):
+            tcp_packets = None
+    cellular = scenario.initial.impair.get("cellular")
+    delay = getattr(cellular, "delay", None) or 0.0
+    rows = strategies.strategy_table(timeline, verdict.metrics, verdict.decoded, tcp_packets,
+                                     record.topology.server_port, wait_s=max(delay, 0.005),
+                                     strategies=scenario.transports)
+    return [row.to_dict() for row in rows]

@@ -52,8 +52,7 @@ def runner_with(lab: FakeLab) -> ScenarioRunner:
 
 def test_the_table_lists_every_action_once_in_the_order_errors_name_them() -> None:
     assert list(ACTIONS) == ["connect", "disconnect", "route", "migrate", "rebind", "renumber", "temporary_address",
-                             "blackhole",
-                             "impair", "attack", "nat", "idle", "wait", "flap"]
+                             "blackhole", "impair", "attack", "nat", "idle", "farm_rebind", "wait", "flap"]
     for name, spec in ACTIONS.items():
         assert spec.name == name and spec.does and spec.fields
         assert set(spec.one_of) <= set(spec.field_names)

@@ -133,8 +133,8 @@ def test_download_is_sha256_verified(certs, tmp_path):
     handshakes = of_type(events, "handshake_completed")
     assert len(handshakes) == 1 and handshakes[0].local.startswith("127.0.0.1:")
     server_events = events_of(server_out)
-    assert [e.TYPE for e in server_events] == ["handshake_completed", "connection_closed"]
-    assert server_events[1].reason == "complete"
+    assert [e.TYPE for e in server_events] == ["handshake_completed", "session_resumption", "connection_closed"]
+    assert server_events[2].reason == "complete"
     assert "CLIENT_HANDSHAKE_TRAFFIC_SECRET" in keylog.read_text()
 
 

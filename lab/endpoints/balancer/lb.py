@@ -6,8 +6,8 @@ route), it installs the mode named by ``LB_MODE`` (``hash`` unless set), writes
 ``--apply MODE`` (the controller, through ``docker exec``) replaces the rules with another mode's
 and forgets every flow (``conntrack -F``), so the next packet of every client is a new decision.
 
-Environment (from compose.yaml's ``x-lab.farm``): ``LB_VIP``, ``LB_PORT`` and ``LB_BACKENDS``, a
-space-separated list of ``name=address=server_id``.
+Environment (from compose.yaml's ``x-lab.farm``): ``LB_VIP``, ``LB_PORT``, ``LB_PREFERRED_PORT``
+(optional, balanced alike) and ``LB_BACKENDS``, a space-separated list of ``name=address=server_id``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ def parse_backends(text: str) -> tuple[Backend, ...]:
 
 
 def balancer_from_env(env: dict[str, str]) -> Balancer:
-    return Balancer(vip=env["LB_VIP"], port=int(env.get("LB_PORT", "443")), backends=parse_backends(env["LB_BACKENDS"]))
+    preferred = int(env.get("LB_PREFERRED_PORT") or 0) or None
+    return Balancer(vip=env["LB_VIP"], port=int(env.get("LB_PORT", "443")), backends=parse_backends(env["LB_BACKENDS"]),
+                    preferred_port=preferred)
 
 
 def _iptables(args: list[str], check: bool = True) -> int:
@@ -59,7 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     balancer = balancer_from_env(dict(os.environ))
     if args.apply:
         apply(balancer, args.apply)
-        print(f"balancer: mode {args.apply}", flush=True)
+        line = f"balancer: mode {args.apply} (rules replaced, every flow forgotten)"
+        print(line, flush=True)
+        try:  # also into the container's log, which a run follows (logs/balancer.log)
+            with open("/proc/1/fd/1", "w") as log:
+                print(line, file=log)
+        except OSError:
+            pass
         return 0
     mode = os.environ.get("LB_MODE", "hash")
     apply(balancer, mode)

@@ -37,6 +37,7 @@ class Backend:
     name: str
     address: str
     server_id: int
+    unicast: str = ""  # its own address outside the balancer (its preferred address), if it has one
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Balancer:
     backends: tuple[Backend, ...]
     seed: int = 0x51C0FFEE  # HMARK's --hmark-rnd: fixed, so one tuple always hashes alike
     lb: LbConfig = LbConfig()
+    preferred_port: int | None = None  # balanced like ``port``; the replicas advertise their own address on it
 
     def __post_init__(self) -> None:
         if not self.backends:
@@ -74,6 +76,9 @@ def commands(balancer: Balancer, mode: str) -> list[list[str]]:
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
     match = ["-d", balancer.vip, "-p", "udp", "--dport", str(balancer.port)]
+    if balancer.preferred_port:
+        match = ["-d", balancer.vip, "-p", "udp", "-m", "multiport", "--dports",
+                 f"{balancer.port},{balancer.preferred_port}"]
     out: list[list[str]] = []
     for table in ("mangle", "nat"):
         out += [["-t", table, "-N", CHAIN], ["-t", table, "-F", CHAIN]]

@@ -38,11 +38,12 @@ from lab.endpoints.quic import aioquic_seam as seam
 from lab.endpoints.quic import quic_lb
 from lab.endpoints.quic.migrate import bind_udp
 from lab.endpoints.quic.preferred import advertise_preferred_address
+from lab.endpoints.quic.reconnect import TicketStore, early_data_outcome
 from lab.endpoints.quic.telemetry import ConnectionTelemetry, IncrementalQlog
 from lab.endpoints.quic.video import VideoFileHandler
 from lab.endpoints.shared.call import CALL_FRAME
 from lab.endpoints.shared.workload import ALPN_LAB, Request, stream_bytes
-from lab.events import ActivePathChanged, Emitter, Error, normalise_address
+from lab.events import ActivePathChanged, Emitter, Error, SessionResumption, normalise_address
 
 HIGH_WATER = 1 << 20  # unacknowledged bytes per stream before a download waits
 # A paced download is handed to QUIC in pieces of PACING_TICK_S worth of data: at 2 MB/s a 16 KB
@@ -162,6 +163,9 @@ class LabServerProtocol(QuicConnectionProtocol):
 
     def quic_event_received(self, event: quic_events.QuicEvent) -> None:
         self.telemetry.quic_event(event, local=self.default_socket.local)
+        if isinstance(event, quic_events.HandshakeCompleted):  # what the handshake did with a ticket
+            self.server.emitter.emit(SessionResumption, conn=self.telemetry.conn, offered=event.session_resumed,
+                                     resumed=event.session_resumed, early_data=early_data_outcome(event))
         if isinstance(event, quic_events.ProtocolNegotiated) and event.alpn_protocol in ("h3", "hq-interop"):
             factory = self.server.http_handler_factory
             if factory is not None:
@@ -240,10 +244,11 @@ class LabServerProtocol(QuicConnectionProtocol):
                 piece_size = paced_piece(request.rate) if request.rate > 0 else len(chunk)
                 pieces = [chunk[i:i + piece_size] for i in range(0, len(chunk), piece_size)]
                 for piece in pieces:
-                    if request.rate > 0:
-                        delay = start + sent / request.rate - self.loop.time()
-                        if delay > 0:
-                            await asyncio.sleep(delay)
+                    delay = start + sent / request.rate - self.loop.time() if request.rate > 0 else 0.0
+                    # Yield even when behind (or unpaced): a catch-up burst that never did held the
+                    # loop 26-82 ms (LAB_LOOP_STALLS, baseline, 5 runs) with no ACK read, so the full
+                    # window let nothing out: the client's data gaps of 9-17 ms.
+                    await asyncio.sleep(max(delay, 0.0))
                     while seam.stream_unacked_bytes(self.quic, stream_id) > HIGH_WATER:
                         await asyncio.sleep(0.002)
                     if seam.is_terminated(self.quic):
@@ -279,7 +284,11 @@ class LabQuicServer(QuicServer):
 
     def __init__(self, *, configuration: QuicConfiguration, options: ServerOptions, emitter: Emitter,
                  http_handler_factory: Any = None) -> None:
-        super().__init__(configuration=configuration, create_protocol=self._new_protocol)
+        # Session tickets for resumption and 0-RTT (reconnect-vs-migrate): single-use, so that a
+        # replayed 0-RTT ClientHello finds its ticket gone and gets a full handshake (RFC 8446 §8.1).
+        self.tickets = TicketStore()
+        super().__init__(configuration=configuration, create_protocol=self._new_protocol,
+                         session_ticket_fetcher=self.tickets.pop, session_ticket_handler=self.tickets.add)
         self.options = options
         self.emitter = emitter
         self.http_handler_factory = http_handler_factory

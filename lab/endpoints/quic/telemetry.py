@@ -23,9 +23,11 @@ Both read aioquic's internals only through ``lab.endpoints.quic.aioquic_seam``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +41,7 @@ from aioquic.quic.logger import QLOG_VERSION, QuicLogger, QuicLoggerTrace
 
 from lab.addresses import same_ip
 from lab.endpoints.quic import aioquic_seam as seam
+from lab.endpoints.shared.gaps import loop_stalls_from_env
 from lab.events import (
     ActivePathChanged,
     AmplificationLimited,
@@ -57,6 +60,11 @@ from lab.events import (
 )
 
 QLOG_FLUSH_INTERVAL = 0.1  # the loop only hands events over; a writer thread encodes them
+# The writer thread holds the GIL while it encodes; the event loop, when it wakes, gets the GIL
+# back only after the switch interval (CPython's default 5 ms). Measured with perf sched on the
+# baseline (2 cores, 1 run, 38 client data gaps >= 5 ms): in most of them the loop was asleep
+# while a qlog writer thread (the client's or the server's) ran 5-7 ms. 1 ms bounds that wait.
+GIL_SWITCH_INTERVAL_S = 0.001
 
 
 @dataclass
@@ -302,9 +310,15 @@ class IncrementalQlog(QuicLogger):
         self.role = role
         self._started: set[int] = set()  # id(trace) of traces whose file was begun
         self._queue: queue.Queue[tuple[Path, dict[str, Any] | None, list[dict[str, Any]]] | None] = queue.Queue()
+        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))  # see GIL_SWITCH_INTERVAL_S
         self._writer = threading.Thread(target=self._write_loop, name=f"qlog-{role}", daemon=True)
         self._writer.start()
         self._task: asyncio.Task[None] | None = None
+        # Diagnosis, off by default: LAB_LOOP_STALLS=<ms> records the loop's long callbacks, written
+        # beside each trace as <odcid>_<role>.loop-stalls.json when it ends (lab.bench.stalls reads them).
+        self.stalls = loop_stalls_from_env(dict(os.environ))
+        if self.stalls is not None:
+            self.stalls.install()
 
     def start(self) -> None:
         """Start the periodic flush (needs a running event loop)."""
@@ -382,3 +396,8 @@ class IncrementalQlog(QuicLogger):
         self._started.discard(id(trace))
         seam.forget_trace(self, trace)
         self.drain()  # the connection is over: its file is complete when this returns
+        if self.stalls is not None:
+            target = self.path_for(seam.trace_odcid(trace)).with_suffix(".loop-stalls.json")
+            with contextlib.suppress(OSError):
+                target.write_text(json.dumps(self.stalls.summary()))
+            self.stalls.found.clear()

@@ -58,3 +58,83 @@ def freeze_startup_objects() -> None:
 
     gc.collect()
     gc.freeze()
+
+
+LOOP_STALLS_ENV = "LAB_LOOP_STALLS"  # a threshold in ms: record every callback at least that long
+
+
+@dataclass
+class LoopStall:
+    """One event-loop callback (or garbage collection) that held the loop for ``ms``."""
+
+    start: float  # monotonic seconds (the host's clock: containers share the kernel's)
+    ms: float
+    what: str  # the callback's repr, or "gc generation N"
+    cpu_ms: float  # CPU time of the loop's thread meanwhile: far less than ms = it waited (a core, the GIL)
+
+
+@dataclass
+class LoopStallMeter:
+    """Diagnosis: which callbacks held an asyncio loop, how long, and on how much CPU.
+
+    ``install`` wraps ``asyncio.Handle._run`` (every callback, selector reads and task steps
+    included) and registers a ``gc.callbacks`` hook; a callback or a collection lasting at least
+    ``threshold_s`` is kept with its thread's CPU time over the same span (``time.thread_time``),
+    so that a stall is told apart: CPU close to its length = the loop's own work; far less = the
+    thread was runnable but waited for a core, or waited for the GIL (a writer thread held it).
+    The data gaps at the client are matched against these by time (lab.bench.stalls).
+    """
+
+    threshold_s: float = 0.003
+    found: list[LoopStall] = field(default_factory=list)
+    callbacks: int = 0
+    _gc_started: tuple[float, float] | None = None
+
+    def record(self, start: float, end: float, cpu_start: float, cpu_end: float, what: str) -> None:
+        self.callbacks += 1
+        if end - start >= self.threshold_s:
+            self.found.append(LoopStall(round(start, 6), round((end - start) * 1000, 3), what,
+                                        round((cpu_end - cpu_start) * 1000, 3)))
+
+    def install(self) -> None:
+        import asyncio
+        import gc
+        import time
+
+        meter, original = self, asyncio.Handle._run
+
+        def timed_run(handle: asyncio.Handle) -> None:
+            start, cpu = time.monotonic(), time.thread_time()
+            try:
+                original(handle)
+            finally:
+                end = time.monotonic()
+                if end - start >= meter.threshold_s:  # repr only when kept: it is not cheap
+                    meter.record(start, end, cpu, time.thread_time(), repr(handle)[:200])
+                else:
+                    meter.callbacks += 1
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                meter._gc_started = (time.monotonic(), time.thread_time())
+            elif meter._gc_started is not None:
+                (start, cpu), meter._gc_started = meter._gc_started, None
+                meter.record(start, time.monotonic(), cpu, time.thread_time(), f"gc generation {info['generation']}")
+
+        asyncio.Handle._run = timed_run  # type: ignore[method-assign]
+        gc.callbacks.append(on_gc)
+
+    def summary(self) -> dict[str, object]:
+        return {"threshold_ms": round(self.threshold_s * 1000, 3), "callbacks": self.callbacks,
+                "stalls": [vars(s) for s in self.found]}
+
+
+def loop_stalls_from_env(environ: dict[str, str]) -> LoopStallMeter | None:
+    """A meter when LAB_LOOP_STALLS holds a threshold in ms (e.g. "3"), else None (the default: off)."""
+    text = environ.get(LOOP_STALLS_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        return LoopStallMeter(float(text) / 1000)
+    except ValueError:
+        return None

@@ -47,6 +47,7 @@ from lab.events import (
     Progress,
     Reconnected,
     ReconnectStarted,
+    SessionResumption,
     TransferComplete,
     normalise_address,
 )
@@ -78,10 +79,23 @@ class ReconnectFailed(Exception):
     pass
 
 
+class _ResumingContext(ssl.SSLContext):
+    """A client context that offers ``session`` (TLS 1.3 resumption, RFC 8446 §2.2) on its next
+    handshake: asyncio's ``open_connection`` takes no session, but it wraps through ``wrap_bio``."""
+
+    session: ssl.SSLSession | None = None
+
+    def wrap_bio(self, *args: object, **kwargs: object) -> ssl.SSLObject:
+        if self.session is not None:
+            kwargs.setdefault("session", self.session)
+        return super().wrap_bio(*args, **kwargs)  # type: ignore[arg-type]
+
+
 class TcpClient:
     def __init__(self, server: tuple[str, int], server_name: str, cafile: str, emitter: Emitter,
                  keylog: str | None, local: str | None, stall_timeout: float, reconnect_budget: float,
-                 user_timeout_ms: int) -> None:
+                 user_timeout_ms: int, resume: bool = False, attempt_timeout: float = CONNECT_TIMEOUT_S,
+                 retry_interval: float | None = None) -> None:
         self.server = server
         self.server_name = server_name
         self.emitter = emitter
@@ -89,7 +103,15 @@ class TcpClient:
         self.stall_timeout = stall_timeout
         self.reconnect_budget = reconnect_budget
         self.user_timeout_ms = user_timeout_ms
-        self.context = ssl.create_default_context(cafile=cafile)
+        # resume (tcp-resume of reconnect-vs-migrate): every reconnect offers the last session ticket.
+        self.resume = resume
+        self.attempt_timeout = attempt_timeout
+        self.retry_interval = retry_interval  # a fixed wait between attempts instead of the backoff
+        if resume:
+            self.context = _ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
+            self.context.load_verify_locations(cafile)
+        else:
+            self.context = ssl.create_default_context(cafile=cafile)
         self.context.minimum_version = ssl.TLSVersion.TLSv1_3
         if keylog:
             self.context.keylog_filename = keylog
@@ -125,8 +147,22 @@ class TcpClient:
                            normalise_address(writer.get_extra_info("peername")))
         self.emitter.emit(HandshakeCompleted, conn=conn.conn, local=conn.local, peer=conn.peer, alpn=None,
                           duration_ms=round((time.monotonic() - started) * 1000, 3))
+        ssl_object = writer.get_extra_info("ssl_object")
+        offered = isinstance(self.context, _ResumingContext) and self.context.session is not None
+        self.emitter.emit(SessionResumption, conn=conn.conn, offered=offered,
+                          resumed=bool(ssl_object is not None and ssl_object.session_reused))
         self.current = conn
         return conn
+
+    def keep_session(self, conn: _Connection) -> None:
+        """Keep the connection's session for the next handshake; TLS 1.3 sends its tickets after the
+        handshake, so the session holds one only once data has been read."""
+        if not isinstance(self.context, _ResumingContext):
+            return
+        ssl_object = conn.writer.get_extra_info("ssl_object")
+        session = ssl_object.session if ssl_object is not None else None
+        if session is not None and session.has_ticket:
+            self.context.session = session
 
     def close(self, reason: str) -> None:
         if self.current is not None:
@@ -164,13 +200,13 @@ class TcpClient:
                                   message=f"reconnect gave up after {self.reconnect_budget:.1f} s: {last_error}")
                 raise ReconnectFailed(last_error)
             try:
-                conn = await self.connect(min(CONNECT_TIMEOUT_S, remaining))
+                conn = await self.connect(min(self.attempt_timeout, remaining))
             except (OSError, TimeoutError) as exc:
                 last_error = close_reason(exc)
                 if isinstance(exc, ssl.SSLCertVerificationError):  # retrying will not fix it
                     self.emitter.emit(Error, conn=old, message=f"reconnect failed: {exc}")
                     raise ReconnectFailed(last_error) from exc
-                await asyncio.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
+                await asyncio.sleep(min(self.retry_interval or backoff, max(0.0, deadline - time.monotonic())))
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
             self.emitter.emit(Reconnected, conn=conn.conn, offset=offset, local=conn.local,
@@ -227,6 +263,8 @@ async def _download(client: TcpClient, size: int, rate: int, seed: int) -> int:
                     data = data[: size - received]
                     digest.update(data)
                     received += len(data)
+                    if client.resume:
+                        client.keep_session(conn)
             except (OSError, asyncio.IncompleteReadError) as exc:
                 reason = close_reason(exc)
             if received >= size:
@@ -446,7 +484,9 @@ async def _video(client: TcpClient, plan: VideoPlan) -> int:
 async def run_tcp_client(server: tuple[str, int], server_name: str, workload: str, size: int, rate: int,
                          interval_ms: float, duration_s: float, cafile: str, emitter: Emitter, keylog: str | None,
                          local: str | None = None, *, stall_timeout: float = 1.5, reconnect_budget: float = 30.0,
-                         user_timeout_ms: int | None = None, seed: int = 1, video: VideoPlan | None = None) -> int:
+                         user_timeout_ms: int | None = None, seed: int = 1, video: VideoPlan | None = None,
+                         resume: bool = False, attempt_timeout: float = CONNECT_TIMEOUT_S,
+                         retry_interval: float | None = None) -> int:
     """Run one workload (download, echo, call or video) against the TCP server; 0 when it succeeded.
 
     ``user_timeout_ms`` (TCP_USER_TIMEOUT) defaults to twice the stall timeout, so that the kernel
@@ -455,7 +495,7 @@ async def run_tcp_client(server: tuple[str, int], server_name: str, workload: st
     if user_timeout_ms is None:
         user_timeout_ms = int(stall_timeout * 2000)
     client = TcpClient(server, server_name, cafile, emitter, keylog, local, stall_timeout, reconnect_budget,
-                       user_timeout_ms)
+                       user_timeout_ms, resume, attempt_timeout, retry_interval)
     if workload == "download":
         return await _download(client, size, rate, seed)
     if workload == "echo":

@@ -26,7 +26,7 @@ import time
 from lab.endpoints.shared.call import CALL_FRAME
 from lab.endpoints.shared.video import parse_segment_path, segment_body
 from lab.endpoints.shared.workload import CHUNK, ECHO_FRAME, Request, stream_bytes
-from lab.events import ConnectionClosed, Emitter, Error, HandshakeCompleted, normalise_address
+from lab.events import ConnectionClosed, Emitter, Error, HandshakeCompleted, SessionResumption, normalise_address
 
 HANDSHAKE_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 10.0
@@ -158,6 +158,10 @@ async def handle_connection(reader: asyncio.StreamReader, writer: asyncio.Stream
     emitter.emit(HandshakeCompleted, conn=conn, local=local, peer=peer,
                  alpn=ssl_object.selected_alpn_protocol() if ssl_object else None,
                  duration_ms=round((time.monotonic() - started) * 1000, 3))
+    # TLS 1.3 tickets are OpenSSL's (the context's stateless ticket key): a reconnect offering one
+    # resumes; this server knows only whether it did (offered = resumed).
+    reused = bool(ssl_object is not None and ssl_object.session_reused)
+    emitter.emit(SessionResumption, conn=conn, offered=reused, resumed=reused)
     try:
         line = await asyncio.wait_for(reader.readline(), REQUEST_TIMEOUT_S)
         if not line:

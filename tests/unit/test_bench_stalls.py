@@ -1,0 +1,43 @@
+"""Data gaps put down to the loop stalls that overlap them (recorded shapes, no Docker)."""
+
+from lab.bench.stalls import Gap, attribute, cause, gaps_of
+
+
+def stall(start: float, ms: float, cpu_ms: float, what: str) -> dict:
+    return {"start": start, "ms": ms, "cpu_ms": cpu_ms, "what": what}
+
+
+READ = "<Handle _SelectorDatagramTransport._read_ready()>"
+STEP = "<Handle Task.task_wakeup(<Future finished result=None>)>"
+
+
+def test_a_gap_goes_to_the_stall_that_overlaps_it_most() -> None:
+    stalls = {"client": [stall(10.000, 4.0, 1.0, READ)], "server": [stall(9.990, 30.0, 28.0, STEP)]}
+    assert cause(Gap(10.000, 10.012, 12.0), stalls) == "server loop, own work: task step"
+
+
+def test_cpu_well_below_the_length_means_the_loop_waited() -> None:
+    stalls = {"client": [stall(10.000, 9.0, 3.0, READ)], "server": []}
+    assert cause(Gap(10.000, 10.009, 9.0), stalls) == "client loop, waited (a core or the GIL): datagram read"
+
+
+def test_the_servers_stall_may_precede_the_gap_by_the_lead() -> None:
+    stalls = {"client": [], "server": [stall(9.9965, 5.0, 5.0, "gc generation 2")]}  # ends 1.5 ms into the gap
+    assert cause(Gap(10.000, 10.006, 6.0), stalls) == "server loop, own work: garbage collection"
+    assert cause(Gap(10.010, 10.016, 6.0), stalls) == "no loop stall"
+
+
+def test_attribution_counts_gaps_and_their_length_per_cause() -> None:
+    stalls = {"client": [stall(1.0, 8.0, 8.0, READ)], "server": []}
+    found = attribute([Gap(1.0, 1.008, 8.0), Gap(5.0, 5.006, 6.0), Gap(1.001, 1.007, 6.0)], stalls)
+    assert found == {"client loop, own work: datagram read": {"gaps": 2, "total_ms": 14.0},
+                     "no loop stall": {"gaps": 1, "total_ms": 6.0}}
+
+
+def test_gaps_are_read_from_the_clients_events_on_the_monotonic_clock() -> None:
+    events = [{"type": "data_gap", "role": "client", "ts": 1000.5, "mono": 10.5, "start_ts": 1000.0,
+               "end_ts": 1000.4, "gap_ms": 400.0},
+              {"type": "data_gap", "role": "server", "ts": 1.0, "mono": 1.0, "start_ts": 0, "end_ts": 1, "gap_ms": 1},
+              {"type": "progress", "role": "client"}]
+    (gap,) = gaps_of(events)
+    assert (round(gap.start, 6), round(gap.end, 6), gap.ms) == (10.0, 10.4, 400.0)

@@ -1,0 +1,62 @@
+"""The loop-stall meter: a callback that holds the loop is reported with its length, its name and
+whether it used the CPU (its own work) or not (it waited: a core, the GIL, here a sleep)."""
+
+import asyncio
+import gc
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from lab.endpoints.shared.gaps import LoopStallMeter, loop_stalls_from_env
+
+
+def busy(seconds: float) -> None:
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def blocked(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+@pytest.fixture
+def meter(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopStallMeter]:
+    monkeypatch.setattr(asyncio.Handle, "_run", asyncio.Handle._run)  # restored after the test
+    before = list(gc.callbacks)
+    found = LoopStallMeter(threshold_s=0.01)
+    found.install()
+    yield found
+    gc.callbacks[:] = before
+
+
+def test_an_injected_stall_is_reported_with_its_length_name_and_cpu(meter: LoopStallMeter) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.call_soon(busy, 0.03)
+        loop.call_soon(blocked, 0.03)
+        for _ in range(20):
+            loop.call_soon(lambda: None)  # short ones: counted, not kept
+        await asyncio.sleep(0.05)
+
+    asyncio.run(main())
+    by_name = {("busy" if "busy" in s.what else "blocked" if "blocked" in s.what else s.what): s for s in meter.found}
+    assert set(by_name) == {"busy", "blocked"}, meter.found
+    assert 29 <= by_name["busy"].ms < 200 and by_name["busy"].cpu_ms >= 25  # its own work
+    assert 29 <= by_name["blocked"].ms < 200 and by_name["blocked"].cpu_ms < 10  # it waited
+    assert meter.callbacks >= 22
+    assert meter.summary()["stalls"][0]["ms"] >= 29
+
+
+def test_a_garbage_collection_is_a_stall_too(meter: LoopStallMeter) -> None:
+    meter.threshold_s = 0.0
+    gc.collect()
+    assert any(s.what == "gc generation 2" for s in meter.found)
+
+
+def test_off_unless_the_environment_names_a_threshold() -> None:
+    assert loop_stalls_from_env({}) is None
+    assert loop_stalls_from_env({"LAB_LOOP_STALLS": "nonsense"}) is None
+    meter = loop_stalls_from_env({"LAB_LOOP_STALLS": "3"})
+    assert meter is not None and meter.threshold_s == pytest.approx(0.003)
