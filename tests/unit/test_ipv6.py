@@ -229,3 +229,17 @@ def test_the_summary_writes_ipv6_endpoints_as_the_events_do():
     assert challenge["dst"] == "[fd00:1::b5fb:f727:161a:b461]:5000"
     assert host_of(challenge["src"]) == "fd00:100::10"
     assert host_of("fd00:100::10:443") != "fd00:100::10"  # the mutation: unbracketed, the check found no server
+
+
+def test_a_routed_ipv6_flow_is_no_nat_mapping_but_a_natted_one_is():
+    """The router skips conntrack entries whose reply goes back to the inside address (no mapping)."""
+    from lab.endpoints.router.nat import parse_conntrack_event
+
+    v6 = ("[NEW] udp      17 30 src=fd00:203:1::10 dst=fd00:203:100::10 sport=50910 dport=443 [UNREPLIED] "
+          "src=fd00:203:100::10 dst=fd00:203:1::10 sport=443 dport=50910")
+    v4 = ("[NEW] udp      17 30 src=10.203.1.10 dst=10.203.100.10 sport=50910 dport=443 [UNREPLIED] "
+          "src=10.203.100.10 dst=10.203.100.21 sport=443 dport=37843")
+    _, _, inside, outside = parse_conntrack_event(v6)
+    assert inside == outside == "fd00:203:1::10:50910"
+    _, _, inside, outside = parse_conntrack_event(v4)
+    assert (inside, outside) == ("10.203.1.10:50910", "10.203.100.21:37843")

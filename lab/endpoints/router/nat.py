@@ -234,6 +234,8 @@ def main() -> int:
         if parsed is None:
             continue
         change, proto, inside, outside = parsed
+        if inside == outside:  # routed, not mapped: IPv6 (and the NAT64's IPv6 leg) keeps its address
+            continue
         emitter.emit(NatMapping, router=name, inside=inside, outside=outside, change=change, transport=proto)
     return events.wait()
 
