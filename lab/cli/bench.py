@@ -40,7 +40,7 @@ from lab.topology.load import ROOT, load_topology
 from lab.topology.model import CLIENT, SERVER
 from lab.units import parse_bit_rate, parse_duration, parse_percent, parse_size
 
-HELP = "measured figures: noise floor, migration disruption against its limits, impairment accuracy"
+HELP = "measured figures: noise floor, goodput against loopback, migration against its limits, impairments"
 PARTS = ("all", "noise", "goodput", "migration", "detection", "impair", "scale")  # all: every part but scale (minutes)
 SCENARIOS = ROOT / "scenarios"
 MIGRATION_SCENARIOS = "wifi-to-cellular-active,nat-rebinding,wifi-to-cellular,preferred-address,tcp-vs-quic"

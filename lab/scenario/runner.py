@@ -250,6 +250,9 @@ class ScenarioRunner:
         Raises PreflightError (nothing touched) when the lab is not ready or another run holds it.
         """
         scenario = self.scenario
+        if self.endpoints.black_box and scenario.farm is not None:  # nothing touched yet
+            raise PreflightError(f"{scenario.name}: a farm scenario runs the lab's own replicas behind the "
+                                 "balancer; it takes no other stack (drop --client/--server)")
         lock = RunLock(LOCK).acquire(scenario.name)
         try:
             check_lab(self.topology)

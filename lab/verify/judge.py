@@ -334,6 +334,8 @@ def run_completed(timeline: Timeline, planned: int) -> CheckResult:
     if problems:
         return CheckResult(name, False, "; ".join(problems), expected, evidence=len(errors) + (end is not None))
     codes = ", ".join(f"{t} {c}" for t, c in sorted((detail.get("exit_codes") or {}).items())) or "none"
+    if gave_up and any(c != 0 for c in (detail.get("exit_codes") or {}).values()):
+        codes += " (ended by the scenario's give_up)"
     return CheckResult(name, True, f"{played if played is not None else planned} of {planned} steps played, "
                        f"exit codes: {codes}, no error event", expected,
                        evidence=1 + len(detail.get("exit_codes") or {}))

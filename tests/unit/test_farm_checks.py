@@ -220,3 +220,18 @@ def test_the_move_is_timed_when_the_balancer_showed_it_not_when_the_step_ended()
                       detail={**event.detail, "moved_after_s": 0.2, "took_ms": 3300.0})
     view = fc.FarmView(FARM, "breaks", False, [event], {}, None)
     assert view.moved is not None and view.moved.ts == 10.2
+
+
+def test_a_client_the_scenario_gave_up_on_is_no_failed_run_but_one_killed_otherwise_is() -> None:
+    from lab.observe.timeline import Timeline
+    from lab.verify.judge import run_completed
+
+    end = ev.Action(ts=20.0, role="controller", action="run_end", target="lb-four-tuple",
+                    detail={"error": None, "exit_codes": {"quic": 143}, "steps_played": 1})
+    rebind = rebind_event([(MOVED, "replica-2")], True)
+    gave_up = ev.Action(ts=rebind.ts, role="controller", action="farm_rebind", target="home-router",
+                        detail={**rebind.detail, "gave_up": {"signal": "SIGTERM", "ended": True}})
+    check = run_completed(Timeline.from_streams([gave_up, end]), 1)
+    assert check.passed and "quic 143 (ended by the scenario's give_up)" in check.observed
+    killed = run_completed(Timeline.from_streams([rebind, end]), 1)
+    assert not killed.passed and "quic client exited 143" in killed.observed

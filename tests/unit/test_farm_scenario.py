@@ -113,3 +113,15 @@ def test_the_balancer_balances_the_preferred_port_like_the_main_one() -> None:
     assert rules and all(r[r.index("--dports") + 1] == "443,4443" for r in rules)
     single = farm_of(topology_from_config(farm_config(preferred_port=None)))
     assert all(r[r.index("--dport") + 1] == "443" for r in commands(single.as_balancer(), "hash") if "-A" in r)
+
+
+def test_a_farm_scenario_refuses_another_stack_before_touching_the_lab() -> None:
+    from lab.control.preflight import PreflightError
+    from lab.scenario.runner import ScenarioRunner
+    from lab.scenario.stacks import Endpoints, resolve
+
+    topology = topology_from_config(farm_config())
+    parsed = parse_scenario(scenario(), "lb.yaml", TOPOLOGY)
+    runner = ScenarioRunner(parsed, topology, endpoints=Endpoints(client=resolve("qh3", "client")))
+    with pytest.raises(PreflightError, match="a farm scenario runs the lab's own replicas"):
+        runner.run()
