@@ -7,6 +7,7 @@ Pure: `topology_from_config` takes the dict that `docker compose config --format
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,6 +158,14 @@ def _where(variable: str | None) -> str:
     return f" (set by {variable})" if variable else ""
 
 
+def _overlaps(subnets: dict[str, Any], set_by: Callable[[str], str], family: str) -> list[str]:
+    """One line per pair of lab subnets that overlap; ``set_by`` names the variable behind a network's."""
+    names = sorted(subnets)
+    return [f"networks {a} ({subnets[a]}{set_by(a)}) and {b} ({subnets[b]}{set_by(b)}) overlap{family}: "
+            "every lab network needs a subnet of its own"
+            for i, a in enumerate(names) for b in names[i + 1:] if subnets[a].overlaps(subnets[b])]
+
+
 def validate(topology: Topology) -> list[str]:
     """Everything wrong with a topology, one line each, before anything is created (pure).
 
@@ -177,13 +186,7 @@ def validate(topology: Topology) -> list[str]:
                             f"{reason}; allowed: {KINDS['subnet'].allowed}")
         else:
             subnets[network.name] = ipaddress.IPv4Network(network.subnet)
-    names = sorted(subnets)
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            if subnets[a].overlaps(subnets[b]):
-                set_by = [_where(variable(f"networks.{n}.ipam.config.0.subnet")) for n in (a, b)]
-                problems.append(f"networks {a} ({subnets[a]}{set_by[0]}) and {b} ({subnets[b]}{set_by[1]}) overlap: "
-                                "every lab network needs a subnet of its own")
+    problems += _overlaps(subnets, lambda n: _where(variable(f"networks.{n}.ipam.config.0.subnet")), "")
 
     owners: dict[tuple[str, str], dict[str, str]] = {}  # (network, address) -> owner -> what, for duplicates
 
@@ -272,13 +275,7 @@ def validate6(topology: Topology) -> list[str]:
                             f"{reason}; allowed: {KINDS['subnet6'].allowed}")
         else:
             subnets[network.name] = ipaddress.IPv6Network(network.subnet6)
-    names = sorted(subnets)
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            if subnets[a].overlaps(subnets[b]):
-                set_by = [_where(variable(_pool6_path(topology, n))) for n in (a, b)]
-                problems.append(f"networks {a} ({subnets[a]}{set_by[0]}) and {b} ({subnets[b]}{set_by[1]}) "
-                                "overlap (IPv6): every lab network needs a subnet of its own")
+    problems += _overlaps(subnets, lambda n: _where(variable(_pool6_path(topology, n))), " (IPv6)")
     owners: dict[tuple[str, str], dict[str, str]] = {}
 
     def inside(what: str, network: str, address: str, path: str, owner: str) -> None:
