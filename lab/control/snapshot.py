@@ -142,6 +142,8 @@ def parse(output: str, subnets: dict[str, str], unused_defaults: tuple[str, ...]
     sections = {name: normalise("\n".join(lines), names) for name, lines in raw.items()
                 if name not in ("processes", "processes-again", "interfaces")}
     sections["iptables"] = without_empty_tables(sections.get("iptables", ()))
+    # A route table is a set: a recreated container lists the same routes in its interfaces' new order.
+    sections["routes"] = tuple(sorted(sections.get("routes", ())))
     sections["processes"] = processes("\n".join(raw.get("processes", [])), "\n".join(raw.get("processes-again", [])))
     # Addresses by network: an interface's index and name may change, its network and address may not.
     sections["interfaces"] = tuple(sorted(f"<{names.get(m[1].split('@')[0], m[1])}> {m[2]}"
@@ -181,6 +183,8 @@ def take(topology: Topology) -> LabSnapshot:
         code, output = target.exec_run(["sh", "-c", f": {MARK}; {_SCRIPT}"])
         unused = tuple(n.gateway or str(next(ipaddress.ip_network(n.subnet).hosts()))  # Docker's default
                        for n in topology.networks.values()) if name == CLIENT else ()
+        if name == CLIENT:  # and Docker's IPv6 default, also added again on every connect
+            unused += tuple(n.bridge_address6 for n in topology.networks.values() if n.bridge_address6)
         states[name] = parse(output.decode(errors="replace"), subnets, unused)
     client_networks: tuple[str, ...] = ()
     if CLIENT in found:

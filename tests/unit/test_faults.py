@@ -107,6 +107,25 @@ def test_a_snapshot_parses_sections_and_leaves_out_dockers_unused_client_default
     assert sections["interfaces"] == ("<home> 10.203.1.10/24",)
 
 
+def test_routes_are_a_set_and_dockers_ipv6_client_default_is_left_out_too():
+    """A recreated container lists its routes in its interfaces' new order, and Docker adds its IPv6
+    default via the bridge again on every connect (never used: the client's rules skip it)."""
+    def routes(*lines: str) -> tuple[str, ...]:
+        output = "\n".join(["@@ routes", *lines, "@@ interfaces",
+                            "120: eth3    inet 10.203.1.10/24 brd 10.203.1.255 scope global eth3",
+                            "121: eth4    inet 10.203.100.20/24 brd 10.203.100.255 scope global eth4"])
+        return parse(output, SUBNETS, ("10.203.1.1", "fd00:203:1::1"))["routes"]
+
+    first = routes("anycast fe80:: dev eth3 table local proto kernel metric 0 pref medium",
+                   "anycast fe80:: dev eth4 table local proto kernel metric 0 pref medium",
+                   "default via fd00:203:1::1 dev eth3 metric 1024 pref medium")
+    again = routes("anycast fe80:: dev eth4 table local proto kernel metric 0 pref medium",
+                   "anycast fe80:: dev eth3 table local proto kernel metric 0 pref medium")
+    assert first == again and len(first) == 2
+    # mutation: a route the lab added (not Docker's default) is still a difference
+    assert routes("default via fd00:203:1::2 dev eth3 metric 1024 pref medium") != routes()
+
+
 def test_diff_names_each_leak_with_its_lines():
     clean = {"qdiscs": ("qdisc noqueue 0: dev <home> root",), "iptables": ("*filter", "COMMIT")}
     before = LabSnapshot({"home-router": clean}, ("home",), {"containers": ("a (running)",), "networks": ("n",)})
