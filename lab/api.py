@@ -143,15 +143,23 @@ def run_scenario(scenario: Scenario, topology: Topology | None = None, view: Pla
     interop-runner contract (:mod:`lab.scenario.stacks`); default: the scenario's, else the lab's own.
     ``strict``: RFC MUST violations found in the capture fail the run.
     """
+    result = play_scenario(scenario, topology, view, capture=capture, client=client, server=server)
+    result.verdict = judge_and_report(result.run_dir, strict=strict)
+    return result
+
+
+def play_scenario(scenario: Scenario, topology: Topology | None = None, view: PlainView | None = None,
+                  capture: bool = True, client: str | None = None, server: str | None = None) -> RunResult:
+    """Play a loaded scenario on the live lab and leave its files in its run directory, unjudged
+    (``verdict`` None): :func:`run_scenario` without its judge, for a caller that judges elsewhere
+    (`scenario run A B`: in the background while the next run plays, lab.verify.background)."""
     from lab.scenario.runner import ScenarioRunner
     from lab.scenario.stacks import endpoints
 
     view = view if view is not None else PlainView(io.StringIO())
     ends = endpoints(client or scenario.stacks.get("client"), server or scenario.stacks.get("server"))
     runner = ScenarioRunner(scenario, topology or load_topology(), view, capture=capture, endpoints=ends)
-    result = runner.run()
-    result.verdict = judge_and_report(result.run_dir, strict=strict)
-    return result
+    return runner.run()
 
 
 def run(name_or_path: str | Path | Scenario, capture: bool = True, live: bool = False) -> Verdict:

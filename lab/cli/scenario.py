@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -19,7 +20,14 @@ from lab.scenario import stacks
 from lab.scenario.names import topology_names
 from lab.scenario.schema import Scenario, ScenarioError, load_catalogue, load_scenario
 from lab.topology.load import ROOT, load_topology
+from lab.verify.background import BackgroundJudge, pipelining
 from lab.verify.result import EXPECTED_FAILURE, FAILED, NOT_APPLICABLE, NOT_VERIFIED, PASSED, UNEXPECTED_PASS
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from lab.scenario.runner import RunResult
+    from lab.verify.judge import Verdict
 
 HELP = "run, list or validate scenarios (YAML files in scenarios/)"
 SCENARIOS = api.SCENARIOS
@@ -90,16 +98,52 @@ def run(args: argparse.Namespace) -> int:
 
 def run_many(scenarios: list[Scenario], json_output: bool = False, capture: bool = True, client: str | None = None,
              server: str | None = None, strict: bool = False) -> int:
+    """Play each scenario, print each verdict, then (for several) a summary; the exit code.
+
+    With several scenarios a run is judged in the background while the next one plays (at the
+    lowest CPU priority, lab.verify.background; LAB_PIPELINE=0 turns it off): each verdict is
+    printed once it is in, between runs, in the order of the runs.
+    """
     topology = load_topology()
-    results = []
-    for scenario in scenarios:
-        result = api.run_scenario(scenario, topology, make_view(json_output), capture=capture, client=client,
-                                  server=server, strict=strict)
-        results.append((scenario, result))
-        if not json_output:
-            _print_checks(result)
-        if result.error:  # a run the lab could not finish (a fault, a timeout): its cause, in one line
-            print(f"error: {scenario.name}: {result.error}", file=sys.stderr)
+    results: list[tuple[Scenario, RunResult]] = []
+    judge = BackgroundJudge(strict) if pipelining(len(scenarios)) else None
+    pending: list[tuple[RunResult, Future[Verdict]]] = []
+    printed = 0
+
+    def show(wait: bool) -> None:  # the verdicts that are in, in the order of the runs
+        nonlocal printed
+        while pending and (wait or pending[0][1].done()):
+            result, future = pending.pop(0)
+            assert judge is not None
+            result.verdict = judge.result(future, result.run_dir)
+        while printed < len(results) and results[printed][1].verdict is not None:
+            scenario, result = results[printed]
+            if not json_output:
+                _print_checks(result)
+            if result.error:  # a run the lab could not finish (a fault, a timeout): its cause, in one line
+                print(f"error: {scenario.name}: {result.error}", file=sys.stderr)
+            printed += 1
+
+    finished = False
+    try:
+        for scenario in scenarios:
+            if judge is None:
+                result = api.run_scenario(scenario, topology, make_view(json_output), capture=capture, client=client,
+                                          server=server, strict=strict)
+            else:
+                result = api.play_scenario(scenario, topology, make_view(json_output), capture=capture,
+                                           client=client, server=server)
+                pending.append((result, judge.submit(result.run_dir)))
+            results.append((scenario, result))
+            show(wait=False)
+        show(wait=True)
+        finished = True
+    finally:
+        if judge is not None:
+            if not finished and pending:  # Ctrl-C or an error: what was played is judged later, on demand
+                print(f"not judged: {', '.join(str(r.run_dir.relative_to(ROOT)) for r, _ in pending)} "
+                      "(`python -m lab verify RUN_DIR`)", file=sys.stderr)
+            judge.close(cancel=not finished)
     if not json_output and len(results) > 1:
         _print_summary(results)
     if any(r.error for _, r in results):

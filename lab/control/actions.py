@@ -14,6 +14,7 @@ import ipaddress
 import json
 import re
 import secrets
+import shlex
 import subprocess
 import tarfile
 import time
@@ -32,6 +33,7 @@ from lab.endpoints.shared.netconf import route_script, source_table
 from lab.topology.model import CLIENT, SERVER, Topology
 
 CAPTURE_DIR = "/tmp/lab-capture"
+CLAT_DIR = "/run/lab/clat"  # the CLAT's pid file's directory (lab.endpoints.shared.tayga.clat)
 CAPTURE_FILTER = "udp port 443 or udp port 4443 or tcp port 443"
 _CT_ENTRY = re.compile(
     r"src=(?P<src>\S+) dst=(?P<dst>\S+) sport=(?P<sport>\d+) dport=(?P<dport>\d+).*?"
@@ -356,22 +358,27 @@ class Lab:
     # --- captures ---------------------------------------------------------------------------
 
     def start_captures(self) -> list[str]:
-        """tcpdump on both sides of every NAT router (as the interop runner's simulator does)."""
+        """tcpdump on both sides of every NAT router (as the interop runner's simulator does).
+
+        One exec per host, all hosts at once: it starts the host's capturers in the background and
+        returns once each has created its file (tcpdump and dumpcap create it after the socket and
+        its filter are set up), instead of a fixed sleep.
+        """
+        jobs: list[tuple[Container, list[tuple[str, list[str]]], str]] = []
         names = []
         for network, gateway in self.topology.gateways.items():
             target = self.ctr(gateway.router)
-            exec_checked(target, ["sh", "-c", f"pkill tcpdump; rm -rf {CAPTURE_DIR}; mkdir -p {CAPTURE_DIR}; true"])
+            commands = []
             for side, subnet in (("lan", self.topology.networks[network].subnet),
                                  ("wan", self.topology.networks["internet"].subnet)):
-                iface = interface_in(target, subnet)
                 name = f"{gateway.router}-{side}"
-                target.exec_run(["tcpdump", "-i", iface, "-U", "-s", "0", "-w", f"{CAPTURE_DIR}/{name}.pcap",
-                                 CAPTURE_FILTER], detach=True)
+                commands.append((name, ["tcpdump", "-i", interface_in(target, subnet), "-U", "-s", "0", "-w",
+                                        f"{CAPTURE_DIR}/{name}.pcap", CAPTURE_FILTER]))
                 names.append(name)
+            jobs.append((target, commands, "tcpdump"))
         for host in self._adversary_hosts():  # what reaches the victim, what the attacker sends and gets
             target = self.ctr(host)
             iface = interface_in(target, self.topology.networks["internet"].subnet)
-            exec_checked(target, ["sh", "-c", f"pkill dumpcap; rm -rf {CAPTURE_DIR}; mkdir -p {CAPTURE_DIR}; true"])
             # dumpcap, not tcpdump: tcpdump always changes user, and these hosts may not (cap_drop ALL
             # plus NET_ADMIN and NET_RAW). -P: pcap, like the routers'. -p: not promiscuous, since the
             # bridge floods frames for the silent victim, whose MAC it never learns. Only datagrams
@@ -380,10 +387,16 @@ class Lab:
             hostile = self.topology.adversary
             only = f"({CAPTURE_FILTER}) and (host {hostile.victim} or host {hostile.attacker})" if hostile else \
                 CAPTURE_FILTER
-            target.exec_run(["dumpcap", "-q", "-p", "-P", "-i", iface, "-f", only, "-w",
-                             f"{CAPTURE_DIR}/{host}.pcap"], detach=True)
+            jobs.append((target, [(host, ["dumpcap", "-q", "-p", "-P", "-i", iface, "-f", only, "-w",
+                                          f"{CAPTURE_DIR}/{host}.pcap"])], "dumpcap"))
             names.append(host)
-        time.sleep(0.3)  # let tcpdump open its sockets before traffic starts
+
+        def start(job: tuple[Container, list[tuple[str, list[str]]], str]) -> None:
+            target, commands, tool = job
+            exec_checked(target, ["sh", "-c", capture_start_script(tool, commands)])
+
+        with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+            list(pool.map(start, jobs))
         return names
 
     def _adversary_hosts(self) -> tuple[str, ...]:
@@ -393,19 +406,27 @@ class Lab:
 
     def stop_captures(self, destination: Path) -> list[Path]:
         destination.mkdir(parents=True, exist_ok=True)
-        saved = []
         hosts = [gateway.router for gateway in self.topology.gateways.values()] + list(self._adversary_hosts())
         targets = [self.ctr(host) for host in hosts]
-        # All at once: each stop waits 0.3 s for the capture to flush (one after the other, 1.2 s a run).
-        with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
-            list(pool.map(lambda t: t.exec_run(["sh", "-c", "pkill -INT tcpdump; pkill -INT dumpcap; sleep 0.3; true"]),
-                          targets))
-        for target in targets:
+
+        def stop(target: Container) -> bytes | None:
+            # The capturers flush and exit on SIGINT: waiting for their exit (not a fixed sleep) ends
+            # when the files are complete.
+            target.exec_run(["sh", "-c", CAPTURE_STOP])
             try:
                 stream, _ = target.get_archive(CAPTURE_DIR)
             except docker.errors.NotFound:
+                return None
+            return b"".join(stream)
+
+        # All hosts at once (one after the other, each stop and copy adds up to seconds a run).
+        with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
+            archives = list(pool.map(stop, targets))
+        saved = []
+        for archive_bytes in archives:
+            if archive_bytes is None:
                 continue
-            with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+            with tarfile.open(fileobj=io.BytesIO(archive_bytes)) as archive:
                 for member in archive.getmembers():
                     if member.isfile() and member.name.endswith(".pcap"):
                         data = archive.extractfile(member)
@@ -449,6 +470,24 @@ class Lab:
         # Connections of earlier runs would go on sending to their last address (PTO probes).
         with contextlib.suppress(docker.errors.APIError):
             self.ctr(SERVER).kill(signal="SIGUSR1")
+        # The routers' impairments and blackholes touch no client state: they are reset beside the
+        # client, each router in its own thread; then each router's NAT, conntrack and captures, last
+        # as before (no packet of the client's reset may leave an entry behind).
+        for router in self.topology.routers:
+            self.ctr(router)  # handles looked up before the threads share the cache
+        with ThreadPoolExecutor(max_workers=len(self.topology.routers) + 1) as pool:
+            impaired = [pool.submit(self._reset_impairments, router) for router in self.topology.routers]
+            try:
+                routes = self._reset_client(networks)
+            finally:
+                for done in impaired:
+                    done.result()  # a router that could not be reset fails the reset, as before
+            adversary.stop_all(self)
+            list(pool.map(self._reset_router, self.topology.routers))
+        return ActionResult("reset", "lab", {"networks": list(networks), **routes})
+
+    def _reset_client(self, networks: tuple[str, ...]) -> dict[str, Any]:
+        """The client's part of :meth:`reset`: a foreign end gone, its networks and routes; the routes."""
         # A foreign endpoint left by an interrupted black-box run; the lab's server takes its port back.
         if foreign.remove_all(self.topology.project):
             foreign.reclaim_main_port(self.ctr(SERVER), self.topology.server_port)
@@ -462,15 +501,31 @@ class Lab:
         self._restore_addresses6()
         if self.topology.nat64 is not None:  # a CLAT only while on an IPv6-only network
             six_only = [n for n in networks if self.topology.gateways[n].ipv6_only]
-            self._clat("up", six_only[0]) if six_only else self._clat("down")  # noqa: B018
-        routes = self.set_routes()
-        impair.reset_all(self)  # impairments and blackholes
-        adversary.stop_all(self)
+            if six_only:
+                self._clat("up", six_only[0])
+            else:
+                self._clat_down_if_up()
+        return self.set_routes()
+
+    def _clat_down_if_up(self) -> None:
+        """``clat down`` (a Python start in the client) only when a CLAT device or its pid file is there."""
+        assert self.topology.nat64 is not None
+        device = self.topology.nat64.clat_device
+        exec_checked(self.ctr(CLIENT), ["sh", "-c", f"if [ -e {CLAT_DIR}/{device}.pid ] || "
+                                                    f"ip link show {device} >/dev/null 2>&1; then "
+                                                    "python -m lab.endpoints.clat down; fi"])
+
+    def _reset_impairments(self, router: str) -> None:
+        """No impairment or blackhole on the client networks behind ``router``."""
+        for network, gateway in self.topology.gateways.items():
+            if gateway.router == router:
+                impair.reset(self, network)
+
+    def _reset_router(self, router: str) -> None:
+        """compose.yaml's NAT on ``router``, no conntrack entry, no capture, no attack's route."""
         undo_attacks = adversary.reset_commands(self.topology)  # a hijacked route, a sensor
-        for router in self.topology.routers:
-            self.ctr(router).exec_run(["sh", "-c", f"{nat_restore(self.topology, router)}; "
-                                                   f"conntrack -F >/dev/null 2>&1; pkill tcpdump; {undo_attacks}"])
-        return ActionResult("reset", "lab", {"networks": list(networks), **routes})
+        self.ctr(router).exec_run(["sh", "-c", f"{nat_restore(self.topology, router)}; "
+                                               f"conntrack -F >/dev/null 2>&1; pkill tcpdump; {undo_attacks}"])
 
 
 def nat_restore(topology: Topology, router: str) -> str:
@@ -481,6 +536,29 @@ def nat_restore(topology: Topology, router: str) -> str:
     return (f"{{ [ ! -e {nat_behaviour.CHANGED_MARKER} ] && "
             f"iptables -w -t nat -S POSTROUTING | grep -q -- '{ending}'; }} || "
             "python -m lab.endpoints.router.nat reset >/dev/null")
+
+
+CAPTURE_READY_S = 3.0  # s a capturer may take to create its file before the start counts as failed
+# SIGINT: tcpdump and dumpcap write what they hold and exit; wait for that (at most 3 s), then go on.
+CAPTURE_STOP = ("pkill -INT -x tcpdump; pkill -INT -x dumpcap; i=0; "
+                "while [ $i -lt 150 ] && pgrep -x 'tcpdump|dumpcap' >/dev/null; do sleep 0.02; i=$((i+1)); done; true")
+
+
+def capture_start_script(tool: str, commands: list[tuple[str, list[str]]]) -> str:
+    """Shell for one host: stop its old capturers, start ``commands`` (name, argv) in the background
+    (their output to /dev/null, so the exec returns), and wait until each has created its file; it
+    fails, naming the file, when one has not within CAPTURE_READY_S (pure)."""
+    files = [f"{CAPTURE_DIR}/{name}.pcap" for name, _ in commands]
+    tries = int(CAPTURE_READY_S / 0.01)
+    lines = [f"pkill -x {tool}; i=0; while [ $i -lt 150 ] && pgrep -x {tool} >/dev/null; do sleep 0.02; "
+             "i=$((i+1)); done",  # an earlier run's capturer must not write into the new directory
+             f"rm -rf {CAPTURE_DIR}; mkdir -p {CAPTURE_DIR}"]
+    lines += [f"{shlex.join(argv)} </dev/null >/dev/null 2>&1 &" for _, argv in commands]
+    ready = " && ".join(f"[ -e {shlex.quote(f)} ]" for f in files)
+    lines.append(f"i=0; until {ready}; do [ $i -lt {tries} ] || {{ echo 'no capture file after "
+                 f"{CAPTURE_READY_S:g} s:' {' '.join(shlex.quote(f) for f in files)}; exit 1; }}; "
+                 "sleep 0.01; i=$((i+1)); done")
+    return "\n".join(lines)
 
 
 def recreate_client(topology: Topology) -> None:

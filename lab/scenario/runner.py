@@ -406,6 +406,7 @@ class ScenarioRunner:
             names = self.lab.start_captures()
             if self.farming:
                 names += farm_control.start_captures(self.lab)
+                time.sleep(0.3)  # the replicas' dumpcap starts detached: let it open its socket first
             self._record(self._action_event(ActionResult("capture", "routers", {"interfaces": names}), t),
                          "controller")
         since = time.time() - 0.2

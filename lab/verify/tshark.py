@@ -17,6 +17,10 @@ from pathlib import Path, PurePosixPath
 MOUNT = PurePosixPath("/data")
 OUT = PurePosixPath("/out")
 DEFAULT_IMAGE = "quic-migration-lab:latest"
+# Set by a background judge (lab.verify.background): the tools run in the SCHED_IDLE class with the
+# smallest CPU weight, so that a run playing meanwhile keeps its CPU.
+IDLE_ENV = "LAB_JUDGE_IDLE"
+IDLE_CPU_SHARES = 2  # the smallest cpu.shares (cgroup v1); cgroup v2's weight 1
 
 
 class TsharkError(RuntimeError):
@@ -56,6 +60,7 @@ class ImageTools:
         import docker.errors
 
         client = self._docker()
+        idle = os.environ.get(IDLE_ENV) == "1"
         try:
             client.images.get(self.image)
         except docker.errors.ImageNotFound:
@@ -63,12 +68,13 @@ class ImageTools:
                               "run `make images`") from None
         with tempfile.TemporaryDirectory(prefix="lab-tshark-") as scratch:
             os.chmod(scratch, 0o777)
+            command = ["sh", "-c", f"{{ {script}\n}} > {OUT}/stdout"]
             container = client.containers.create(
-                self.image, ["sh", "-c", f"{{ {script}\n}} > {OUT}/stdout"], working_dir=str(MOUNT),
+                self.image, ["chrt", "-i", "0", *command] if idle else command, working_dir=str(MOUNT),
                 network_mode="none", user=f"{os.getuid()}:{os.getgid()}", environment={"HOME": "/tmp"},
                 volumes={str(Path(workdir).resolve()): {"bind": str(MOUNT), "mode": "rw" if writable else "ro"},
                          scratch: {"bind": str(OUT), "mode": "rw"}},
-                labels={"org.quic-migration-lab": "tshark"},
+                labels={"org.quic-migration-lab": "tshark"}, **({"cpu_shares": IDLE_CPU_SHARES} if idle else {}),
             )
             try:
                 container.start()
