@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--server-image", metavar="STACK|IMAGE", default=None,
                      help="the server's stack, as --client-image (the lab's server yields UDP 443 to it)")
     run.add_argument("--strict", action="store_true", help="RFC 9000 MUST violations in the capture fail the run")
+    run.add_argument("--pipeline", action="store_true",
+                     help="with several scenarios, judge each run in the background while the next one plays "
+                          "(faster; it disturbs the playing run's millisecond figures, see README)")
     sub.add_parser("list", help="the scenario catalogue")
     validate = sub.add_parser("validate", help="check scenario files without running them")
     validate.add_argument("files", nargs="+", metavar="FILE")
@@ -93,20 +96,21 @@ def run(args: argparse.Namespace) -> int:
     if not scenarios:
         raise LabError("name a scenario (see `python -m lab scenario list`) or use --all")
     return run_many(scenarios, json_output=args.json, capture=not args.no_capture, client=args.client_image,
-                    server=args.server_image, strict=args.strict)
+                    server=args.server_image, strict=args.strict, pipeline=args.pipeline)
 
 
 def run_many(scenarios: list[Scenario], json_output: bool = False, capture: bool = True, client: str | None = None,
-             server: str | None = None, strict: bool = False) -> int:
+             server: str | None = None, strict: bool = False, pipeline: bool = False) -> int:
     """Play each scenario, print each verdict, then (for several) a summary; the exit code.
 
-    With several scenarios a run is judged in the background while the next one plays (at the
-    lowest CPU priority, lab.verify.background; LAB_PIPELINE=0 turns it off): each verdict is
-    printed once it is in, between runs, in the order of the runs.
+    ``pipeline`` (or LAB_PIPELINE=1), with several scenarios: a run is judged in the background
+    while the next one plays (at the lowest CPU priority, lab.verify.background); each verdict is
+    printed once it is in, between runs, in the order of the runs. Not the default: it disturbs the
+    playing run's figures (README "Catalogue time").
     """
     topology = load_topology()
     results: list[tuple[Scenario, RunResult]] = []
-    judge = BackgroundJudge(strict) if pipelining(len(scenarios)) else None
+    judge = BackgroundJudge(strict) if pipelining(len(scenarios), pipeline) else None
     pending: list[tuple[RunResult, Future[Verdict]]] = []
     printed = 0
 

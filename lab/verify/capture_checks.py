@@ -17,6 +17,7 @@ the PR #426 challenge rule, response_on_challenged_path, amplification, cid_link
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -41,6 +42,7 @@ def _check(name: str, passed: bool, observed: str, expected: str, details: Mappi
 
 # --- direction helpers -------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=4096)  # called for every packet's two addresses by every check: a few distinct ones
 def canonical_ip(ip: str) -> str:
     """One text per address across families: an IPv4-mapped IPv6 address (``::ffff:a.b.c.d``, as
     dual-stack sockets and so the events write IPv4 peers) is its IPv4 address, and IPv6 is in

@@ -1,4 +1,4 @@
-"""`scenario run A B`: each run is judged in the background while the next one plays; every verdict
+"""`scenario run --pipeline A B`: each run is judged in the background while the next one plays; every verdict
 and report is written and the same as judging it again, printed in the order of the runs, with
 the exit codes of a run judged before the next one."""
 
@@ -19,7 +19,7 @@ def _latest(name: str):
 
 
 def test_two_scenarios_are_judged_in_the_background_with_their_reports(lab):
-    result = run_scenario("baseline", "nat-rebinding", timeout=300)
+    result = run_scenario("--pipeline", "baseline", "nat-rebinding", timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     out = result.stdout
     # each verdict, in the order of the runs, then the summary
@@ -42,7 +42,7 @@ def test_two_scenarios_are_judged_in_the_background_with_their_reports(lab):
 
 
 def test_a_run_that_errs_in_a_batch_gives_exit_1_and_its_error(lab):
-    result = run_scenario("baseline", STUCK, "--no-capture", timeout=300)
+    result = run_scenario("--pipeline", "baseline", STUCK, "--no-capture", timeout=300)
     assert result.returncode == 1, result.stdout[-3000:]  # one error, not all: 1, as without the pipeline
     assert "error: stuck-blackhole:" in result.stderr
     assert "baseline: PASSED" in result.stdout and "stuck-blackhole: FAILED" in result.stdout

@@ -96,8 +96,9 @@ def test_merge_keeps_capture_order_and_a_datagrams_packets_in_order():
         (1, 0, "1rtt"), (2, 0, "initial"), (2, 1, "handshake"), (3, 0, "1rtt")]
 
 
-def test_a_batch_is_judged_in_the_background_unless_turned_off(monkeypatch):
+def test_a_batch_is_judged_in_the_background_only_when_asked(monkeypatch):
     monkeypatch.delenv(background.PIPELINE_ENV, raising=False)
-    assert background.pipelining(2) and not background.pipelining(1)
-    monkeypatch.setenv(background.PIPELINE_ENV, "0")
-    assert not background.pipelining(12)
+    assert not background.pipelining(12)  # it disturbs the playing run: never by default
+    assert background.pipelining(2, asked=True) and not background.pipelining(1, asked=True)
+    monkeypatch.setenv(background.PIPELINE_ENV, "1")
+    assert background.pipelining(12) and not background.pipelining(1)
