@@ -18,6 +18,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,11 +127,12 @@ class Verdict:
     def tally(self) -> dict[str, int]:
         return dict(Counter(c.status for c in self.checks))
 
-    def write_reports(self) -> dict[str, Any]:
+    def write_reports(self, prefetched: Prefetched | None = None) -> dict[str, Any]:
         """report.json, report.md, goodput.svg, report.html (...) in the run directory; returns the report.
 
         report.html draws the packets: the server-side capture is handed over as the judge decoded
-        it (decoding is the slow part), the NATs' client sides are decoded for it.
+        it (decoding is the slow part), the NATs' client sides are decoded for it, or taken from
+        ``prefetched`` (:func:`prefetch_client_sides`) when decoded there with the same arguments.
         """
         report = self.to_dict()
         judged = (self.run_dir / SERVER_CAPTURE).resolve()
@@ -138,6 +140,9 @@ class Verdict:
         def read_packets(pcap: Path, keylog: Path | None, ports: Any) -> list[Any]:
             if self.decoded is not None and Path(pcap).resolve() == judged:
                 return self.decoded
+            early = (prefetched or {}).get(_decode_key(pcap, keylog, ports))
+            if early is not None:
+                return early.result()  # its error, if any, is the decoder's, as below
             return read_quic_packets(pcap, keylog, ports)
 
         write_reports(self.run_dir, report, self.timeline, self.description, read_packets=read_packets)
@@ -451,10 +456,48 @@ def _qlog_checks(qlogs: SideQlogs, timeline: Timeline, migration: bool, black_bo
     return checks
 
 
+DecodeKey = tuple[Path, Path | None, tuple[int, ...]]
+Prefetched = dict[DecodeKey, "Future[list[QuicPacket]]"]
+PREFETCH_MIN_BYTES = 4096  # a client side with less holds no datagram worth drawing (an empty one is 808 B)
+
+
+def _decode_key(pcap: Path, keylog: Path | None, ports: Iterable[int]) -> DecodeKey:
+    return Path(pcap).resolve(), None if keylog is None else Path(keylog).resolve(), tuple(ports)
+
+
+def prefetch_client_sides(run_dir: Path, pool: ThreadPoolExecutor) -> Prefetched:
+    """Start decoding the NATs' client-side captures that report.html will want (those with traffic)
+    while the judge decodes the server side: the same call, arguments and result as the report's own
+    (lab.report.render.decode_captures), only earlier. Nothing when the run has no readable record."""
+    try:
+        record = read_record(run_dir)
+        prepare_captures(run_dir)  # the pcapng files the judge would make first; idempotent
+    except (NotARunDir, TsharkError, OSError):
+        return {}
+    if not record.capture or not (run_dir / SERVER_CAPTURE).is_file():
+        return {}
+    keylog = run_dir / KEYLOG
+    key = keylog if keylog.is_file() else None
+    ports = (record.topology.server_port, record.topology.server_preferred_port)
+    found: Prefetched = {}
+    for router in record.topology.routers:
+        pcap = run_dir / "captures" / f"{router}-lan.pcapng"
+        if pcap.is_file() and pcap.stat().st_size >= PREFETCH_MIN_BYTES:
+            found[_decode_key(pcap, key, ports)] = pool.submit(read_quic_packets, pcap, key, ports)
+    return found
+
+
 def judge_and_report(run_dir: str | Path, strict: bool = False) -> Verdict:
-    """What every verb does after a run: judge it from its artifacts, then write its reports."""
-    verdict = judge_run(run_dir, strict=strict)
-    verdict.write_reports()
+    """What every verb does after a run: judge it from its artifacts, then write its reports.
+
+    The client sides report.html draws are decoded while the judge works (a container each, on the
+    other core), not after it.
+    """
+    run_dir = Path(run_dir)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        prefetched = prefetch_client_sides(run_dir, pool)
+        verdict = judge_run(run_dir, strict=strict)
+        verdict.write_reports(prefetched)
     return verdict
 
 

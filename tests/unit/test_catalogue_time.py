@@ -102,3 +102,12 @@ def test_a_batch_is_judged_in_the_background_only_when_asked(monkeypatch):
     assert background.pipelining(2, asked=True) and not background.pipelining(1, asked=True)
     monkeypatch.setenv(background.PIPELINE_ENV, "1")
     assert background.pipelining(12) and not background.pipelining(1)
+
+
+def test_no_prefetch_for_a_directory_that_is_no_run(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lab.verify.judge import prefetch_client_sides
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        assert prefetch_client_sides(tmp_path, pool) == {}
