@@ -401,7 +401,7 @@ def test_incremental_qlog_streams_a_valid_file_and_keeps_no_events(certificates:
         else:
             pair.handshake()
         logger.flush()
-        assert len(seam.trace_events(trace)) == 0  # nothing kept in memory: handed to the writer thread
+        assert len(seam.trace_events(trace)) == 0  # nothing kept in the trace: handed over for encoding
         logger.drain()
         counts.append(len(json.loads(path.read_text())["traces"][0]["events"]))
     assert counts[0] > 0 and counts[1:] == [counts[0] + 1, counts[0] + 2]
@@ -550,3 +550,66 @@ def test_only_the_seam_touches_aioquic_private_attributes(certificates: Certific
     outside = [use for path in sorted((ROOT / "lab").rglob("*.py")) if path != seam_path
                for use in private_uses(path, names)]
     assert outside == [], "aioquic private attributes outside the seam:\n" + "\n".join(outside)
+
+
+def test_incremental_qlog_encodes_in_slices_between_which_the_loop_runs(certificates: Certificates,
+                                                                       tmp_path) -> None:
+    import asyncio
+    import json
+
+    from lab.endpoints.quic import telemetry
+    from lab.endpoints.quic.telemetry import IncrementalQlog
+
+    logger = IncrementalQlog(tmp_path, "client")
+    pair = Pair(certificates, client_logger=logger)
+    trace = seam.qlog_trace(pair.client)
+    path = logger.path_for(seam.trace_odcid(trace))
+    pair.handshake()
+    logger.flush()  # the head and the handshake's events: the file begins
+    logger.drain()
+    before = len(json.loads(path.read_text())["traces"][0]["events"])
+    many = 5 * telemetry.QLOG_SLICE_EVENTS
+    for n in range(many):
+        trace.log_event(category="connectivity", event="path_updated", data={"n": n})
+    ticks: list[int] = []  # the loop's other work, counted while the batch is encoded
+
+    async def main() -> None:
+        async def other() -> None:
+            while True:
+                ticks.append(len(logger._batches[0].parts) if logger._batches else -1)
+                await asyncio.sleep(0)
+
+        side = asyncio.get_running_loop().create_task(other())
+        logger.start()
+        await asyncio.sleep(telemetry.QLOG_FLUSH_INTERVAL * 3)
+        side.cancel()
+        logger.stop()
+
+    asyncio.run(main())
+    partly = {t for t in ticks if 0 < t < 5}
+    assert len(partly) >= 3  # the loop ran between the slices, not once the batch was done
+    events = json.loads(path.read_text())["traces"][0]["events"]
+    assert [e["data"]["n"] for e in events[before:]] == list(range(many))
+
+
+def test_incremental_qlog_drain_finishes_a_half_encoded_batch_in_order(certificates: Certificates,
+                                                                       tmp_path) -> None:
+    import json
+
+    from lab.endpoints.quic import telemetry
+    from lab.endpoints.quic.telemetry import IncrementalQlog
+
+    logger = IncrementalQlog(tmp_path, "client")
+    pair = Pair(certificates, client_logger=logger)
+    trace = seam.qlog_trace(pair.client)
+    pair.handshake()
+    first = 2 * telemetry.QLOG_SLICE_EVENTS + 5
+    for n in range(first):
+        trace.log_event(category="connectivity", event="path_updated", data={"n": n})
+    logger.flush()
+    logger._batches[0].encode_slice()  # the periodic task had done one slice when the trace ended
+    trace.log_event(category="connectivity", event="path_updated", data={"n": first})
+    logger.end_trace(trace)
+    events = json.loads(logger.path_for(seam.trace_odcid(trace)).read_text())["traces"][0]["events"]
+    numbered = [e["data"]["n"] for e in events if "n" in e.get("data", {})]
+    assert numbered == list(range(first + 1)) and not logger._batches

@@ -26,10 +26,8 @@ import asyncio
 import contextlib
 import json
 import os
-import queue
-import sys
-import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,12 +57,12 @@ from lab.events import (
     normalise_address,
 )
 
-QLOG_FLUSH_INTERVAL = 0.1  # the loop only hands events over; a writer thread encodes them
-# The writer thread holds the GIL while it encodes; the event loop, when it wakes, gets the GIL
-# back only after the switch interval (CPython's default 5 ms). Measured with perf sched on the
-# baseline (2 cores, 1 run, 38 client data gaps >= 5 ms): in most of them the loop was asleep
-# while a qlog writer thread (the client's or the server's) ran 5-7 ms. 1 ms bounds that wait.
-GIL_SWITCH_INTERVAL_S = 0.001
+QLOG_FLUSH_INTERVAL = 0.1  # the loop hands new events over, then encodes them in slices
+# Events encoded per slice, between which the loop reads its sockets: about 0.2 ms of json.dumps.
+# An earlier writer thread made the loop wait for the GIL (and for the core the writer was
+# descheduled on): on the baseline (2 cores, 5 runs) moving the encoding out of the transfer cut
+# the client's data gaps of 5-13 ms from 69 to 21, so the encoding stays on the loop, in slices.
+QLOG_SLICE_EVENTS = 32
 
 
 @dataclass
@@ -289,18 +287,37 @@ _QLOG_NAMES = {
 }
 
 
+class _Batch:
+    """New events of one trace, handed over by one flush, and what of them is encoded so far."""
+
+    __slots__ = ("events", "head", "parts", "path")
+
+    def __init__(self, path: Path, head: dict[str, Any] | None, events: list[dict[str, Any]]) -> None:
+        self.path, self.head, self.events = path, head, events
+        self.parts: list[str] = []
+
+    @property
+    def done(self) -> bool:
+        return len(self.parts) * QLOG_SLICE_EVENTS >= len(self.events)
+
+    def encode_slice(self) -> None:
+        start = len(self.parts) * QLOG_SLICE_EVENTS
+        self.parts.append(json.dumps(self.events[start:start + QLOG_SLICE_EVENTS])[1:-1])
+
+
 class IncrementalQlog(QuicLogger):
     """A QuicLogger streaming each trace to ``<dir>/<odcid>_<role>.qlog`` while it is open.
 
     aioquic's QuicFileLogger keeps every event in memory and writes a trace only when its
     connection ends; a lab wants to look at a long-lived connection while it migrates, and must not
-    stall it. So every flush takes the new events out of the trace (on the event loop: a deque
-    handed over) and a writer thread encodes them and appends them in place, overwriting the file's
-    closing brackets and writing them again after: nothing is kept in memory, the file is valid JSON
-    after every write, and the event loop never waits for the encoding.
+    stall it. So every flush takes the new events out of the trace and the event loop encodes them
+    QLOG_SLICE_EVENTS at a time, reading its sockets between slices, then appends them in place,
+    overwriting the file's closing brackets and writing them again after: nothing is kept in
+    memory, the file is valid JSON after every write, and no slice holds the loop for long.
 
-    Measured in the client container (12 MB at 2 MB/s, asyncio debug): encoding on the loop took
-    14-67 ms per 250 ms flush, each one a stall of the data the lab measures.
+    Measured in the client container (12 MB at 2 MB/s, asyncio debug): encoding a whole flush at
+    once took 14-67 ms per 250 ms flush, each one a stall of the data the lab measures; a writer
+    thread instead made the loop wait for the GIL (see QLOG_SLICE_EVENTS).
     """
 
     def __init__(self, directory: str | Path, role: str) -> None:
@@ -309,10 +326,9 @@ class IncrementalQlog(QuicLogger):
         self.directory.mkdir(parents=True, exist_ok=True)
         self.role = role
         self._started: set[int] = set()  # id(trace) of traces whose file was begun
-        self._queue: queue.Queue[tuple[Path, dict[str, Any] | None, list[dict[str, Any]]] | None] = queue.Queue()
-        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))  # see GIL_SWITCH_INTERVAL_S
-        self._writer = threading.Thread(target=self._write_loop, name=f"qlog-{role}", daemon=True)
-        self._writer.start()
+        self._batches: deque[_Batch] = deque()  # in order; the first may be partly encoded
+        self._tails: dict[Path, int] = {}  # file -> bytes of its closing brackets
+        self._counts: dict[Path, int] = {}  # file -> events written
         self._task: asyncio.Task[None] | None = None
         # Diagnosis, off by default: LAB_LOOP_STALLS=<ms> records the loop's long callbacks, written
         # beside each trace as <odcid>_<role>.loop-stalls.json when it ends (lab.bench.stalls reads them).
@@ -333,13 +349,24 @@ class IncrementalQlog(QuicLogger):
         self.drain()
 
     def drain(self) -> None:
-        """Wait until the writer thread has written everything handed to it."""
-        self._queue.join()
+        """Encode and write everything handed over, now (a trace that ended, or the logger stopping)."""
+        while self._batches:
+            batch = self._batches[0]
+            while not batch.done:
+                batch.encode_slice()
+            self._write(self._batches.popleft())
 
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(QLOG_FLUSH_INTERVAL)
             self.flush()
+            while self._batches:  # one slice a loop iteration; drain() may finish the batch meanwhile
+                batch = self._batches[0]
+                if batch.done:
+                    self._write(self._batches.popleft())
+                    continue
+                batch.encode_slice()
+                await asyncio.sleep(0)
 
     def path_for(self, odcid: bytes) -> Path:
         return self.directory / f"{odcid.hex()}_{self.role}.qlog"
@@ -350,45 +377,34 @@ class IncrementalQlog(QuicLogger):
                 self._hand_over(trace)
 
     def _hand_over(self, trace: QuicLoggerTrace) -> None:
-        """Take the trace's new events out of it and queue them for the writer (cheap, on the loop)."""
+        """Take the trace's new events out of it and queue them for encoding (cheap)."""
         head = None
         if id(trace) not in self._started:
             self._started.add(id(trace))
             head = {**trace.to_dict(), "events": []}
-        self._queue.put((self.path_for(seam.trace_odcid(trace)), head, seam.drain_trace_events(trace)))
+        self._batches.append(_Batch(self.path_for(seam.trace_odcid(trace)), head,
+                                    seam.drain_trace_events(trace)))
 
-    def _write_loop(self) -> None:
-        tails: dict[Path, int] = {}  # file -> bytes of its closing brackets
-        counts: dict[Path, int] = {}  # file -> events written
-        while True:
-            item = self._queue.get()
-            try:
-                if item is not None:
-                    self._append(*item, tails, counts)
-            except OSError:
-                pass
-            finally:
-                self._queue.task_done()
+    def _write(self, batch: _Batch) -> None:
+        with contextlib.suppress(OSError):
+            self._append(batch.path, batch.head, ",".join(p for p in batch.parts if p), len(batch.events))
 
-    @staticmethod
-    def _append(target: Path, head: dict[str, Any] | None, events: list[dict[str, Any]], tails: dict[Path, int],
-                counts: dict[Path, int]) -> None:
-        body = ",".join(json.dumps(event) for event in events)
+    def _append(self, target: Path, head: dict[str, Any] | None, body: str, count: int) -> None:
         if head is not None:
             text = json.dumps({"qlog_format": "JSON", "qlog_version": QLOG_VERSION, "traces": [head]})
             prefix, _, suffix = text.partition('"events": []')
             tail = "]" + suffix
             with open(target, "w", encoding="ascii") as out:
                 out.write(prefix + '"events": [' + body + tail)
-            tails[target], counts[target] = len(tail), len(events)
-        elif events:
+            self._tails[target], self._counts[target] = len(tail), count
+        elif count and target in self._tails:
             with open(target, "r+", encoding="ascii") as out:
                 end = out.seek(0, os.SEEK_END)
-                out.seek(end - tails[target])
+                out.seek(end - self._tails[target])
                 tail = out.read()
-                out.seek(end - tails[target])
-                out.write(("," if counts[target] else "") + body + tail)
-            counts[target] += len(events)
+                out.seek(end - self._tails[target])
+                out.write(("," if self._counts[target] else "") + body + tail)
+            self._counts[target] += count
 
     def end_trace(self, trace: QuicLoggerTrace) -> None:
         super().end_trace(trace)
