@@ -16,6 +16,7 @@ import sys
 from lab.addresses import parse_host_port
 from lab.endpoints.quic.client import PROBE_AFTER, ClientOptions, run_quic_client
 from lab.endpoints.quic.reconnect import ATTEMPT_TIMEOUT, STRATEGIES, run_quic_reconnect
+from lab.endpoints.shared import sched
 from lab.endpoints.shared.gaps import freeze_startup_objects
 from lab.endpoints.shared.video import VideoPlan
 from lab.endpoints.tcp.client import run_tcp_client
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --server: {exc}", file=sys.stderr)
         return 2
     freeze_startup_objects()
+    sched.request_slice(sched.slice_from_env(dict(os.environ)))
     if args.transport in ("tcp", "tcp-resume"):
         return asyncio.run(_run_tcp(args, server))
     rotate = args.rotate_cid

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from lab.addresses import parse_host_port
 from lab.endpoints.quic.server import ServerOptions, serve_quic
+from lab.endpoints.shared import sched
 from lab.endpoints.shared.gaps import freeze_startup_objects
 from lab.endpoints.tcp.server import serve_tcp
 from lab.events import Emitter
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         freeze_startup_objects()
+        sched.request_slice(sched.slice_from_env(dict(os.environ)))
         return asyncio.run(main_async(args))
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
