@@ -3,7 +3,7 @@
 Stable surface (everything else in ``lab`` may change between commits)::
 
     topology() -> Topology           the lab as compose.yaml describes it (networks, routers, addresses)
-    up(timeout=90) -> None           start the lab and wait until it is healthy (as `python -m lab up`)
+    up(timeout=90) -> None           start the lab and wait until it is ready (as `python -m lab up`)
     scenario(name_or_path) -> Scenario   a catalogue name ("nat-rebinding") or a YAML file, validated
     run(name_or_path, capture=True, live=False) -> Verdict
                                      play a scenario on the live lab, judge it, write its reports
@@ -40,7 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lab.control import host6
+from lab.control import host6, readiness
 from lab.control.docker_api import subnet_conflicts
 from lab.errors import LabError
 from lab.observe.live import PlainView
@@ -65,7 +65,7 @@ def topology() -> Topology:
 
 
 def up(timeout: int = 90) -> None:
-    """Start the lab (`docker compose up --wait`) and wait until every service is healthy.
+    """Start the lab (`docker compose up --wait`) and wait until every service is ready.
 
     Validates the topology first, so a bad override leaves a running lab as it was. Does nothing
     harmful when the lab is already up. Raises LabError with a one-line reason (a bad compose.yaml,
@@ -83,6 +83,8 @@ def up(timeout: int = 90) -> None:
         raise LabError("certs/server.crt is missing: run `make certs` (or `make up`)")
     for service in ("server", "client"):
         (ROOT / "artifacts" / ".runtime" / service).mkdir(parents=True, exist_ok=True)
+    for gateway in topo.gateways.values():  # the routers' captures (compose.yaml's bind mounts)
+        (ROOT / "artifacts" / ".runtime" / "captures" / gateway.router).mkdir(parents=True, exist_ok=True)
     note = host6.install()  # before Compose makes the dual-stack networks (lab.control.host6)
     if note:
         print(note, flush=True)
@@ -98,7 +100,8 @@ def up(timeout: int = 90) -> None:
         if "Pool overlaps" in result.stderr:
             raise LabError(f"a lab subnet is already taken: {reason} (set the *_SUBNET variables, see README)")
         raise LabError(f"docker compose up failed: {reason} (see `make logs`)")
-    print(f"==> lab healthy in {time.monotonic() - start:.1f} s: {', '.join(sorted(topo.services))}", flush=True)
+    readiness.wait_ready(topo, timeout)  # the services' own readiness commands (lab.control.readiness)
+    print(f"==> lab ready in {time.monotonic() - start:.1f} s: {', '.join(sorted(topo.services))}", flush=True)
 
 
 def scenario_path(name_or_path: str | Path) -> Path:

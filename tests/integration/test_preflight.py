@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+from lab.control import readiness
 from lab.control.docker_api import containers
 from lab.topology.load import ROOT
 
@@ -33,16 +34,8 @@ def one_line(result: subprocess.CompletedProcess, *fragments: str) -> None:
 
 
 def wait_healthy(topology, timeout: float = 60) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        found = containers(topology, all_states=True)  # the lab's services (others, e.g. the adversary's, may run)
-        states = {name: (found[name].attrs["State"].get("Status"),
-                         (found[name].attrs["State"].get("Health") or {}).get("Status")) if name in found else None
-                  for name in topology.services}
-        if all(s == ("running", "healthy") for s in states.values()):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"the lab did not become healthy again: {states}")
+    """Every service running again and ready (its compose.yaml readiness command succeeds)."""
+    readiness.wait_ready(topology, timeout)
 
 
 def wait_for_lock(pid: int, timeout: float = 30) -> dict:
