@@ -139,19 +139,29 @@ def balancer_flows(view: FarmView) -> CheckResult:
                        details={"rebindings": len(rebindings), "holder": holders[0] if holders else None})
 
 
+def _moved_arrivals(view: FarmView, name: str, expected: str
+                    ) -> tuple[Move, list[QuicPacket], list[QuicPacket]] | CheckResult:
+    """The moved flow, the other replica's packets and the datagrams of the flow among them; or the
+    not-verified result when the flow never moved or that replica was not captured."""
+    moved = view.moved
+    if moved is None:
+        return not_verified(name, "the flow never moved to another replica", expected, "captures", "quic")
+    packets = view.replica_packets.get(moved.moved_to or "")
+    if packets is None:
+        return not_verified(name, f"no capture of {moved.moved_to}", expected, "captures", "quic")
+    return moved, packets, [p for p in _first_per_datagram(packets) if _tuple(p, "src") == moved.moved_flow]
+
+
 def replica_captures(view: FarmView) -> CheckResult:
     """Each replica's own capture: who received the client's datagrams, and whose server ID their DCIDs carry."""
     name = "farm_replica_captures"
     missing = [n for n, p in view.replica_packets.items() if p is None]
     if view.connection == "breaks":
         expected = "the moved flow's datagrams in the other replica's capture, DCIDs naming the holder's server ID"
-        moved = view.moved
-        if moved is None:
-            return not_verified(name, "the flow never moved to another replica", expected, "captures", "quic")
-        packets = view.replica_packets.get(moved.moved_to or "")
-        if packets is None:
-            return not_verified(name, f"no capture of {moved.moved_to}", expected, "captures", "quic")
-        arrived = [p for p in _first_per_datagram(packets) if _tuple(p, "src") == moved.moved_flow]
+        found = _moved_arrivals(view, name, expected)
+        if isinstance(found, CheckResult):
+            return found
+        moved, _, arrived = found
         holder_id = next(r.server_id for r in view.farm.replicas if r.name == moved.holder)
         raw = view.replica_dcids.get(moved.moved_to or "")
         dcids = raw.get(moved.moved_flow or "", []) if raw is not None else \
@@ -187,14 +197,11 @@ def other_replica_reaction(view: FarmView) -> CheckResult:
     reset (RFC 9000 §10.3: a short header it cannot decrypt), never a handshake of its own."""
     name = "farm_other_replica_reaction"
     expected = "silence or a stateless reset (RFC 9000 §10.3) to the moved flow, no handshake"
-    moved = view.moved
-    if moved is None:
-        return not_verified(name, "the flow never moved to another replica", expected, "captures", "quic")
-    packets = view.replica_packets.get(moved.moved_to or "")
-    if packets is None:
-        return not_verified(name, f"no capture of {moved.moved_to}", expected, "captures", "quic")
+    found = _moved_arrivals(view, name, expected)
+    if isinstance(found, CheckResult):
+        return found
+    moved, packets, arrived = found
     own = view.address(moved.moved_to or "")
-    arrived = [p for p in _first_per_datagram(packets) if _tuple(p, "src") == moved.moved_flow]
     if not arrived:
         return not_verified(name, f"no datagram of {moved.moved_flow} reached {moved.moved_to}", expected,
                             "captures", "quic")
