@@ -223,11 +223,12 @@ def main() -> int:
             netconf.run("ip6tables", "-w", *rule)
     emitter = Emitter("router", transport="udp")
     print(f"{name}: NAT {os.environ['LAN_SUBNET']} ({lan}) -> {wan}, {mapping} mapping, {ports} ports", flush=True)
-    READY.parent.mkdir(parents=True, exist_ok=True)
-    READY.write_text("ready\n")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     events = subprocess.Popen(["conntrack", "-E", "-e", "NEW,DESTROY"], stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL, text=True, bufsize=1)
+    # Ready once every rule is in and the mapping reader runs (lab up waits for this file).
+    READY.parent.mkdir(parents=True, exist_ok=True)
+    READY.write_text("ready\n")
     assert events.stdout is not None
     for line in events.stdout:
         parsed = parse_conntrack_event(line)
