@@ -8,8 +8,10 @@ uplinks): root, like the rest of the lab's tests, and no host tool.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
+import select
 import socket
 import struct
 import subprocess
@@ -59,17 +61,22 @@ def sniff(interfaces: list[str]):
         s.settimeout(0.05)
         sockets.append((name, s))
 
+    def record(name: str, frame: bytes) -> None:
+        header = frame[14:54]
+        if len(header) == 40:
+            seen.append((name, str(ipaddress.IPv6Address(header[8:24])),
+                         str(ipaddress.IPv6Address(header[24:40])), header[6], frame[:6].hex(":")))
+
+    names = {s.fileno(): name for name, s in sockets}
+
     def read() -> None:
+        # select over every socket: reading them one by one, each empty one waited its timeout and a
+        # busy bridge fell behind, so the last container's probes were still queued when it stopped.
         while not stop.is_set():
-            for name, s in sockets:
-                try:
-                    frame = s.recv(2048)
-                except (TimeoutError, OSError):
-                    continue
-                header = frame[14:54]
-                if len(header) == 40:
-                    seen.append((name, str(ipaddress.IPv6Address(header[8:24])),
-                                 str(ipaddress.IPv6Address(header[24:40])), header[6], frame[:6].hex(":")))
+            ready, _, _ = select.select([s for _, s in sockets], [], [], 0.05)
+            for s in ready:
+                with contextlib.suppress(OSError):
+                    record(names[s.fileno()], s.recv(2048))
 
     thread = threading.Thread(target=read, daemon=True)
     thread.start()
@@ -79,7 +86,13 @@ def sniff(interfaces: list[str]):
         time.sleep(0.3)
         stop.set()
         thread.join()
-        for _, s in sockets:
+        for name, s in sockets:  # what is still queued was captured too
+            s.setblocking(False)
+            while True:
+                try:
+                    record(name, s.recv(2048))
+                except OSError:
+                    break
             s.close()
 
 
