@@ -81,7 +81,7 @@ class LoopStallMeter:
     included) and registers a ``gc.callbacks`` hook; a callback or a collection lasting at least
     ``threshold_s`` is kept with its thread's CPU time over the same span (``time.thread_time``),
     so that a stall is told apart: CPU close to its length = the loop's own work; far less = the
-    thread was runnable but waited for a core, or waited for the GIL (a writer thread held it).
+    thread was runnable but waited for a core, or waited for the GIL (another thread held it).
     The data gaps at the client are matched against these by time (lab.bench.stalls).
     """
 
