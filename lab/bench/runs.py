@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from lab import api
-from lab.bench import stalls
+from lab.bench import machine, stalls
 from lab.bench.figures import NOISE_LIMIT_MS, Distribution, limit_for, ratio
 from lab.bench.page import bench_html
 from lab.scenario.names import topology_names
@@ -26,6 +26,7 @@ from lab.topology.model import Topology
 from lab.verify.judge import Verdict
 
 BENCH = ARTIFACTS / "bench"
+MACHINE_S = 10.0  # seconds of each machine-floor measurement (lab.bench.machine)
 Say = Callable[[str], None]
 
 
@@ -110,7 +111,11 @@ def with_rtt(source: Path, rtt_ms: float, directory: Path, topology: Topology) -
 def noise(topology: Topology, source: Path, runs: int, say: Say) -> dict[str, Any]:
     """The lab's noise floor: the baseline scenario (no network change, captures and qlog on)."""
     scenario = load_scenario(source, topology_names(topology))
+    say(f"... the machine's own floor first: busy clock readers, lab idle, {MACHINE_S:g} s each")
+    floor_of_machine = machine.machine_floor(MACHINE_S)
+    steal_before = machine.read_steal_ms()
     verdicts = run_times(scenario, topology, runs, True, say)
+    steal_after = machine.read_steal_ms()
     floors = [v.metrics.get("quic", {}).get("noise_floor_ms") for v in verdicts]
     histogram: dict[str, int] = {}
     for verdict in verdicts:
@@ -129,6 +134,9 @@ def noise(topology: Topology, source: Path, runs: int, say: Say) -> dict[str, An
         "noise_floor_ms": dist.to_dict(), "ratio_to_limit": ratio(dist.maximum, NOISE_LIMIT_MS),
         "passed": [v.passed for v in verdicts], "run_dirs": [str(v.run_dir) for v in verdicts],
         "gap_histogram_ms": dict(sorted(histogram.items(), key=lambda kv: int(kv[0]))),
+        "machine_floor": floor_of_machine,
+        "steal_ms_during_runs": None if steal_before is None or steal_after is None
+        else round(steal_after - steal_before, 1),
     }
 
 

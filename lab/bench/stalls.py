@@ -5,8 +5,8 @@ client and the server write every callback that held their loop at least that lo
 qlog (``<odcid>_<role>.loop-stalls.json``, lab.endpoints.shared.gaps.LoopStallMeter). A data gap
 at the client is put down to the stall that overlaps it most (the server's taken up to
 ``LEAD_S`` earlier, what its packets take to arrive); a stall whose thread had CPU for most of
-it was the loop's own work, otherwise the loop waited (for a core, or for the GIL). A gap that no
-stall overlaps by ``MIN_OVERLAP_S`` is left unexplained by the loops.
+it was the loop's own work, otherwise its schedstat tells where the time went (``how``). A gap
+that no stall overlaps by ``MIN_OVERLAP_S`` is left unexplained by the loops.
 """
 
 from __future__ import annotations
@@ -52,8 +52,28 @@ def cause(gap: Gap, stalls: dict[str, list[dict[str, Any]]]) -> str:
     if best is None:
         return "no loop stall"
     _, role, stall = best
-    how = "own work" if stall["cpu_ms"] >= OWN_WORK * stall["ms"] else "waited (a core or the GIL)"
-    return f"{role} loop, {how}: {kind(stall['what'])}"
+    return f"{role} loop, {how(stall)}: {kind(stall['what'])}"
+
+
+def how(stall: dict[str, Any]) -> str:
+    """Where a stall's time went: the loop's own work, a run queue, the hypervisor, or a blocking call.
+
+    The thread's CPU clock, its time on a run queue and its count of times put on a CPU
+    (schedstat) account for every millisecond but two kinds: asleep in a call, and stolen -- the
+    thread was on its CPU while the hypervisor ran another guest, which a guest's CPU clock leaves
+    out. With no switch at all it cannot have slept, so the rest was stolen.
+    """
+    ms, cpu = stall["ms"], stall["cpu_ms"]
+    if cpu >= OWN_WORK * ms:
+        return "own work"
+    queued, switches = stall.get("queued_ms"), stall.get("switches")
+    if queued is None or switches is None:  # recorded without schedstat
+        return "waited (a core or the GIL)"
+    if queued >= (ms - cpu) / 2:
+        return "waited for a core"
+    if switches == 0:
+        return "stolen by the hypervisor"
+    return "slept in a call, or stolen"
 
 
 def attribute(gaps: Iterable[Gap], stalls: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]:

@@ -303,6 +303,14 @@ def _print_noise(found: dict[str, Any]) -> None:
     print(f"noise floor ({found['runs']} runs of the baseline, captures and qlog on): "
           f"max {dist['maximum']:.1f} ms, median {dist['median']:.1f} ms; {found['within_limit']}/{found['runs']} runs "
           f"<= {found['limit_ms']:g} ms; ratio max/limit {found['ratio_to_limit']:.2f}")
+    for entry in found.get("machine_floor", []):
+        print(f"  the machine, lab idle, {entry['busy_cores']} busy core(s) for {entry['seconds']:g} s: longest gap "
+              f"{entry['longest_gap_ms']:.1f} ms, {entry['gaps_at_limit']} gaps >= {found['limit_ms']:g} ms; "
+              f"{entry['stolen_gaps']} stolen by the hypervisor ({entry['stolen_ms']:.0f} ms, "
+              f"longest {entry['longest_stolen_ms']:.1f} ms)")
+    if found.get("steal_ms_during_runs") is not None:
+        print(f"  steal time of the machine during the {found['runs']} runs: {found['steal_ms_during_runs']:.0f} ms "
+              "(/proc/stat, 10 ms steps)")
     for name, entry in found.get("stall_causes", {}).items():  # recorded with LAB_LOOP_STALLS
         print(f"  {entry['gaps']:4d} gaps >= 5 ms ({entry['total_ms']:.0f} ms in all): {name}")
 

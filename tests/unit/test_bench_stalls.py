@@ -41,3 +41,18 @@ def test_gaps_are_read_from_the_clients_events_on_the_monotonic_clock() -> None:
               {"type": "progress", "role": "client"}]
     (gap,) = gaps_of(events)
     assert (round(gap.start, 6), round(gap.end, 6), gap.ms) == (10.0, 10.4, 400.0)
+
+
+def sched(start: float, ms: float, cpu_ms: float, queued_ms: float, switches: int) -> dict:
+    return {**stall(start, ms, cpu_ms, READ), "queued_ms": queued_ms, "switches": switches}
+
+
+def test_schedstat_tells_a_run_queue_from_the_hypervisor_from_a_blocking_call() -> None:
+    gap = Gap(10.000, 10.006, 6.0)
+    assert cause(gap, {"client": [sched(10.0, 6.0, 0.5, 5.0, 1)]}) == "client loop, waited for a core: datagram read"
+    # never switched out, CPU clock still: the vCPU did not run (steal is left out of the CPU clock)
+    assert cause(gap, {"client": [sched(10.0, 6.0, 0.3, 0.0, 0)]}) == \
+        "client loop, stolen by the hypervisor: datagram read"
+    assert cause(gap, {"client": [sched(10.0, 6.0, 0.3, 0.1, 1)]}) == \
+        "client loop, slept in a call, or stolen: datagram read"
+    assert cause(gap, {"client": [sched(10.0, 6.0, 5.0, 0.0, 0)]}) == "client loop, own work: datagram read"

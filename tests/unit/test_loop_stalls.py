@@ -60,3 +60,15 @@ def test_off_unless_the_environment_names_a_threshold() -> None:
     assert loop_stalls_from_env({"LAB_LOOP_STALLS": "nonsense"}) is None
     meter = loop_stalls_from_env({"LAB_LOOP_STALLS": "3"})
     assert meter is not None and meter.threshold_s == pytest.approx(0.003)
+
+
+def test_a_stall_carries_the_threads_run_queue_time_and_switches(meter: LoopStallMeter) -> None:
+    async def main() -> None:
+        asyncio.get_running_loop().call_soon(blocked, 0.03)
+        await asyncio.sleep(0.05)
+
+    asyncio.run(main())
+    (found,) = [s for s in meter.found if "blocked" in s.what]
+    # a sleep leaves its CPU at least once and is not queued for most of its length
+    assert found.switches is not None and found.switches >= 1
+    assert found.queued_ms is not None and found.queued_ms < found.ms / 2

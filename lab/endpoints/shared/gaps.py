@@ -71,6 +71,33 @@ class LoopStall:
     ms: float
     what: str  # the callback's repr, or "gc generation N"
     cpu_ms: float  # CPU time of the loop's thread meanwhile: far less than ms = it waited (a core, the GIL)
+    # From /proc/thread-self/schedstat, None where the kernel has none: how long the thread sat on a
+    # run queue (waited for a core), and how many times it was put on a CPU. Neither run nor queued
+    # nor switched out (0 switches): the time went to the hypervisor, which the guest cannot see
+    # (steal time is left out of a thread's CPU clock, CONFIG_PARAVIRT_TIME_ACCOUNTING).
+    queued_ms: float | None = None
+    switches: int | None = None
+
+
+class ThreadSchedstat:
+    """This thread's (run ns, queued ns, times scheduled in), read from one descriptor kept open."""
+
+    PATH = "/proc/thread-self/schedstat"
+
+    def __init__(self) -> None:
+        import os
+
+        self._pread = os.pread
+        try:
+            self._fd: int | None = os.open(self.PATH, os.O_RDONLY)
+        except OSError:
+            self._fd = None
+
+    def read(self) -> tuple[int, int, int] | None:
+        if self._fd is None:
+            return None
+        run, queued, switches = self._pread(self._fd, 96, 0).split()[:3]
+        return int(run), int(queued), int(switches)
 
 
 @dataclass
@@ -90,11 +117,16 @@ class LoopStallMeter:
     callbacks: int = 0
     _gc_started: tuple[float, float] | None = None
 
-    def record(self, start: float, end: float, cpu_start: float, cpu_end: float, what: str) -> None:
+    def record(self, start: float, end: float, cpu_start: float, cpu_end: float, what: str,
+               sched: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None) -> None:
         self.callbacks += 1
         if end - start >= self.threshold_s:
+            queued = switches = None
+            if sched is not None:
+                (_, queued_before, switches_before), (_, queued_after, switches_after) = sched
+                queued, switches = round((queued_after - queued_before) / 1e6, 3), switches_after - switches_before
             self.found.append(LoopStall(round(start, 6), round((end - start) * 1000, 3), what,
-                                        round((cpu_end - cpu_start) * 1000, 3)))
+                                        round((cpu_end - cpu_start) * 1000, 3), queued, switches))
 
     def install(self) -> None:
         import asyncio
@@ -102,15 +134,18 @@ class LoopStallMeter:
         import time
 
         meter, original = self, asyncio.Handle._run
+        schedstat = ThreadSchedstat()  # the loop's thread: install is called on it
 
         def timed_run(handle: asyncio.Handle) -> None:
-            start, cpu = time.monotonic(), time.thread_time()
+            start, cpu, sched = time.monotonic(), time.thread_time(), schedstat.read()
             try:
                 original(handle)
             finally:
                 end = time.monotonic()
                 if end - start >= meter.threshold_s:  # repr only when kept: it is not cheap
-                    meter.record(start, end, cpu, time.thread_time(), repr(handle)[:200])
+                    after = schedstat.read()
+                    meter.record(start, end, cpu, time.thread_time(), repr(handle)[:200],
+                                 (sched, after) if sched is not None and after is not None else None)
                 else:
                     meter.callbacks += 1
 

@@ -1,0 +1,111 @@
+"""The machine's own floor, beside the lab's: how long a busy thread goes unserved with no lab load.
+
+A thread that only reads the clock should see every gap of the machine itself: kernel threads
+that hold its core, and, on a virtual machine, the hypervisor running another guest instead of
+this vCPU (steal). One such thread per busy core, pinned, for a few seconds, while the lab is up
+and idle; every gap of 1 ms or more is kept with the thread's CPU time and schedstat over it, so
+that a gap is told apart as queued (another task had the core) or stolen (never switched out, CPU
+clock still). Measured with 1 busy core, then every core busy: the lab's endpoints need more than
+one core at 2 MB/s, and a guest whose every vCPU is busy is the one a hypervisor takes turns from.
+
+``summarise`` and ``steal_ms`` are pure; ``measure`` starts the processes.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from lab.bench.figures import NOISE_LIMIT_MS
+
+GAP_S = 0.001
+SCHEDSTAT = "/proc/thread-self/schedstat"
+
+
+@dataclass(frozen=True)
+class Hiccup:
+    ms: float  # wall time between two reads of the clock
+    cpu_ms: float  # the thread's CPU clock over it
+    queued_ms: float  # on a run queue meanwhile
+    switches: int  # times put on a CPU meanwhile (0 = it never left its CPU)
+
+    @property
+    def stolen(self) -> bool:
+        return self.switches == 0 and self.ms - self.cpu_ms >= GAP_S * 1000
+
+
+def summarise(busy_cores: int, seconds: float, found: list[list[Hiccup]]) -> dict[str, Any]:
+    """One measurement: every thread's gaps -> the longest, how many reached the lab's limit, steal."""
+    gaps = [g for per_thread in found for g in per_thread]
+    stolen = [g for g in gaps if g.stolen]
+    return {
+        "busy_cores": busy_cores, "seconds": seconds,
+        "longest_gap_ms": round(max((g.ms for g in gaps), default=0.0), 3),
+        "gaps_at_limit": sum(1 for g in gaps if g.ms >= NOISE_LIMIT_MS),
+        "gaps_1ms": len(gaps),
+        "stolen_gaps": len(stolen), "stolen_ms": round(sum(g.ms - g.cpu_ms for g in stolen), 3),
+        "longest_stolen_ms": round(max((g.ms for g in stolen), default=0.0), 3),
+        "queued_ms": round(sum(g.queued_ms for g in gaps), 3),
+    }
+
+
+def steal_ms(proc_stat: str, user_hz: int = 100) -> float | None:
+    """The machine's steal time so far (ms), from /proc/stat's cpu line (10 ms steps); None if absent."""
+    for line in proc_stat.splitlines():
+        fields = line.split()
+        if fields and fields[0] == "cpu" and len(fields) > 8:
+            return int(fields[8]) * 1000 / user_hz
+    return None
+
+
+def read_steal_ms() -> float | None:
+    try:
+        with open("/proc/stat") as stat:
+            return steal_ms(stat.read(), os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError):
+        return None
+
+
+def _spin(cpu: int, seconds: float, queue: Any) -> None:
+    os.sched_setaffinity(0, {cpu})
+    fd = os.open(SCHEDSTAT, os.O_RDONLY)
+
+    def sched() -> tuple[int, int]:
+        _, queued, switches = os.pread(fd, 96, 0).split()[:3]
+        return int(queued), int(switches)
+
+    clock, cpu_clock = time.monotonic, time.thread_time
+    found: list[Hiccup] = []
+    last, last_cpu, last_sched = clock(), cpu_clock(), sched()
+    end = last + seconds
+    while last < end:
+        now = clock()
+        if now - last >= GAP_S:
+            cpu_now, sched_now = cpu_clock(), sched()
+            found.append(Hiccup(round((now - last) * 1000, 3), round((cpu_now - last_cpu) * 1000, 3),
+                                round((sched_now[0] - last_sched[0]) / 1e6, 3), sched_now[1] - last_sched[1]))
+        last, last_cpu, last_sched = now, cpu_clock(), sched()
+    queue.put(found)
+
+
+def measure(busy_cores: int, seconds: float) -> dict[str, Any]:
+    """``busy_cores`` clock readers, each pinned to one of this process's cores, for ``seconds``."""
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    cores = sorted(os.sched_getaffinity(0))[:busy_cores]
+    workers = [context.Process(target=_spin, args=(cpu, seconds, queue)) for cpu in cores]
+    for worker in workers:
+        worker.start()
+    found = [queue.get(timeout=seconds + 30) for _ in workers]
+    for worker in workers:
+        worker.join()
+    return summarise(busy_cores, seconds, found)
+
+
+def machine_floor(seconds: float = 10.0) -> list[dict[str, Any]]:
+    """The machine with 1 busy core, then with every core busy (when it has more than one)."""
+    cores = len(os.sched_getaffinity(0))
+    return [measure(n, seconds) for n in sorted({1, cores})]

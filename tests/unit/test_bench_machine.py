@@ -1,0 +1,29 @@
+"""The machine's own floor (lab.bench.machine): gaps told apart, steal read, a real measurement."""
+
+from lab.bench.machine import Hiccup, measure, steal_ms, summarise
+
+
+def test_a_gap_never_switched_out_with_the_cpu_clock_still_is_stolen() -> None:
+    assert Hiccup(6.0, 0.2, 0.0, 0).stolen
+    assert not Hiccup(6.0, 0.2, 5.5, 1).stolen  # queued: another task had the core
+    assert not Hiccup(6.0, 5.9, 0.0, 0).stolen  # its own CPU (an interrupt counted to it)
+
+
+def test_the_summary_counts_the_longest_the_limit_and_the_steal() -> None:
+    found = [[Hiccup(1.2, 0.1, 1.0, 1), Hiccup(7.5, 0.5, 0.0, 0)], [Hiccup(4.0, 0.1, 3.8, 1)]]
+    s = summarise(2, 10.0, found)
+    assert (s["longest_gap_ms"], s["gaps_at_limit"], s["gaps_1ms"]) == (7.5, 1, 3)
+    assert (s["stolen_gaps"], s["stolen_ms"], s["longest_stolen_ms"]) == (1, 7.0, 7.5)
+    assert s["queued_ms"] == 4.8
+
+
+def test_steal_is_the_eighth_field_of_the_cpu_line_in_clock_ticks() -> None:
+    text = "cpu  26565 0 14061 117700 995 0 481 44 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n"
+    assert steal_ms(text) == 440.0
+    assert steal_ms("intr 1 2 3\n") is None
+
+
+def test_a_real_measurement_on_this_machine() -> None:
+    s = measure(1, 0.3)
+    assert s["busy_cores"] == 1 and s["seconds"] == 0.3
+    assert s["longest_gap_ms"] >= 0 and s["gaps_1ms"] >= s["stolen_gaps"] >= 0
