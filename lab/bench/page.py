@@ -48,6 +48,16 @@ def bench_html(results: dict[str, Any], directory: Path) -> str:
                      f"within {noise['limit_ms']:g} ms (ratio max/limit "
                      f"{(noise['ratio_to_limit'] or 0):.2f}). Runs: {_runs(noise['run_dirs'], directory)}</p>")
         parts.append(histogram_svg(noise))
+        machine = noise.get("machine_floor") or []
+        if machine:
+            parts.append("<p>The machine itself, lab idle (busy clock readers, lab.bench.machine):</p><table><tr>"
+                         "<th>busy cores</th><th>seconds</th><th>longest gap</th><th>gaps &ge; limit</th>"
+                         "<th>stolen by the hypervisor</th></tr>")
+            for entry in machine:
+                parts.append(f"<tr><td>{entry['busy_cores']}</td><td>{entry['seconds']:g}</td>"
+                             f"<td>{entry['longest_gap_ms']:.1f} ms</td><td>{entry['gaps_at_limit']}</td>"
+                             f"<td>{entry['stolen_gaps']} gaps, {entry['stolen_ms']:.0f} ms</td></tr>")
+            parts.append("</table>")
     migration = results.get("migration")
     if migration:
         parts.append("<h2>Migration</h2><table><tr><th>scenario</th><th>r</th><th>transport</th><th>disruption</th>"

@@ -75,3 +75,16 @@ def test_a_detection_delay_variant_is_the_scenario_with_only_probe_after_changed
 
     assert variant.name == original.name and steps(variant) == steps(original)
     assert [(e.check, e.argument) for e in variant.expect] == [(e.check, e.argument) for e in original.expect]
+
+
+def test_the_bench_page_shows_the_machines_own_floor_beside_the_labs(tmp_path):
+    from lab.bench.machine import Hiccup, summarise
+    from lab.bench.page import bench_html
+
+    machine = [summarise(1, 10.0, [[]]), summarise(2, 10.0, [[Hiccup(9.9, 0.1, 0.0, 0)], []])]
+    results = {"noise": {"method": "baseline", "noise_floor_ms": {"runs": 1, "median": 4.2, "minimum": 4.2,
+                                                                  "maximum": 4.2},
+                         "within_limit": 1, "runs": 1, "limit_ms": 5.0, "ratio_to_limit": 0.84, "run_dirs": [],
+                         "gap_histogram_ms": {"1": 10, "4": 1}, "machine_floor": machine}}
+    page = bench_html(results, tmp_path / "bench")
+    assert "<td>2</td><td>10</td><td>9.9 ms</td><td>1</td><td>1 gaps, 10 ms</td>" in page

@@ -42,13 +42,12 @@ from lab.endpoints.quic.reconnect import TicketStore, early_data_outcome
 from lab.endpoints.quic.telemetry import ConnectionTelemetry, IncrementalQlog
 from lab.endpoints.quic.video import VideoFileHandler
 from lab.endpoints.shared.call import CALL_FRAME
-from lab.endpoints.shared.workload import ALPN_LAB, Request, stream_bytes
+from lab.endpoints.shared.workload import ALPN_LAB, PACING_TICK_S, Request, stream_bytes
 from lab.events import ActivePathChanged, Emitter, Error, SessionResumption, normalise_address
 
 HIGH_WATER = 1 << 20  # unacknowledged bytes per stream before a download waits
-# A paced download is handed to QUIC in pieces of PACING_TICK_S worth of data: at 2 MB/s a 16 KB
-# piece was an 8 ms burst, a gap the client measured as the lab's own noise floor.
-PACING_TICK_S = 0.002
+# A paced download is handed to QUIC in pieces of PACING_TICK_S worth of data (workload.py): at
+# 2 MB/s a 16 KB piece was an 8 ms burst, a gap the client measured as the lab's own noise floor.
 MAX_PACED_PIECE = 16 * 1024
 
 

@@ -25,7 +25,7 @@ import time
 
 from lab.endpoints.shared.call import CALL_FRAME
 from lab.endpoints.shared.video import parse_segment_path, segment_body
-from lab.endpoints.shared.workload import CHUNK, ECHO_FRAME, Request, stream_bytes
+from lab.endpoints.shared.workload import CHUNK, ECHO_FRAME, PACING_TICK_S, Request, stream_bytes
 from lab.events import ConnectionClosed, Emitter, Error, HandshakeCompleted, SessionResumption, normalise_address
 
 HANDSHAKE_TIMEOUT_S = 10.0
@@ -33,7 +33,6 @@ REQUEST_TIMEOUT_S = 10.0
 HTTP_IDLE_TIMEOUT_S = 60.0  # a kept-alive HTTP/1.1 connection waits this long for its next request
 # How long unacknowledged data may sit in the send queue before the kernel gives up on the peer.
 SERVER_USER_TIMEOUT_MS = 10_000
-PACING_TICK_S = 0.002
 
 
 def server_tls_context(certfile: str, keyfile: str, keylog: str | None = None) -> ssl.SSLContext:
