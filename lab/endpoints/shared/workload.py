@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 CHUNK = 64 * 1024
 # A paced download leaves the server in pieces of PACING_TICK_S worth of data. A stall of s ms at
 # the server shows at the client as a gap of up to s + the tick: at 2 ms ticks the baseline's
-# longest gap was median 5.0-5.7 ms over 4 benches of 5 runs, at 1 ms 3.9-4.2 (lab.bench noise).
+# longest gap was median 5.0-5.2 ms over 3 benches of 5 runs, at 1 ms 3.9-5.0 over 4 (bench noise).
 PACING_TICK_S = 0.001
 ECHO_FRAME = struct.Struct("!QQ")  # sequence number, sender's monotonic time in ns
 ALPN_LAB = "quic-lab"
