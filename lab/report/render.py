@@ -13,6 +13,7 @@ image), report.html is still written, and says why it shows no packets.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -169,6 +170,18 @@ def write_reports(run_dir: Path, report: dict[str, Any], timeline: Timeline, des
 # --- report.html: the edge that gathers the run directory's files ------------------------------------------------
 
 
+@functools.lru_cache(maxsize=2)
+def _qlog_document(path: str, mtime_ns: int, size: int) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def read_qlog_document(path: Path) -> Any:
+    """A qlog file parsed, once per version of the file: the judge and report.html read the same
+    files one after the other (a flapping run's two are 16 and 19 MB, 0.4-0.8 s each to parse)."""
+    stat = path.stat()
+    return _qlog_document(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
 def read_qlogs(run_dir: Path) -> tuple[list[QlogTrace], dict[str, list[str]], list[str]]:
     """Both sides' qlog traces, side -> files (relative to the run directory), and the unreadable files."""
     traces: list[QlogTrace] = []
@@ -179,7 +192,7 @@ def read_qlogs(run_dir: Path) -> tuple[list[QlogTrace], dict[str, list[str]], li
             relative = path.relative_to(run_dir).as_posix()
             files.setdefault(side, []).append(relative)
             try:
-                traces += qlog_traces(json.loads(path.read_text()), relative)
+                traces += qlog_traces(read_qlog_document(path), relative)
             except (OSError, ValueError) as exc:
                 bad.append(f"{relative}: unreadable ({exc})")
     return traces, files, bad

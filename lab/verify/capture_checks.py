@@ -82,10 +82,14 @@ class _Roles:
         self._addrs = _parse_addresses(server_addresses)
         if not self._addrs:
             raise ValueError("server_addresses is empty: cannot tell the directions apart")
+        self._matched: dict[tuple[str, int], bool] = {}  # a run has a handful of endpoints, asked about 10^6 times
 
     def _match(self, ip: str, port: int) -> bool:
-        ip = canonical_ip(ip)
-        return (ip, port) in self._addrs or (ip, None) in self._addrs
+        found = self._matched.get((ip, port))
+        if found is None:
+            canonical = canonical_ip(ip)
+            found = self._matched[(ip, port)] = (canonical, port) in self._addrs or (canonical, None) in self._addrs
+        return found
 
     def from_server(self, p: QuicPacket) -> bool:
         return self._match(p.src_ip, p.src_port) and not self._match(p.dst_ip, p.dst_port)

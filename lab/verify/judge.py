@@ -28,7 +28,7 @@ from lab.errors import LabError
 from lab.observe.timeline import Timeline
 from lab.report import strategies
 from lab.report.metrics import compute_metrics
-from lab.report.render import write_reports
+from lab.report.render import read_qlog_document, write_reports
 from lab.scenario.names import topology_names
 from lab.scenario.record import (
     DOWNLOADS,
@@ -256,7 +256,7 @@ def read_qlogs(directory: Path) -> tuple[list[Qlog], list[str]]:
     problems: list[str] = []
     for path in sorted(directory.glob("*.qlog")) if directory.is_dir() else []:
         try:
-            data = json.loads(path.read_text())
+            data = read_qlog_document(path)
             events = [e for trace in data.get("traces", []) for e in trace.get("events", [])]
             logs.append(Qlog(path, events))
         except (json.JSONDecodeError, AttributeError, TypeError) as exc:

@@ -172,6 +172,18 @@ def merge_packets(*parts: list[QuicPacket]) -> list[QuicPacket]:
     return sorted((p for part in parts for p in part), key=lambda p: (p.frame, p.index_in_datagram))
 
 
+def _many(cell: str) -> list[str]:
+    """A -T fields cell's values (occurrence=a, aggregator=','), empty ones left out."""
+    return [v for v in cell.split(",") if v] if cell else []
+
+
+def _first(cell: str) -> str | None:
+    """A cell's first non-empty value, or None."""
+    if "," not in cell:
+        return cell or None
+    return next((v for v in cell.split(",") if v), None)
+
+
 def parse_tshark_fields(text: str) -> list[QuicPacket]:
     """Parse :func:`fields_args` output: one line per datagram of one short-header packet (pure).
 
@@ -179,34 +191,31 @@ def parse_tshark_fields(text: str) -> list[QuicPacket]:
     frame order, so the n-th PATH_CHALLENGE frame has the n-th data, as in the JSON tree.
     """
     packets = []
+    width = len(SHORT_FIELDS)
     for line in text.splitlines():
         if not line.strip():
             continue
         cells = line.split("\t")
-        if len(cells) != len(SHORT_FIELDS):
-            raise TsharkError(f"tshark fields line with {len(cells)} of {len(SHORT_FIELDS)} fields: {line[:120]!r}")
-        row = {name: [v for v in cell.split(",") if v != ""] for name, cell in zip(SHORT_FIELDS, cells, strict=True)}
-
-        def first(name: str, row: dict[str, list[str]] = row) -> str | None:
-            return row[name][0] if row[name] else None
-
-        v6 = first("ip.src") is None
-        frame_types = [_int(t) for t in row["quic.frame_type"]]
-        kinds = [t for t in frame_types if t is not None]
-        ncid_seqs = row["quic.nci.sequence"]
+        if len(cells) != width:
+            raise TsharkError(f"tshark fields line with {len(cells)} of {width} fields: {line[:120]!r}")
+        # positional, in SHORT_FIELDS' order: a line per datagram, 10^4-10^5 lines a run
+        (number, epoch, ip_src, ip_dst, ip6_src, ip6_dst, sport, dport, udp_length, dcid, packet_number,
+         packet_length, frame_types, challenges, responses, ncid_seqs, ncids, rcid_seqs) = cells
+        v6 = _first(ip_src) is None
+        kinds = [t for t in (_int(v) for v in _many(frame_types)) if t is not None]
         packets.append(QuicPacket(
-            frame=int(str(first("frame.number"))), index_in_datagram=0, time=float(str(first("frame.time_epoch"))),
-            src_ip=str(first("ipv6.src" if v6 else "ip.src")), src_port=int(str(first("udp.srcport"))),
-            dst_ip=str(first("ipv6.dst" if v6 else "ip.dst")), dst_port=int(str(first("udp.dstport"))),
-            long_header=False, packet_type="1rtt", version=None, dcid=_hex(first("quic.dcid")), scid="",
-            packet_number=_int(first("quic.packet_number")), decrypted=bool(kinds), frame_types=tuple(kinds),
-            path_challenge=tuple(_hex(v) for v in row["quic.path_challenge.data"]),
-            path_response=tuple(_hex(v) for v in row["quic.path_response.data"]),
-            new_connection_id_seqs=tuple(_int(v, -1) for v in ncid_seqs),  # type: ignore[misc]
-            retire_connection_id_seqs=tuple(_int(v, -1) for v in row["quic.rci.sequence"]),  # type: ignore[misc]
-            udp_payload_length=int(str(first("udp.length"))) - 8,
-            packet_length=_int(first("quic.packet_length"), 0) or 0,
-            new_connection_ids=tuple(_hex(v) for v in row["quic.nci.connection_id"]),
+            frame=int(str(_first(number))), index_in_datagram=0, time=float(str(_first(epoch))),
+            src_ip=str(_first(ip6_src if v6 else ip_src)), src_port=int(str(_first(sport))),
+            dst_ip=str(_first(ip6_dst if v6 else ip_dst)), dst_port=int(str(_first(dport))),
+            long_header=False, packet_type="1rtt", version=None, dcid=_hex(_first(dcid)), scid="",
+            packet_number=_int(_first(packet_number)), decrypted=bool(kinds), frame_types=tuple(kinds),
+            path_challenge=tuple(_hex(v) for v in _many(challenges)),
+            path_response=tuple(_hex(v) for v in _many(responses)),
+            new_connection_id_seqs=tuple(_int(v, -1) for v in _many(ncid_seqs)),  # type: ignore[misc]
+            retire_connection_id_seqs=tuple(_int(v, -1) for v in _many(rcid_seqs)),  # type: ignore[misc]
+            udp_payload_length=int(str(_first(udp_length))) - 8,
+            packet_length=_int(_first(packet_length), 0) or 0,
+            new_connection_ids=tuple(_hex(v) for v in _many(ncids)),
         ))
     return packets
 
