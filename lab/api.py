@@ -153,20 +153,18 @@ def run_scenario(scenario: Scenario, topology: Topology | None = None, view: Pla
 
 def play_scenario(scenario: Scenario, topology: Topology | None = None, view: PlainView | None = None,
                   capture: bool = True, client: str | None = None, server: str | None = None,
-                  before_capture: Callable[[], None] | None = None,
-                  collected: Callable[[Path], None] | None = None) -> RunResult:
+                  before_capture: Callable[[], None] | None = None) -> RunResult:
     """Play a loaded scenario on the live lab and leave its files in its run directory, unjudged
     (``verdict`` None): :func:`run_scenario` without its judge, for a caller that judges elsewhere
     (`scenario run A B`: in the background while the lab is reset for the next run, lab.verify.background).
-    ``before_capture``: called once the lab is reset, before the captures start; ``collected``: with
-    the run directory once its artifacts are in, before the lab is restored (not after Ctrl-C)."""
+    ``before_capture``: called once the lab is reset, before the captures start."""
     from lab.scenario.runner import ScenarioRunner
     from lab.scenario.stacks import endpoints
 
     view = view if view is not None else PlainView(io.StringIO())
     ends = endpoints(client or scenario.stacks.get("client"), server or scenario.stacks.get("server"))
     runner = ScenarioRunner(scenario, topology or load_topology(), view, capture=capture, endpoints=ends,
-                            before_capture=before_capture, collected=collected)
+                            before_capture=before_capture)
     return runner.run()
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import sys
 from concurrent.futures import wait
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -124,14 +123,8 @@ def run_many(scenarios: list[Scenario], json_output: bool = False, capture: bool
     pending: list[tuple[RunResult, Future[Verdict]]] = []
     printed = 0
 
-    early: dict[Path, Future[Verdict]] = {}  # judged from when the artifacts were in, beside the restore
-
     def judged_before_play() -> None:  # the runner calls it once the lab is reset, before the captures
         wait([future for _, future in pending])  # errors are raised where the verdicts are taken (show)
-
-    def collected(run_dir: Path) -> None:
-        assert judge is not None
-        early[run_dir] = judge.submit(run_dir)
 
     def show(wait: bool) -> None:  # the verdicts that are in, in the order of the runs
         nonlocal printed
@@ -156,9 +149,8 @@ def run_many(scenarios: list[Scenario], json_output: bool = False, capture: bool
             else:
                 result = api.play_scenario(scenario, topology, make_view(json_output), capture=capture,
                                            client=client, server=server,
-                                           before_capture=None if overlap_play else judged_before_play,
-                                           collected=collected)
-                pending.append((result, early.pop(result.run_dir, None) or judge.submit(result.run_dir)))
+                                           before_capture=None if overlap_play else judged_before_play)
+                pending.append((result, judge.submit(result.run_dir)))
             results.append((scenario, result))
             show(wait=False)
         show(wait=True)

@@ -175,15 +175,11 @@ class ScenarioRunner:
 
     def __init__(self, scenario: Scenario, topology: Topology, view: PlainView | None = None,
                  capture: bool = True, endpoints: Endpoints | None = None,
-                 before_capture: Callable[[], None] | None = None,
-                 collected: Callable[[Path], None] | None = None) -> None:
+                 before_capture: Callable[[], None] | None = None) -> None:
         self.scenario = scenario
         # Called once the lab is reset for this run, before its captures start: a batch waits here
         # for the judge of the run before, so that no judge runs while this one plays.
         self.before_capture = before_capture
-        # Called with the run directory once every artifact is in it, before the lab is restored
-        # (not after Ctrl-C): a batch starts judging it then, beside the restore.
-        self.collected = collected
         self.endpoints = endpoints or Endpoints()
         self.topology = topology
         self.lab = Lab(topology)
@@ -350,8 +346,6 @@ class ScenarioRunner:
                                                "duration_s": round(result.duration_s, 3)}), "controller")
                 try:
                     self._collect(run_id, run_dir)
-                    if self.collected is not None and not interrupted and not pressed:
-                        self.collected(run_dir)
                 finally:
                     self.view.note("restoring the lab")
                     problem = self._restore()
