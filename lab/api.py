@@ -152,19 +152,16 @@ def run_scenario(scenario: Scenario, topology: Topology | None = None, view: Pla
 
 
 def play_scenario(scenario: Scenario, topology: Topology | None = None, view: PlainView | None = None,
-                  capture: bool = True, client: str | None = None, server: str | None = None,
-                  before_capture: Callable[[], None] | None = None) -> RunResult:
+                  capture: bool = True, client: str | None = None, server: str | None = None) -> RunResult:
     """Play a loaded scenario on the live lab and leave its files in its run directory, unjudged
     (``verdict`` None): :func:`run_scenario` without its judge, for a caller that judges elsewhere
-    (`scenario run A B`: in the background while the lab is reset for the next run, lab.verify.background).
-    ``before_capture``: called once the lab is reset, before the captures start."""
+    (`scenario run A B`: in the background while the next run plays, lab.verify.background)."""
     from lab.scenario.runner import ScenarioRunner
     from lab.scenario.stacks import endpoints
 
     view = view if view is not None else PlainView(io.StringIO())
     ends = endpoints(client or scenario.stacks.get("client"), server or scenario.stacks.get("server"))
-    runner = ScenarioRunner(scenario, topology or load_topology(), view, capture=capture, endpoints=ends,
-                            before_capture=before_capture)
+    runner = ScenarioRunner(scenario, topology or load_topology(), view, capture=capture, endpoints=ends)
     return runner.run()
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from concurrent.futures import wait
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -50,9 +49,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--pipeline", action="store_true",
                      help="with several scenarios, judge each run in the background while the next one plays "
                           "(faster; it disturbs the playing run's millisecond figures, see README)")
-    run.add_argument("--judge-after", action="store_true",
-                     help="with several scenarios, judge each run before the next one's reset starts (by default "
-                          "a run is judged while the lab is reset for the next one, and finished before it plays)")
     sub.add_parser("list", help="the scenario catalogue")
     validate = sub.add_parser("validate", help="check scenario files without running them")
     validate.add_argument("files", nargs="+", metavar="FILE")
@@ -100,31 +96,23 @@ def run(args: argparse.Namespace) -> int:
     if not scenarios:
         raise LabError("name a scenario (see `python -m lab scenario list`) or use --all")
     return run_many(scenarios, json_output=args.json, capture=not args.no_capture, client=args.client_image,
-                    server=args.server_image, strict=args.strict, pipeline=args.pipeline,
-                    judge_after=args.judge_after)
+                    server=args.server_image, strict=args.strict, pipeline=args.pipeline)
 
 
 def run_many(scenarios: list[Scenario], json_output: bool = False, capture: bool = True, client: str | None = None,
-             server: str | None = None, strict: bool = False, pipeline: bool = False,
-             judge_after: bool = False) -> int:
+             server: str | None = None, strict: bool = False, pipeline: bool = False) -> int:
     """Play each scenario, print each verdict, then (for several) a summary; the exit code.
 
-    With several scenarios a run is judged in the background (lab.verify.background) while the lab
-    is reset for the next one, and the next one's captures start only once that judge is done: no
-    judge runs while a run plays. ``pipeline`` (or LAB_PIPELINE=1): the next run does not wait, so
-    it plays while the one before is judged, which disturbs its figures (README "Catalogue time").
-    ``judge_after``: each run is judged in the foreground before the next one starts, as one run
-    is. Each verdict is printed once it is in, between runs, in the order of the runs.
+    ``pipeline`` (or LAB_PIPELINE=1), with several scenarios: a run is judged in the background
+    while the next one plays (at the lowest CPU priority, lab.verify.background); each verdict is
+    printed once it is in, between runs, in the order of the runs. Not the default: it disturbs the
+    playing run's figures (README "Catalogue time").
     """
     topology = load_topology()
     results: list[tuple[Scenario, RunResult]] = []
-    overlap_play = pipelining(len(scenarios), pipeline)
-    judge = BackgroundJudge(strict) if len(scenarios) > 1 and (overlap_play or not judge_after) else None
+    judge = BackgroundJudge(strict) if pipelining(len(scenarios), pipeline) else None
     pending: list[tuple[RunResult, Future[Verdict]]] = []
     printed = 0
-
-    def judged_before_play() -> None:  # the runner calls it once the lab is reset, before the captures
-        wait([future for _, future in pending])  # errors are raised where the verdicts are taken (show)
 
     def show(wait: bool) -> None:  # the verdicts that are in, in the order of the runs
         nonlocal printed
@@ -148,8 +136,7 @@ def run_many(scenarios: list[Scenario], json_output: bool = False, capture: bool
                                           server=server, strict=strict)
             else:
                 result = api.play_scenario(scenario, topology, make_view(json_output), capture=capture,
-                                           client=client, server=server,
-                                           before_capture=None if overlap_play else judged_before_play)
+                                           client=client, server=server)
                 pending.append((result, judge.submit(result.run_dir)))
             results.append((scenario, result))
             show(wait=False)

@@ -174,12 +174,8 @@ class ScenarioRunner:
     foreign: ForeignEnds | None = None  # the foreign end(s) of a black-box run, once prepared
 
     def __init__(self, scenario: Scenario, topology: Topology, view: PlainView | None = None,
-                 capture: bool = True, endpoints: Endpoints | None = None,
-                 before_capture: Callable[[], None] | None = None) -> None:
+                 capture: bool = True, endpoints: Endpoints | None = None) -> None:
         self.scenario = scenario
-        # Called once the lab is reset for this run, before its captures start: a batch waits here
-        # for the judge of the run before, so that no judge runs while this one plays.
-        self.before_capture = before_capture
         self.endpoints = endpoints or Endpoints()
         self.topology = topology
         self.lab = Lab(topology)
@@ -405,8 +401,6 @@ class ScenarioRunner:
             self._record(self._action_event(ActionResult("farm", "balancer", {
                 "mode": farm_control.mode(self.topology), "expects": scenario.farm.connection,
                 "replicas": list(self.farm_hosts[1:])}), t), "controller")
-        if self.before_capture is not None:
-            self.before_capture()
         if self.capture:
             t = time.time()
             names = self.lab.start_captures()

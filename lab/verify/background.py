@@ -1,6 +1,4 @@
-"""Judging finished runs in the background (`scenario run A B C`): while the lab is reset for the
-next run (the default: that run's captures start once the judge is done), or, with --pipeline,
-while the next run plays.
+"""Judging finished runs in the background while the next run plays (`scenario run A B C`).
 
 The lab measures gaps of milliseconds on a machine of two cores, so the judge must take only
 what the playing run leaves: it runs in worker processes in the SCHED_IDLE class (allowed
@@ -28,8 +26,8 @@ PIPELINE_ENV = "LAB_PIPELINE"  # "1": as --pipeline
 
 
 def pipelining(runs: int, asked: bool = False) -> bool:
-    """Whether a batch's next run plays while the one before is judged: only when asked (``--pipeline``
-    or LAB_PIPELINE=1). Not by default: measured, it disturbs the playing run despite the lowest priority
+    """Whether a batch of ``runs`` is judged in the background: only when asked (``--pipeline`` or
+    LAB_PIPELINE=1). Not by default: measured, it disturbs the playing run despite the lowest priority
     (the baseline's noise floor, 4 runs x 2 batches each: median 18 ms alone, 40 ms while another
     run was judged; README "Catalogue time")."""
     return runs > 1 and (asked or os.environ.get(PIPELINE_ENV) == "1")
