@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab.bench.figures import NOISE_LIMIT_MS
+from lab.endpoints.shared.gaps import ThreadSchedstat
 
 GAP_S = 0.001
-SCHEDSTAT = "/proc/thread-self/schedstat"
 
 
 @dataclass(frozen=True)
@@ -71,12 +71,10 @@ def read_steal_ms() -> float | None:
 
 def _spin(cpu: int, seconds: float, queue: Any) -> None:
     os.sched_setaffinity(0, {cpu})
-    fd = os.open(SCHEDSTAT, os.O_RDONLY)
-
-    def sched() -> tuple[int, int]:
-        _, queued, switches = os.pread(fd, 96, 0).split()[:3]
-        return int(queued), int(switches)
-
+    schedstat = ThreadSchedstat()
+    if schedstat.read() is None:
+        raise OSError(f"{ThreadSchedstat.PATH} is unreadable: the machine's floor needs it")
+    sched = schedstat.read
     clock, cpu_clock = time.monotonic, time.thread_time
     found: list[Hiccup] = []
     last, last_cpu, last_sched = clock(), cpu_clock(), sched()
@@ -86,7 +84,8 @@ def _spin(cpu: int, seconds: float, queue: Any) -> None:
         if now - last >= GAP_S:
             cpu_now, sched_now = cpu_clock(), sched()
             found.append(Hiccup(round((now - last) * 1000, 3), round((cpu_now - last_cpu) * 1000, 3),
-                                round((sched_now[0] - last_sched[0]) / 1e6, 3), sched_now[1] - last_sched[1]))
+                                round((sched_now[1] - last_sched[1]) / 1e6, 3),  # type: ignore[index]
+                                sched_now[2] - last_sched[2]))  # type: ignore[index]
         last, last_cpu, last_sched = now, cpu_clock(), sched()
     queue.put(found)
 
