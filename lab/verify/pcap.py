@@ -198,24 +198,24 @@ def parse_tshark_fields(text: str) -> list[QuicPacket]:
         cells = line.split("\t")
         if len(cells) != width:
             raise TsharkError(f"tshark fields line with {len(cells)} of {width} fields: {line[:120]!r}")
-        # positional, in SHORT_FIELDS' order: a line per datagram, 10^4-10^5 lines a run
-        (number, epoch, ip_src, ip_dst, ip6_src, ip6_dst, sport, dport, udp_length, dcid, packet_number,
-         packet_length, frame_types, challenges, responses, ncid_seqs, ncids, rcid_seqs) = cells
-        v6 = _first(ip_src) is None
-        kinds = [t for t in (_int(v) for v in _many(frame_types)) if t is not None]
+        # each cell split only when read: a line per datagram, 10^4-10^5 lines a run
+        row = dict(zip(SHORT_FIELDS, cells, strict=True))
+        v6 = _first(row["ip.src"]) is None
+        kinds = [t for t in (_int(v) for v in _many(row["quic.frame_type"])) if t is not None]
         packets.append(QuicPacket(
-            frame=int(str(_first(number))), index_in_datagram=0, time=float(str(_first(epoch))),
-            src_ip=str(_first(ip6_src if v6 else ip_src)), src_port=int(str(_first(sport))),
-            dst_ip=str(_first(ip6_dst if v6 else ip_dst)), dst_port=int(str(_first(dport))),
-            long_header=False, packet_type="1rtt", version=None, dcid=_hex(_first(dcid)), scid="",
-            packet_number=_int(_first(packet_number)), decrypted=bool(kinds), frame_types=tuple(kinds),
-            path_challenge=tuple(_hex(v) for v in _many(challenges)),
-            path_response=tuple(_hex(v) for v in _many(responses)),
-            new_connection_id_seqs=tuple(_int(v, -1) for v in _many(ncid_seqs)),  # type: ignore[misc]
-            retire_connection_id_seqs=tuple(_int(v, -1) for v in _many(rcid_seqs)),  # type: ignore[misc]
-            udp_payload_length=int(str(_first(udp_length))) - 8,
-            packet_length=_int(_first(packet_length), 0) or 0,
-            new_connection_ids=tuple(_hex(v) for v in _many(ncids)),
+            frame=int(str(_first(row["frame.number"]))), index_in_datagram=0,
+            time=float(str(_first(row["frame.time_epoch"]))),
+            src_ip=str(_first(row["ipv6.src" if v6 else "ip.src"])), src_port=int(str(_first(row["udp.srcport"]))),
+            dst_ip=str(_first(row["ipv6.dst" if v6 else "ip.dst"])), dst_port=int(str(_first(row["udp.dstport"]))),
+            long_header=False, packet_type="1rtt", version=None, dcid=_hex(_first(row["quic.dcid"])), scid="",
+            packet_number=_int(_first(row["quic.packet_number"])), decrypted=bool(kinds), frame_types=tuple(kinds),
+            path_challenge=tuple(_hex(v) for v in _many(row["quic.path_challenge.data"])),
+            path_response=tuple(_hex(v) for v in _many(row["quic.path_response.data"])),
+            new_connection_id_seqs=tuple(_int(v, -1) for v in _many(row["quic.nci.sequence"])),  # type: ignore[misc]
+            retire_connection_id_seqs=tuple(_int(v, -1) for v in _many(row["quic.rci.sequence"])),  # type: ignore[misc]
+            udp_payload_length=int(str(_first(row["udp.length"]))) - 8,
+            packet_length=_int(_first(row["quic.packet_length"]), 0) or 0,
+            new_connection_ids=tuple(_hex(v) for v in _many(row["quic.nci.connection_id"])),
         ))
     return packets
 
