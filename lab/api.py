@@ -137,7 +137,7 @@ def scenario(name_or_path: str | Path,
 
 def run_scenario(scenario: Scenario, topology: Topology | None = None, view: PlainView | None = None,
                  capture: bool = True, client: str | None = None, server: str | None = None,
-                 strict: bool = False) -> RunResult:
+                 strict: bool = False, restore: bool = True) -> RunResult:
     """Play a loaded scenario on the live lab, judge the run and write its reports.
 
     Returns the runner's :class:`~lab.scenario.runner.RunResult` (``error``, ``duration_s``,
@@ -145,14 +145,17 @@ def run_scenario(scenario: Scenario, topology: Topology | None = None, view: Pla
     ``client`` / ``server``: a stack name (``lab``, ``aioquic``, ``qh3``) or an image speaking the
     interop-runner contract (:mod:`lab.scenario.stacks`); default: the scenario's, else the lab's own.
     ``strict``: RFC MUST violations found in the capture fail the run.
+    ``restore=False``: a run that ends well leaves the lab as it is, for a next run whose reset
+    restores it anyway (``result.restored`` False); :func:`lab.scenario.runner.restore_after` restores it.
     """
-    result = play_scenario(scenario, topology, view, capture=capture, client=client, server=server)
+    result = play_scenario(scenario, topology, view, capture=capture, client=client, server=server, restore=restore)
     result.verdict = judge_and_report(result.run_dir, strict=strict)
     return result
 
 
 def play_scenario(scenario: Scenario, topology: Topology | None = None, view: PlainView | None = None,
-                  capture: bool = True, client: str | None = None, server: str | None = None) -> RunResult:
+                  capture: bool = True, client: str | None = None, server: str | None = None,
+                  restore: bool = True) -> RunResult:
     """Play a loaded scenario on the live lab and leave its files in its run directory, unjudged
     (``verdict`` None): :func:`run_scenario` without its judge, for a caller that judges elsewhere
     (`scenario run A B`: in the background while the next run plays, lab.verify.background)."""
@@ -161,7 +164,8 @@ def play_scenario(scenario: Scenario, topology: Topology | None = None, view: Pl
 
     view = view if view is not None else PlainView(io.StringIO())
     ends = endpoints(client or scenario.stacks.get("client"), server or scenario.stacks.get("server"))
-    runner = ScenarioRunner(scenario, topology or load_topology(), view, capture=capture, endpoints=ends)
+    runner = ScenarioRunner(scenario, topology or load_topology(), view, capture=capture, endpoints=ends,
+                            restore=restore)
     return runner.run()
 
 

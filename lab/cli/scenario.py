@@ -129,20 +129,39 @@ def run_many(scenarios: list[Scenario], json_output: bool = False, capture: bool
             printed += 1
 
     finished = False
+    # A run but the last leaves the lab for the next run's reset (the same commands): the batch's
+    # end, or anything that cuts it short, restores the lab once (restore_after).
+    unrestored = False
     try:
-        for scenario in scenarios:
+        for index, scenario in enumerate(scenarios):
+            restore = index == len(scenarios) - 1
+            unrestored = unrestored or not restore
             if judge is None:
                 result = api.run_scenario(scenario, topology, make_view(json_output), capture=capture, client=client,
-                                          server=server, strict=strict)
+                                          server=server, strict=strict, restore=restore)
             else:
                 result = api.play_scenario(scenario, topology, make_view(json_output), capture=capture,
-                                           client=client, server=server)
+                                           client=client, server=server, restore=restore)
                 pending.append((result, judge.submit(result.run_dir)))
+            unrestored = not result.restored
             results.append((scenario, result))
             show(wait=False)
         show(wait=True)
         finished = True
+    except KeyboardInterrupt as exc:  # between runs (a verdict being written): the lab is restored first
+        from lab.scenario.runner import RunInterrupted
+
+        if isinstance(exc, RunInterrupted) or not unrestored:  # a run restored it before letting Ctrl-C through
+            unrestored = False
+            raise
+        unrestored, problem = False, _restore(topology)
+        raise RunInterrupted("the lab is restored" if problem is None else
+                             f"the lab could not be fully restored ({problem}): run `make up`") from None
     finally:
+        if unrestored:
+            problem = _restore(topology)
+            if problem is not None:
+                print(f"error: the lab could not be fully restored ({problem}): run `make up`", file=sys.stderr)
         if judge is not None:
             if not finished and pending:  # Ctrl-C or an error: what was played is judged later, on demand
                 print(f"not judged: {', '.join(str(r.run_dir.relative_to(ROOT)) for r, _ in pending)} "
@@ -153,6 +172,14 @@ def run_many(scenarios: list[Scenario], json_output: bool = False, capture: bool
     if any(r.error for _, r in results):
         return 2 if all(r.error for _, r in results) else 1
     return 0 if all(r.passed for _, r in results) else 1
+
+
+def _restore(topology) -> str | None:
+    """The lab back to compose.yaml's state after a batch (a second Ctrl-C waits for it)."""
+    from lab.scenario.runner import interrupts_deferred, restore_after  # docker-py: only when needed
+
+    with interrupts_deferred(lambda note: print(note, file=sys.stderr)):
+        return restore_after(topology)
 
 
 MARKS = {PASSED: "[green]✓[/]", NOT_VERIFIED: "[yellow]not verified[/]", FAILED: "[red]✗[/]",

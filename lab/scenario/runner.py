@@ -43,9 +43,13 @@ LOCK = RUNTIME / "run.lock"
 CONTROL_SOCKET = "/run/lab/client.sock"
 FIRST_PACKET_WAIT = 10.0  # s a black-box client may take to send its first packet
 FAULT_GRACE = 0.3  # s an action that failed waits for the Engine to report the fault behind it
+# s the run waits after its clients are done for the server's last events, when it cannot tell that
+# they are all in (server_settled): a foreign server, a farm, an attack, a connection left open
+SETTLE_WAIT = 0.8
 INTERRUPTED = "interrupted (Ctrl-C)"
 
-__all__ = ["ARTIFACTS", "RunInterrupted", "RunResult", "ScenarioRunner", "client_command", "topology_names"]
+__all__ = ["ARTIFACTS", "RunInterrupted", "RunResult", "ScenarioRunner", "client_command", "restore_after",
+           "topology_names"]
 
 
 @dataclass
@@ -60,6 +64,7 @@ class RunResult:
     client_exit: dict[str, int | None] = field(default_factory=dict)
     steps_played: int = 0
     foreign: dict[str, int | None] = field(default_factory=dict)  # a black-box server's state at the end
+    restored: bool = True  # False: it ended well and left the lab as it was for the next run's reset
     verdict: Any = None  # a lab.verify.judge.Verdict once judged (verify sits above scenario)
 
     @property
@@ -148,6 +153,52 @@ def interrupts_deferred(note: Callable[[str], None]) -> Iterator[list[int]]:
         signal.signal(signal.SIGINT, previous)
 
 
+def restore_lab(lab: Lab) -> str | None:
+    """Back to compose.yaml's initial state: None when done, else what stopped the reset.
+
+    After a fault a part of the lab may be gone (a dead router or client, a removed network):
+    then what survives is restored part by part (`lab.control.salvage`), and `make up` brings
+    back the rest.
+    """
+    try:
+        lab.reset(lab.topology.client_start_networks)
+        return None
+    except Exception as exc:  # docker-py raises more than ActionError here (a gone container: APIError)
+        problem = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+    salvage.restore(lab)
+    return problem
+
+
+def restore_after(topology: Topology) -> str | None:
+    """Restore the lab after a batch whose runs may have left it as it was (``restore=False``),
+    unless another run holds it now (that run's own reset comes first): what stopped the reset, else None."""
+    try:
+        lock = RunLock(LOCK).acquire("restore")
+    except PreflightError:
+        return None
+    try:
+        return restore_lab(Lab(topology))
+    finally:
+        lock.release()
+
+
+def server_settled(timeline: list[ev.Event], since: float) -> bool:
+    """Whether every connection the lab's server reported since ``since`` has reported its close (pure).
+
+    Then nothing of the run is still to come from the server. Its QUIC close is reported after its
+    qlog is complete: aioquic's ``_close_end`` queues ConnectionTerminated and ends the qlog trace
+    in the same call, and IncrementalQlog.end_trace writes the file out before returning.
+    """
+    seen: set[str] = set()
+    closed: set[str] = set()
+    for event in timeline:
+        if event.role == "server" and event.conn and event.ts >= since:
+            seen.add(event.conn)
+            if isinstance(event, ev.ConnectionClosed):
+                closed.add(event.conn)
+    return bool(seen) and seen == closed
+
+
 class StepTrigger:
     """Decides, from observed events and the clock, whether a step may fire (pure)."""
 
@@ -174,8 +225,11 @@ class ScenarioRunner:
     foreign: ForeignEnds | None = None  # the foreign end(s) of a black-box run, once prepared
 
     def __init__(self, scenario: Scenario, topology: Topology, view: PlainView | None = None,
-                 capture: bool = True, endpoints: Endpoints | None = None) -> None:
+                 capture: bool = True, endpoints: Endpoints | None = None, restore: bool = True) -> None:
         self.scenario = scenario
+        # False (the runs of a batch but its last): a run that ends well leaves the restore to the
+        # next run's own reset, the same commands, instead of doing them twice; see restore_after.
+        self.restore = restore
         self.endpoints = endpoints or Endpoints()
         self.topology = topology
         self.lab = Lab(topology)
@@ -340,30 +394,24 @@ class ScenarioRunner:
                                                "steps_played": result.steps_played,
                                                "steps_planned": len(scenario.plan()),
                                                "duration_s": round(result.duration_s, 3)}), "controller")
+                problem, collected = None, False
                 try:
                     self._collect(run_id, run_dir)
+                    collected = True
                 finally:
-                    self.view.note("restoring the lab")
-                    problem = self._restore()
+                    if self.restore or not collected or result.error is not None or interrupted or pressed \
+                            or self.attacking or self.farming or self.foreign is not None:
+                        self.view.note("restoring the lab")
+                        problem = self._restore()
+                    else:
+                        result.restored = False
         if interrupted or pressed:
             raise RunInterrupted("the lab is restored" if problem is None else
                                  f"the lab could not be fully restored ({problem}): run `make up`")
         return result
 
     def _restore(self) -> str | None:
-        """Back to compose.yaml's initial state: None when done, else what stopped the reset.
-
-        After a fault a part of the lab may be gone (a dead router or client, a removed network):
-        then what survives is restored part by part (`lab.control.salvage`), and `make up` brings
-        back the rest.
-        """
-        try:
-            self.lab.reset(self.topology.client_start_networks)
-            return None
-        except Exception as exc:  # docker-py raises more than ActionError here (a gone container: APIError)
-            problem = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        salvage.restore(self.lab)
-        return problem
+        return restore_lab(self.lab)
 
     def _write_record(self, run_dir: Path, run_id: str, started: float) -> None:
         """What judging the run again needs besides its observations: scenario, topology, options."""
@@ -431,6 +479,8 @@ class ScenarioRunner:
         step_index, previous_done = 0, workload_start
         deadline = workload_start + scenario.timeout
         client_sources = {f"client/{t}" for t in clients} or {"foreign/client"}
+        # Only the lab's own server, alone, tells when its last event is in (server_settled).
+        settles = self.foreign is None and not self.farming and not self.attacking
         finished_at: float | None = None
         next_foreign_check = 0.0
         # A black box starts its program in a new container (interpreter start-up included), so its
@@ -486,8 +536,9 @@ class ScenarioRunner:
                     break
             if finished_at is None and not (client_sources & streams.open_sources):
                 finished_at = now
-            if finished_at is not None and now - finished_at > 0.8:
-                break  # the clients are done; the server's last events have had time to arrive
+            if finished_at is not None and (now - finished_at > SETTLE_WAIT or settles and step_index == len(plan)
+                                            and server_settled(self.events, workload_start)):
+                break  # the clients are done, and the server's last events are in or have had time to arrive
             if now > deadline:
                 result.error = f"{TIMEOUT_ERROR}: the scenario did not finish within {scenario.timeout:g} s"
                 self.lab.ctr(CLIENT).exec_run(["pkill", "-f", "lab.endpoints.client"])

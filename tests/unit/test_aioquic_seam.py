@@ -410,6 +410,34 @@ def test_incremental_qlog_streams_a_valid_file_and_keeps_no_events(certificates:
     assert events[-1]["data"] == {"step": 2} and list(seam.logger_traces(logger)) == []
 
 
+def test_a_closed_connections_qlog_is_complete_before_its_close_is_reported(certificates: Certificates,
+                                                                            tmp_path) -> None:
+    """What lets a run stop waiting once the server reports each close (lab.scenario.runner.server_settled):
+    aioquic queues ConnectionTerminated and ends the trace in one call, and end_trace writes the file."""
+    import json
+
+    from lab.endpoints.quic.telemetry import IncrementalQlog
+
+    logger = IncrementalQlog(tmp_path, "server")
+    pair = Pair(certificates, server_logger=logger)
+    pair.handshake()
+    trace = seam.qlog_trace(pair.server)
+    path = logger.path_for(seam.trace_odcid(trace))
+    drain(pair.server)
+    pair.server.close(error_code=0, reason_phrase="workload done")
+    pair.transfer(pair.server, pair.client)
+    assert not any(isinstance(e, events.ConnectionTerminated) for e in drain(pair.server))  # still closing
+    assert list(seam.logger_traces(logger)) == [trace]
+    pair.server.handle_timer(now=pair.server.get_timer())  # the closing period is over
+    first = pair.server.next_event()
+    assert isinstance(first, events.ConnectionTerminated) and first.reason_phrase == "workload done"
+    assert list(seam.logger_traces(logger)) == []  # the trace had ended when the close could be seen
+    written = json.loads(path.read_text())["traces"][0]["events"]
+    closes = [e for e in written if e["name"] == "transport:packet_sent"
+              and any(f["frame_type"] == "connection_close" for f in e["data"]["frames"])]
+    assert closes and written.index(closes[-1]) < len(written) - 1  # the close, and what followed it
+
+
 # --- asyncio protocol and server ------------------------------------------------------------
 
 
