@@ -347,6 +347,12 @@ class ScenarioRunner:
         return self.scenario.farm is not None and self.foreign is None and not self.endpoints.black_box
 
     @property
+    def lab_ends_alone(self) -> bool:
+        """The lab's own client and server, with no foreign end, farm or attacker beside them: then
+        the server's events tell when a run is over (server_settled), and its reset undoes it all."""
+        return self.foreign is None and not self.farming and not self.attacking
+
+    @property
     def farm_hosts(self) -> tuple[str, ...]:
         farm = farm_of(self.topology) if self.farming else None
         return farm.services if farm else ()
@@ -400,7 +406,7 @@ class ScenarioRunner:
                     collected = True
                 finally:
                     if self.restore or not collected or result.error is not None or interrupted or pressed \
-                            or self.attacking or self.farming or self.foreign is not None:
+                            or not self.lab_ends_alone:
                         self.view.note("restoring the lab")
                         problem = self._restore()
                     else:
@@ -479,8 +485,6 @@ class ScenarioRunner:
         step_index, previous_done = 0, workload_start
         deadline = workload_start + scenario.timeout
         client_sources = {f"client/{t}" for t in clients} or {"foreign/client"}
-        # Only the lab's own server, alone, tells when its last event is in (server_settled).
-        settles = self.foreign is None and not self.farming and not self.attacking
         finished_at: float | None = None
         next_foreign_check = 0.0
         # A black box starts its program in a new container (interpreter start-up included), so its
@@ -536,8 +540,8 @@ class ScenarioRunner:
                     break
             if finished_at is None and not (client_sources & streams.open_sources):
                 finished_at = now
-            if finished_at is not None and (now - finished_at > SETTLE_WAIT or settles and step_index == len(plan)
-                                            and server_settled(self.events, workload_start)):
+            if finished_at is not None and (now - finished_at > SETTLE_WAIT or (
+                    self.lab_ends_alone and step_index == len(plan) and server_settled(self.events, workload_start))):
                 break  # the clients are done, and the server's last events are in or have had time to arrive
             if now > deadline:
                 result.error = f"{TIMEOUT_ERROR}: the scenario did not finish within {scenario.timeout:g} s"
