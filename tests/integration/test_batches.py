@@ -51,18 +51,29 @@ def test_a_batch_resets_before_each_run_and_ends_restored(lab):
     assert snapshot.diff(before, snapshot.take(lab)) == []
 
 
+def _collected(earlier: set[str]) -> bool:
+    """The first run's files are in (its client's files come last), its verdict not yet."""
+    runs = ROOT / "artifacts" / CHANGER.stem
+    return any((d / "client").is_dir() and not (d / "report.json").exists()
+               for d in runs.glob("2*") if d.name not in earlier)
+
+
 def test_ctrl_c_after_a_batchs_first_run_restores_the_lab(lab):
     before = snapshot.take(lab)
-    process = subprocess.Popen([sys.executable, "-m", "lab", "scenario", "run", "--no-capture", str(CHANGER),
-                                "baseline"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    earlier = {d.name for d in (ROOT / "artifacts" / CHANGER.stem).glob("2*")}
+    # With captures, so that the first run's verdict (tshark) lasts long enough to be interrupted.
+    process = subprocess.Popen([sys.executable, "-m", "lab", "scenario", "run", str(CHANGER), "baseline"], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue[str] = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True)
     reader.start()
     try:
-        seen: list[str] = []
-        while not any("run_end batch-leaves-changes" in line for line in seen):
-            seen.append(lines.get(timeout=60))
-        time.sleep(0.3)  # its collection or its verdict, before the next run's reset
+        # Watched on disk: stdout is no clock here (through a pipe it may arrive only at the exit).
+        deadline = time.time() + 60
+        while time.time() < deadline and process.poll() is None and not _collected(earlier):
+            time.sleep(0.02)
+        assert process.poll() is None, "the batch ended before its first run's files were seen"
+        time.sleep(0.2)  # into the verdict: the captures' preparation and decoding take a second or more
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
         stderr = process.stderr.read()
