@@ -62,8 +62,11 @@ def test_ctrl_c_after_a_batchs_first_run_restores_the_lab(lab):
     before = snapshot.take(lab)
     earlier = {d.name for d in (ROOT / "artifacts" / CHANGER.stem).glob("2*")}
     # With captures, so that the first run's verdict (tshark) lasts long enough to be interrupted.
+    # Ctrl-C as a terminal delivers it: a runner that starts the tests in the background (`cmd &` in a
+    # script) hands its children SIGINT ignored, and Python then keeps it ignored.
     process = subprocess.Popen([sys.executable, "-m", "lab", "scenario", "run", str(CHANGER), "baseline"], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: queue.Queue[str] = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True)
     reader.start()
