@@ -232,6 +232,11 @@ class GapHistogram(Event):
     samples: int = 0
     max_ms: float = 0.0
     threshold_ms: float = 0.0
+    # The QUIC client times an arrival by the kernel's receive time of its datagram (kernel_timed of
+    # them; the rest, and the TCP client's, by the application's read). delivery_max_ms: the longest
+    # gap as the application read the data, its own scheduling delay included; None where not measured.
+    kernel_timed: int = 0
+    delivery_max_ms: float | None = None
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,14 @@ that a gap is told apart as queued (another task had the core) or stolen (never 
 clock still). Measured with 1 busy core, then every core busy: the lab's endpoints need more than
 one core at 2 MB/s, and a guest whose every vCPU is busy is the one a hypervisor takes turns from.
 
-``summarise`` and ``steal_ms`` are pure; ``measure`` starts the processes.
+A thread that sleeps shows what a busy one cannot: how late the machine wakes it. The lab's
+server sleeps between the pieces it paces out (PACING_TICK_S), so a wake-up w ms late is a gap of
+up to w plus the tick in the client's data, whatever the lab does. ``wakeups`` measures it as
+cyclictest does: sleep 1 ms, again and again, and keep every oversleep of 1 ms or more with the
+time the woken thread then waited on a run queue.
+
+``summarise``, ``summarise_wakeups`` and ``steal_ms`` are pure; ``measure`` and ``wakeups`` start
+the processes.
 """
 
 from __future__ import annotations
@@ -21,8 +28,10 @@ from typing import Any
 
 from lab.bench.figures import NOISE_LIMIT_MS
 from lab.endpoints.shared.gaps import ThreadSchedstat
+from lab.endpoints.shared.workload import PACING_TICK_S
 
 GAP_S = 0.001
+SLEEP_S = 0.001  # the sleeper's period: the server's pacing tick is of this order
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,24 @@ def summarise(busy_cores: int, seconds: float, found: list[list[Hiccup]]) -> dic
         "stolen_gaps": len(stolen), "stolen_ms": round(sum(g.ms - g.cpu_ms for g in stolen), 3),
         "longest_stolen_ms": round(max((g.ms for g in stolen), default=0.0), 3),
         "queued_ms": round(sum(g.queued_ms for g in gaps), 3),
+    }
+
+
+@dataclass(frozen=True)
+class Oversleep:
+    ms: float  # woken this much later than asked
+    queued_ms: float  # of which on a run queue (woken, not yet given a core)
+
+
+def summarise_wakeups(seconds: float, sleeps: int, late: list[Oversleep]) -> dict[str, Any]:
+    """One sleeper's measurement -> its worst wake-up, how often it was 3 ms late, and what a sender
+    paced every PACING_TICK_S could at best see as its longest gap here."""
+    worst = max(late, key=lambda o: o.ms, default=Oversleep(0.0, 0.0))
+    return {
+        "seconds": seconds, "period_ms": SLEEP_S * 1000, "sleeps": sleeps,
+        "late_1ms": len(late), "late_3ms": sum(1 for o in late if o.ms >= 3.0),
+        "worst_ms": worst.ms, "worst_queued_ms": worst.queued_ms,
+        "tick_ms": PACING_TICK_S * 1000, "paced_floor_ms": round(worst.ms + PACING_TICK_S * 1000, 3),
     }
 
 
@@ -108,3 +135,30 @@ def machine_floor(seconds: float = 10.0) -> list[dict[str, Any]]:
     """The machine with 1 busy core, then with every core busy (when it has more than one)."""
     cores = len(os.sched_getaffinity(0))
     return [measure(n, seconds) for n in sorted({1, cores})]
+
+
+def _sleep(seconds: float, queue: Any) -> None:
+    schedstat = ThreadSchedstat()
+    clock, late, sleeps = time.monotonic, [], 0
+    end = clock() + seconds
+    while clock() < end:
+        before, queued = clock(), schedstat.read()
+        time.sleep(SLEEP_S)
+        over = clock() - before - SLEEP_S
+        sleeps += 1
+        if over >= GAP_S:
+            after = schedstat.read()
+            waited = (after[1] - queued[1]) / 1e6 if after is not None and queued is not None else 0.0
+            late.append(Oversleep(round(over * 1000, 3), round(waited, 3)))
+    queue.put((sleeps, late))
+
+
+def wakeups(seconds: float) -> dict[str, Any]:
+    """A thread sleeping SLEEP_S at a time for ``seconds``, in its own process: how late it is woken."""
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    worker = context.Process(target=_sleep, args=(seconds, queue))
+    worker.start()
+    sleeps, late = queue.get(timeout=seconds + 30)
+    worker.join()
+    return summarise_wakeups(seconds, sleeps, late)

@@ -47,7 +47,19 @@ def bench_html(results: dict[str, Any], directory: Path) -> str:
                      f"longest gap {_dist(floor)} over {noise['runs']} runs; {noise['within_limit']}/{noise['runs']} "
                      f"within {noise['limit_ms']:g} ms (ratio max/limit "
                      f"{(noise['ratio_to_limit'] or 0):.2f}). Runs: {_runs(noise['run_dirs'], directory)}</p>")
+        delivery = noise.get("delivery_floor_ms")
+        if delivery and delivery.get("runs"):
+            parts.append(f"<p>The same data as the client's application read it, its own scheduling delay included: "
+                         f"longest gap {_dist(delivery)}; {noise['delivery_within_limit']}/{noise['runs']} within "
+                         f"{noise['limit_ms']:g} ms.</p>")
         parts.append(histogram_svg(noise))
+        wakeups = noise.get("machine_wakeups")
+        if wakeups:
+            parts.append(f"<p>The machine, lab idle: a thread sleeping {wakeups['period_ms']:g} ms at a time for "
+                         f"{wakeups['seconds']:g} s was woken up to {wakeups['worst_ms']:.1f} ms late "
+                         f"({wakeups['late_3ms']} of {wakeups['sleeps']} sleeps 3 ms late or more), so a sender "
+                         f"paced every {wakeups['tick_ms']:g} ms can have gaps of {wakeups['paced_floor_ms']:.1f} ms "
+                         "from its wake-ups alone.</p>")
         machine = noise.get("machine_floor") or []
         if machine:
             parts.append("<p>The machine itself, lab idle (busy clock readers, lab.bench.machine):</p><table><tr>"

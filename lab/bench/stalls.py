@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from lab.endpoints.shared.gaps import SOCKET_WAIT
+
 LEAD_S = 0.002
 MIN_OVERLAP_S = 0.001
 OWN_WORK = 0.7  # CPU / length at or above which a stall was the loop's own work
@@ -34,6 +36,8 @@ def kind(callback: str) -> str:
         return "garbage collection"
     if "_read_ready" in callback:
         return "datagram read"
+    if callback.startswith("woke late"):
+        return callback
     if "Task" in callback:
         return "task step"
     return callback.split("(")[0].strip("<> ")[:60] or "callback"
@@ -45,6 +49,8 @@ def cause(gap: Gap, stalls: dict[str, list[dict[str, Any]]]) -> str:
     for role, found in stalls.items():
         lead = LEAD_S if role == "server" else 0.0
         for stall in found:
+            if stall["what"] == SOCKET_WAIT:  # a late read: arrivals are timed by the kernel, it makes no gap
+                continue
             start, end = stall["start"], stall["start"] + stall["ms"] / 1000
             overlap = min(end, gap.end) - max(start, gap.start - lead)
             if overlap >= MIN_OVERLAP_S and (best is None or overlap > best[0]):

@@ -303,11 +303,23 @@ def _print_noise(found: dict[str, Any]) -> None:
     print(f"noise floor ({found['runs']} runs of the baseline, captures and qlog on): "
           f"max {dist['maximum']:.1f} ms, median {dist['median']:.1f} ms; {found['within_limit']}/{found['runs']} runs "
           f"<= {found['limit_ms']:g} ms; ratio max/limit {found['ratio_to_limit']:.2f}")
+    delivery = found.get("delivery_floor_ms") or {}
+    if delivery.get("maximum") is not None:
+        print(f"  as the client's application read the data (its own scheduling delay included): max "
+              f"{delivery['maximum']:.1f} ms, median {delivery['median']:.1f} ms; {found['delivery_within_limit']}/"
+              f"{found['runs']} runs <= {found['limit_ms']:g} ms")
     for entry in found.get("machine_floor", []):
         print(f"  the machine, lab idle, {entry['busy_cores']} busy core(s) for {entry['seconds']:g} s: longest gap "
               f"{entry['longest_gap_ms']:.1f} ms, {entry['gaps_at_limit']} gaps >= {found['limit_ms']:g} ms; "
               f"{entry['stolen_gaps']} stolen by the hypervisor ({entry['stolen_ms']:.0f} ms, "
               f"longest {entry['longest_stolen_ms']:.1f} ms)")
+    wakeups = found.get("machine_wakeups")
+    if wakeups:
+        w = wakeups
+        print(f"  the machine, lab idle, a thread sleeping {w['period_ms']:g} ms at a time for {w['seconds']:g} s: "
+              f"woken up to {w['worst_ms']:.1f} ms late ({w['late_3ms']} of {w['sleeps']} sleeps >= 3 ms late): "
+              f"a sender paced every {w['tick_ms']:g} ms can have gaps of {w['paced_floor_ms']:.1f} ms "
+              "from its wake-ups alone")
     if found.get("steal_ms_during_runs") is not None:
         print(f"  steal time of the machine during the {found['runs']} runs: {found['steal_ms_during_runs']:.0f} ms "
               "(/proc/stat, 10 ms steps)")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from lab.endpoints.shared.gaps import GapMeter
+import socket
+import time
+
+from lab.endpoints.shared.gaps import SOCKET_WAIT, GapMeter, LoopStallMeter, ReceiveClock
 from lab.events import Action, DataGap, GapHistogram
 from lab.observe.timeline import Timeline
 from lab.report.metrics import noise_floor
@@ -40,3 +43,64 @@ def test_without_a_change_the_histogram_gives_the_floor_and_below_threshold_is_a
                     detail={"took_ms": 50})
     assert noise_floor(Timeline.from_streams([change, _gap(10.01, 200), _histogram(200)])) == (5.0, True)
     assert noise_floor(Timeline()) == (None, False)
+
+
+def test_an_arrival_timed_earlier_than_the_last_neither_counts_as_a_gap_nor_moves_the_last_back():
+    meter = GapMeter(threshold_s=0.005)
+    for t in (0.0, 0.010, 0.004):  # the third timed by another clock, before the second
+        meter.arrival(t, 100 + t)
+    assert meter.last_mono == 0.010 and meter.samples == 2 and meter.counts == {10: 1}
+    assert meter.arrival(0.016, 100.016) == (100.01, 100.016, 6.0)  # measured from 0.010, not 0.004
+
+
+def _pair() -> tuple[socket.socket, socket.socket]:
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    return receiver, socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+
+def test_the_receive_clock_gives_when_the_kernel_received_a_datagram_not_when_it_was_read():
+    receiver, sender = _pair()
+    with receiver, sender:
+        clock = ReceiveClock()
+        clock.attach(receiver.fileno())
+        sender.sendto(b"x", receiver.getsockname())
+        sent = time.monotonic()
+        time.sleep(0.05)  # the datagram waits in the socket, as behind a busy loop
+        receiver.recvfrom(16)
+        mono, wall = clock.stamp()
+        assert sent - 0.002 <= mono <= sent + 0.01  # arrival, not the read 50 ms later
+        assert abs((time.time() - wall) - (time.monotonic() - mono)) < 0.002
+        assert clock.stamp() is None  # the same datagram's stamp again: another socket's read, not timed
+
+
+def test_a_datagram_read_from_another_socket_than_the_attached_one_is_not_given_its_stamp():
+    old, sender = _pair()
+    new, _ = _pair()
+    with old, new, sender:
+        clock = ReceiveClock()
+        clock.attach(old.fileno())
+        sender.sendto(b"1", old.getsockname())
+        time.sleep(0.01)
+        old.recvfrom(16)
+        assert clock.stamp() is not None
+        clock.attach(new.fileno())  # migrated: the next read may still be from the old socket
+        sender.sendto(b"2", old.getsockname())
+        time.sleep(0.01)
+        old.recvfrom(16)
+        assert clock.stamp() is None  # the new socket has received nothing: no stamp to borrow
+        sender.sendto(b"3", new.getsockname())
+        time.sleep(0.01)
+        new.recvfrom(16)
+        assert clock.stamp() is not None
+        sender.sendto(b"4", old.getsockname())
+        time.sleep(0.01)
+        old.recvfrom(16)
+        assert clock.stamp() is None  # the new socket's stamp is "3"'s, already taken
+
+
+def test_a_wait_in_the_socket_of_the_threshold_or_more_is_kept_as_a_stall():
+    meter = LoopStallMeter(threshold_s=0.003)
+    meter.received(10.0, 10.002)
+    meter.received(11.0, 11.0045)
+    assert [(s.start, s.ms, s.what) for s in meter.found] == [(11.0, 4.5, SOCKET_WAIT)]

@@ -72,3 +72,30 @@ def test_a_stall_carries_the_threads_run_queue_time_and_switches(meter: LoopStal
     # a sleep leaves its CPU at least once and is not queued for most of its length
     assert found.switches is not None and found.switches >= 1
     assert found.queued_ms is not None and found.queued_ms < found.ms / 2
+
+
+def test_a_loop_woken_late_from_its_timer_is_a_stall_though_no_callback_ran(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(asyncio.Handle, "_run", asyncio.Handle._run)
+    before = list(gc.callbacks)
+    meter = LoopStallMeter(threshold_s=0.01)
+
+    async def main() -> None:
+        selector = asyncio.get_running_loop()._selector  # type: ignore[attr-defined]
+        select = selector.select
+
+        def late(timeout: float | None = None) -> list:
+            if timeout:  # asleep 30 ms past the timer, as when the woken thread waits for a core
+                time.sleep(timeout + 0.03)
+                return []
+            return select(timeout)
+
+        selector.select = late
+        meter.install()
+        await asyncio.sleep(0.02)
+
+    try:
+        asyncio.run(main())
+    finally:
+        gc.callbacks[:] = before
+    late_ones = [s for s in meter.found if s.what == "woke late from its timer"]
+    assert late_ones and all(29 <= s.ms < 200 for s in late_ones), meter.found

@@ -53,7 +53,7 @@ from lab.endpoints.quic.migrate import (
 from lab.endpoints.quic.telemetry import ConnectionTelemetry, IncrementalQlog
 from lab.endpoints.shared.call import CALL_FRAME, CallMeter, Freeze
 from lab.endpoints.shared.control import ControlServer
-from lab.endpoints.shared.gaps import DOWNLOAD_THRESHOLD_S, ECHO_THRESHOLD_S, GapMeter
+from lab.endpoints.shared.gaps import DOWNLOAD_THRESHOLD_S, ECHO_THRESHOLD_S, GapMeter, ReceiveClock
 from lab.endpoints.shared.video import VideoPlan, run_player
 from lab.endpoints.shared.workload import ALPN_LAB, ECHO_FRAME, Request, expected_sha256
 from lab.events import (
@@ -121,7 +121,9 @@ class DataMeter:
         self.total = total
         self.bytes = 0
         self.digest = hashlib.sha256()
-        self.gaps = GapMeter(threshold_s)
+        self.gaps = GapMeter(threshold_s)  # arrivals, by the kernel's receive time (ReceiveClock)
+        self.delivery = GapMeter(threshold_s)  # the same data as the application read it
+        self.kernel_timed = 0  # arrivals timed by the kernel; the rest by the application's clock
         self.reported = -1
         self.idle = False  # a player between requests: silence is not a stall, and nothing is probed
 
@@ -138,7 +140,11 @@ class DataMeter:
     def feed(self, data: bytes) -> None:
         if not data:
             return
-        gap = self.gaps.arrival(time.monotonic(), time.time())
+        read_mono, read_wall = time.monotonic(), time.time()
+        arrived = self.client.rx_arrival
+        self.kernel_timed += arrived is not None
+        gap = self.gaps.arrival(*(arrived or (read_mono, read_wall)))
+        self.delivery.arrival(read_mono, read_wall)
         if gap is not None:
             start, end, gap_ms = gap
             self.client.emit(DataGap, start_ts=start, end_ts=end, gap_ms=gap_ms, bytes=self.bytes)
@@ -146,7 +152,8 @@ class DataMeter:
         self.digest.update(data)
 
     def histogram(self) -> None:
-        self.client.emit(GapHistogram, **self.gaps.histogram())
+        self.client.emit(GapHistogram, **self.gaps.histogram(), kernel_timed=self.kernel_timed,
+                         delivery_max_ms=round(self.delivery.max_ms, 3))
 
     def progress(self) -> None:
         if self.bytes != self.reported:
@@ -176,6 +183,9 @@ class LabClientProtocol(QuicConnectionProtocol):
         # before the connection-ID switch would carry the old CID and link the two paths.
         self.hold_transmit = False
         self.last_keepalive = 0.0
+        self.rx_clock = ReceiveClock()
+        self.rx_arrival: tuple[float, float] | None = None  # (mono, wall) the datagram being read arrived
+        self.stalls = getattr(quic.configuration.quic_logger, "stalls", None)  # diagnosis (LAB_LOOP_STALLS)
         self.quiet: Quiet | None = None  # an idle step asked the echo to pause (handle_command "idle")
 
     def transmit(self) -> None:
@@ -191,11 +201,16 @@ class LabClientProtocol(QuicConnectionProtocol):
         super().connection_made(transport)
         self.local = socket_local(transport)
         self.telemetry.local = self.local
+        self.rx_clock.attach(transport.get_extra_info("socket").fileno())
 
     def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
         self.observed_peer = normalise_address(addr)
         self.telemetry.rx_stream_data = False
+        self.rx_arrival = self.rx_clock.stamp()
+        if self.stalls is not None and self.rx_arrival is not None:
+            self.stalls.received(self.rx_arrival[0], time.monotonic())
         super().datagram_received(data, addr)
+        self.rx_arrival = None
         migration = self.pending_migration
         seen_on_new_path = self.telemetry.rx_path_challenge or self.telemetry.rx_stream_data
         if migration is not None and migration["mode"] != "preferred" and seen_on_new_path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 DOWNLOAD_THRESHOLD_S = 0.005  # data arrives every < 1 ms at the lab's rates: 5 ms is a stall
 ECHO_THRESHOLD_S = 0.05  # echo replies arrive once per interval (20 ms by default)
@@ -25,8 +26,15 @@ class GapMeter:
     last_wall: float = 0.0
 
     def arrival(self, mono: float, wall: float) -> tuple[float, float, float] | None:
-        """Record data arriving now; ``(start_wall, end_wall, gap_ms)`` when it ends a reportable gap."""
+        """Record data arriving at ``mono``; ``(start_wall, end_wall, gap_ms)`` when it ends a reportable gap.
+
+        An arrival earlier than the last one (timed by another clock, see ReceiveClock) is a gap of 0
+        and leaves the last arrival where it is, so that no later gap is measured from before it.
+        """
         found = None
+        if self.last_mono is not None and mono < self.last_mono:
+            self.samples += 1
+            return None
         if self.last_mono is not None:
             gap = mono - self.last_mono
             self.samples += 1
@@ -44,6 +52,58 @@ class GapMeter:
         return {"bucket_ms": 1, "counts": {str(ms): n for ms, n in sorted(self.counts.items())},
                 "samples": self.samples, "max_ms": round(self.max_ms, 3),
                 "threshold_ms": round(self.threshold_s * 1000, 3)}
+
+
+SIOCGSTAMPNS = 0x8907  # linux/sockios.h: the receive time of the last datagram read from a socket
+SOCKET_WAIT = "datagram waited in the socket"  # a LoopStall's ``what`` for ReceiveClock's waits
+
+
+class ReceiveClock:
+    """When the kernel received each datagram the client reads: the arrival, not the application's read.
+
+    The client's loop reads a datagram some time after it arrived: when its thread is woken and
+    given a core, and after the datagrams queued before it. On 2 shared cores that delay alone was
+    3-7 ms at times (measured: LoopStallMeter.received), longer than the lab's whole noise target,
+    and it is the client's own, not the network's. So the gap meter times application data by the
+    kernel's receive time of the datagram that carried it (SIOCGSTAMPNS, CLOCK_REALTIME, moved onto
+    the monotonic clock).
+
+    The stamp is the last datagram read from *that* socket; during a migration the connection may
+    still read from the old socket while ``attach`` has moved on to the new one, and then the stamp
+    would be another datagram's. A stamp no newer than the last one taken is that case (or a socket
+    without one yet): ``stamp`` returns None and the caller times the arrival by its own clock, which
+    can only lengthen a gap, never hide one.
+    """
+
+    def __init__(self) -> None:
+        self.fd = -1
+        self.last = 0.0  # realtime seconds of the last stamp taken
+
+    def attach(self, fd: int) -> None:
+        """Time the datagrams of socket ``fd`` from now on (the first ioctl turns its stamps on)."""
+        self.fd = fd
+        self._read()
+
+    def _read(self) -> float | None:
+        import fcntl
+        import struct
+
+        try:
+            sec, nsec = struct.unpack("qq", fcntl.ioctl(self.fd, SIOCGSTAMPNS, bytes(16)))
+        except OSError:  # ENOENT: nothing received yet; EBADF: no socket attached
+            return None
+        return sec + nsec / 1e9
+
+    def stamp(self) -> tuple[float, float] | None:
+        """``(monotonic, wall)`` of the datagram just read, or None where it cannot be known."""
+        import time
+
+        raw = self._read()
+        wall, mono = time.time(), time.monotonic()
+        if raw is None or not self.last < raw <= wall:
+            return None
+        self.last = raw
+        return mono - (wall - raw), raw
 
 
 def freeze_startup_objects() -> None:
@@ -158,10 +218,37 @@ class LoopStallMeter:
 
         asyncio.Handle._run = timed_run  # type: ignore[method-assign]
         gc.callbacks.append(on_gc)
+        try:
+            selector = asyncio.get_running_loop()._selector  # type: ignore[attr-defined]
+        except (RuntimeError, AttributeError):
+            return
+        select = selector.select
+
+        def timed_select(timeout: float | None = None) -> list[Any]:
+            # Asleep past its timer: the loop asked to be woken at start + timeout and was not. The
+            # callbacks' timing cannot see this (no callback ran), so a late wake-up is kept too.
+            start, cpu, sched = time.monotonic(), time.thread_time(), schedstat.read()
+            events = select(timeout)
+            end = time.monotonic()
+            if timeout is not None and end - start - timeout >= meter.threshold_s:
+                after = schedstat.read()
+                meter.record(start + timeout, end, cpu, time.thread_time(),
+                             "woke late from its timer" if not events else "woke late, with I/O",
+                             (sched, after) if sched is not None and after is not None else None)
+            return events
+
+        selector.select = timed_select
 
     def summary(self) -> dict[str, object]:
         return {"threshold_ms": round(self.threshold_s * 1000, 3), "callbacks": self.callbacks,
                 "stalls": [vars(s) for s in self.found]}
+
+    def received(self, stamp: float, now: float) -> None:
+        """A datagram the kernel received at ``stamp`` was read at ``now`` (monotonic): a wait in the
+        socket of at least the threshold is kept. No callback shows it when the loop was not woken,
+        or not run, in time."""
+        if now - stamp >= self.threshold_s:
+            self.found.append(LoopStall(round(stamp, 6), round((now - stamp) * 1000, 3), SOCKET_WAIT, 0.0))
 
 
 def loop_stalls_from_env(environ: dict[str, str]) -> LoopStallMeter | None:
