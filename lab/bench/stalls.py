@@ -38,6 +38,8 @@ def kind(callback: str) -> str:
         return "datagram read"
     if callback.startswith("woke late"):
         return callback
+    if callback.startswith("<Task step "):
+        return "task step " + callback[len("<Task step "):].rstrip(">")
     if "Task" in callback:
         return "task step"
     return callback.split("(")[0].strip("<> ")[:60] or "callback"

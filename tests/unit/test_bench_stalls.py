@@ -56,3 +56,15 @@ def test_schedstat_tells_a_run_queue_from_the_hypervisor_from_a_blocking_call() 
     assert cause(gap, {"client": [sched(10.0, 6.0, 0.3, 0.1, 1)]}) == \
         "client loop, slept in a call, or stolen: datagram read"
     assert cause(gap, {"client": [sched(10.0, 6.0, 5.0, 0.0, 0)]}) == "client loop, own work: datagram read"
+
+
+def test_a_late_read_makes_no_gap_and_a_late_wake_up_or_a_named_task_does() -> None:
+    from lab.endpoints.shared.gaps import SOCKET_WAIT
+
+    waited = {"start": 10.0, "ms": 8.0, "cpu_ms": 0.2, "what": "woke late from its timer", "queued_ms": 7.5,
+              "switches": 1}
+    stalls = {"client": [stall(10.000, 9.0, 0.0, SOCKET_WAIT)], "server": [waited]}
+    assert cause(Gap(10.000, 10.009, 9.0), stalls) == "server loop, waited for a core: woke late from its timer"
+    assert cause(Gap(10.000, 10.009, 9.0), {"client": stalls["client"], "server": []}) == "no loop stall"
+    named = {"client": [], "server": [stall(10.0, 9.0, 9.0, "<Task step Download._run>")]}
+    assert cause(Gap(10.000, 10.009, 9.0), named) == "server loop, own work: task step Download._run"

@@ -99,3 +99,14 @@ def test_a_loop_woken_late_from_its_timer_is_a_stall_though_no_callback_ran(monk
         gc.callbacks[:] = before
     late_ones = [s for s in meter.found if s.what == "woke late from its timer"]
     assert late_ones and all(29 <= s.ms < 200 for s in late_ones), meter.found
+
+
+def test_a_task_step_is_named_by_its_coroutine(meter: LoopStallMeter) -> None:
+    async def hog() -> None:
+        busy(0.02)
+
+    async def main() -> None:
+        await asyncio.ensure_future(hog())
+
+    asyncio.run(main())
+    assert any("Task step" in s.what and "hog" in s.what for s in meter.found), meter.found

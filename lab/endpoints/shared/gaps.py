@@ -204,7 +204,7 @@ class LoopStallMeter:
                 end = time.monotonic()
                 if end - start >= meter.threshold_s:  # repr only when kept: it is not cheap
                     after = schedstat.read()
-                    meter.record(start, end, cpu, time.thread_time(), repr(handle)[:200],
+                    meter.record(start, end, cpu, time.thread_time(), describe(handle),
                                  (sched, after) if sched is not None and after is not None else None)
                 else:
                     meter.callbacks += 1
@@ -249,6 +249,15 @@ class LoopStallMeter:
         or not run, in time."""
         if now - stamp >= self.threshold_s:
             self.found.append(LoopStall(round(stamp, 6), round((now - stamp) * 1000, 3), SOCKET_WAIT, 0.0))
+
+
+def describe(handle: Any) -> str:
+    """A callback in words: a task step names its coroutine (a bare TaskStepMethWrapper names nothing)."""
+    task = getattr(getattr(handle, "_callback", None), "__self__", None)
+    coro = task.get_coro() if hasattr(task, "get_coro") else None
+    if coro is not None:
+        return f"<Task step {getattr(coro, '__qualname__', repr(coro))}>"[:200]
+    return repr(handle)[:200]
 
 
 def loop_stalls_from_env(environ: dict[str, str]) -> LoopStallMeter | None:
