@@ -320,6 +320,8 @@ def _print_noise(found: dict[str, Any]) -> None:
               f"woken up to {w['worst_ms']:.1f} ms late ({w['late_3ms']} of {w['sleeps']} sleeps >= 3 ms late): "
               f"a sender paced every {w['tick_ms']:g} ms can have gaps of {w['paced_floor_ms']:.1f} ms "
               "from its wake-ups alone")
+        if found.get("ratio_to_machine") is not None:
+            print(f"  the lab's longest gap over that floor of the machine: {found['ratio_to_machine']:.2f}")
     if found.get("steal_ms_during_runs") is not None:
         print(f"  steal time of the machine during the {found['runs']} runs: {found['steal_ms_during_runs']:.0f} ms "
               "(/proc/stat, 10 ms steps)")

@@ -88,3 +88,18 @@ def test_the_bench_page_shows_the_machines_own_floor_beside_the_labs(tmp_path):
                          "gap_histogram_ms": {"1": 10, "4": 1}, "machine_floor": machine}}
     page = bench_html(results, tmp_path / "bench")
     assert "<td>2</td><td>10</td><td>9.9 ms</td><td>1</td><td>1 gaps, 10 ms</td>" in page
+
+
+def test_the_bench_page_shows_the_delivery_floor_and_the_machines_wake_ups(tmp_path):
+    from lab.bench.machine import Oversleep, summarise_wakeups
+    from lab.bench.page import bench_html
+
+    results = {"noise": {"method": "baseline", "noise_floor_ms": {"runs": 1, "median": 4.2, "minimum": 4.2,
+                                                                  "maximum": 4.2},
+                         "delivery_floor_ms": {"runs": 1, "median": 7.5, "minimum": 7.5, "maximum": 7.5},
+                         "delivery_within_limit": 0, "within_limit": 1, "runs": 1, "limit_ms": 5.0,
+                         "ratio_to_limit": 0.84, "run_dirs": [], "gap_histogram_ms": {"1": 10, "4": 1},
+                         "machine_wakeups": summarise_wakeups(10.0, 9000, [Oversleep(3.8, 3.7)])}}
+    page = bench_html(results, tmp_path / "bench")
+    assert "application read it" in page and "0/1 within 5 ms" in page
+    assert "woken up to 3.8 ms late" in page and "gaps of 4.8 ms from its wake-ups alone" in page
