@@ -105,17 +105,19 @@ def recovery_ms(view: Timeline, gap_start: float, gap_end: float) -> float:
 
     The lab's own actions take time (a Docker network connect is about half a second), and so
     does the world's (a phone joining a cell); what the transport protocol adds is what follows.
-    Data that came back while an action was still under way (a connect whose network the client
-    used before the Docker API returned) left no part of the gap after the change: 0, not the time
-    since an earlier action's end.
+    Data can come back while an action is still under way: the client used the cellular network
+    of a connect before the Docker API returned. The network was then usable at some moment of that
+    action, and no earlier than its start, so the recovery is measured from its start: an upper
+    bound, never less than the truth, and not the time since an earlier action's end, which would
+    charge the protocol for Docker's connect.
     """
     usable = gap_start
     for event in view.actions(network_only=True):
         assert isinstance(event, Action)
         done = event.ts + float(event.detail.get("took_ms", 0.0)) / 1000.0
         if event.ts < gap_end < done:
-            return 0.0
-        if gap_start <= done <= gap_end:
+            usable = max(usable, event.ts)
+        elif gap_start <= done <= gap_end:
             usable = max(usable, done)
     return round((gap_end - usable) * 1000.0, 3)
 

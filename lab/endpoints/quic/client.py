@@ -131,7 +131,9 @@ class DataMeter:
         """A request went out: from now on, silence is waiting (measured from the request, not from
         the previous response, so that the player's idle time between requests is no gap)."""
         self.idle = False
-        self.gaps.last_mono, self.gaps.last_wall = time.monotonic(), time.time()
+        now = time.monotonic(), time.time()
+        self.gaps.last_mono, self.gaps.last_wall = now
+        self.delivery.last_mono, self.delivery.last_wall = now
 
     @property
     def last_mono(self) -> float | None:
