@@ -117,18 +117,23 @@ def _spin(cpu: int, seconds: float, queue: Any) -> None:
     queue.put(found)
 
 
-def measure(busy_cores: int, seconds: float) -> dict[str, Any]:
-    """``busy_cores`` clock readers, each pinned to one of this process's cores, for ``seconds``."""
+def _in_processes(target: Any, arguments: list[tuple[Any, ...]], seconds: float) -> list[Any]:
+    """``target(*args, queue)`` in one forked process per ``args``, all at once; what each put on the queue."""
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
-    cores = sorted(os.sched_getaffinity(0))[:busy_cores]
-    workers = [context.Process(target=_spin, args=(cpu, seconds, queue)) for cpu in cores]
+    workers = [context.Process(target=target, args=(*args, queue)) for args in arguments]
     for worker in workers:
         worker.start()
     found = [queue.get(timeout=seconds + 30) for _ in workers]
     for worker in workers:
         worker.join()
-    return summarise(busy_cores, seconds, found)
+    return found
+
+
+def measure(busy_cores: int, seconds: float) -> dict[str, Any]:
+    """``busy_cores`` clock readers, each pinned to one of this process's cores, for ``seconds``."""
+    cores = sorted(os.sched_getaffinity(0))[:busy_cores]
+    return summarise(busy_cores, seconds, _in_processes(_spin, [(cpu, seconds) for cpu in cores], seconds))
 
 
 def machine_floor(seconds: float = 10.0) -> list[dict[str, Any]]:
@@ -155,10 +160,5 @@ def _sleep(seconds: float, queue: Any) -> None:
 
 def wakeups(seconds: float) -> dict[str, Any]:
     """A thread sleeping SLEEP_S at a time for ``seconds``, in its own process: how late it is woken."""
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue()
-    worker = context.Process(target=_sleep, args=(seconds, queue))
-    worker.start()
-    sleeps, late = queue.get(timeout=seconds + 30)
-    worker.join()
+    [(sleeps, late)] = _in_processes(_sleep, [(seconds,)], seconds)
     return summarise_wakeups(seconds, sleeps, late)

@@ -145,7 +145,7 @@ def noise(topology: Topology, source: Path, runs: int, say: Say) -> dict[str, An
         "machine_floor": floor_of_machine, "machine_wakeups": wakeups_of_machine,
         # The lab's floor against the machine's own for a paced sender (its worst wake-up + the tick),
         # both measured in this bench: near 1, the lab adds nothing of its own to the machine's.
-        "ratio_to_machine": ratio(dist.maximum, wakeups_of_machine["paced_floor_ms"] or None),
+        "ratio_to_machine": ratio(dist.maximum, wakeups_of_machine["paced_floor_ms"]),
         "steal_ms_during_runs": None if steal_before is None or steal_after is None
         else round(steal_after - steal_before, 1),
     }

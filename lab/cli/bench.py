@@ -313,9 +313,8 @@ def _print_noise(found: dict[str, Any]) -> None:
               f"{entry['longest_gap_ms']:.1f} ms, {entry['gaps_at_limit']} gaps >= {found['limit_ms']:g} ms; "
               f"{entry['stolen_gaps']} stolen by the hypervisor ({entry['stolen_ms']:.0f} ms, "
               f"longest {entry['longest_stolen_ms']:.1f} ms)")
-    wakeups = found.get("machine_wakeups")
-    if wakeups:
-        w = wakeups
+    w = found.get("machine_wakeups")
+    if w:
         print(f"  the machine, lab idle, a thread sleeping {w['period_ms']:g} ms at a time for {w['seconds']:g} s: "
               f"woken up to {w['worst_ms']:.1f} ms late ({w['late_3ms']} of {w['sleeps']} sleeps >= 3 ms late): "
               f"a sender paced every {w['tick_ms']:g} ms can have gaps of {w['paced_floor_ms']:.1f} ms "

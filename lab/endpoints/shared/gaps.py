@@ -72,10 +72,19 @@ class ReceiveClock:
     still read from the old socket while ``attach`` has moved on to the new one, and then the stamp
     would be another datagram's. A stamp no newer than the last one taken is that case (or a socket
     without one yet): ``stamp`` returns None and the caller times the arrival by its own clock, which
-    can only lengthen a gap, never hide one.
+    can only lengthen a gap, never hide one. The kernel turns stamps on in a work item after a
+    process's first ioctl, so the first datagrams may arrive without one; the ioctl then gives the
+    time of the read, which again can only lengthen a gap.
     """
 
     def __init__(self) -> None:
+        import fcntl
+        import struct
+        import time
+
+        # Bound once: stamp() runs for every datagram the client reads.
+        self._ioctl, self._unpack = fcntl.ioctl, struct.Struct("qq").unpack  # struct timespec
+        self._time, self._monotonic = time.time, time.monotonic
         self.fd = -1
         self.last = 0.0  # realtime seconds of the last stamp taken
 
@@ -85,21 +94,16 @@ class ReceiveClock:
         self._read()
 
     def _read(self) -> float | None:
-        import fcntl
-        import struct
-
         try:
-            sec, nsec = struct.unpack("qq", fcntl.ioctl(self.fd, SIOCGSTAMPNS, bytes(16)))
+            sec, nsec = self._unpack(self._ioctl(self.fd, SIOCGSTAMPNS, bytes(16)))
         except OSError:  # ENOENT: nothing received yet; EBADF: no socket attached
             return None
         return sec + nsec / 1e9
 
     def stamp(self) -> tuple[float, float] | None:
         """``(monotonic, wall)`` of the datagram just read, or None where it cannot be known."""
-        import time
-
         raw = self._read()
-        wall, mono = time.time(), time.monotonic()
+        wall, mono = self._time(), self._monotonic()
         if raw is None or not self.last < raw <= wall:
             return None
         self.last = raw
