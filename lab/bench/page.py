@@ -60,6 +60,19 @@ def bench_html(results: dict[str, Any], directory: Path) -> str:
                          f"({wakeups['late_3ms']} of {wakeups['sleeps']} sleeps 3 ms late or more), so a sender "
                          f"paced every {wakeups['tick_ms']:g} ms can have gaps of {wakeups['paced_floor_ms']:.1f} ms "
                          "from its wake-ups alone.</p>")
+        share = noise.get("machine_share")
+        if share and share["lab_floor_ms"].get("runs"):
+            parts.append(f"<p>The machine's share, measured beside the runs: {escape(share['method'])}. "
+                         f"{share['gaps_with_machine']} of the {share['gaps_at_limit']} gaps &ge; "
+                         f"{noise['limit_ms']:g} ms had the machine holding a core ({share['machine_ms_in_gaps']:.1f}"
+                         f" ms of them). The lab's floor less that share: {_dist(share['lab_floor_ms'])}; "
+                         f"{share['lab_within_limit']}/{noise['runs']} within {noise['limit_ms']:g} ms.</p>")
+            if share.get("steal_ms_per_run") is not None:
+                steal = ", ".join("?" if v is None else f"{v:.0f}" for v in share["steal_ms_per_run"])
+                parts.append(f"<p>Steal during each run's transfer: {steal} ms. In the {share['calm_runs']} calm "
+                             f"runs (steal &le; {share['calm_steal']:.0%} of the cores' time): "
+                             f"{share['calm_within_limit']}/{share['calm_runs']} within {noise['limit_ms']:g} ms."
+                             "</p>")
         machine = noise.get("machine_floor") or []
         if machine:
             parts.append("<p>The machine itself, lab idle (busy clock readers, lab.bench.machine):</p><table><tr>"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from lab.verify.judge import Verdict
 
 BENCH = ARTIFACTS / "bench"
 MACHINE_S = 10.0  # seconds of each machine-floor measurement (lab.bench.machine)
+CALM_STEAL = 0.01  # a noise run is calm when steal took at most this share of the cores' time
 Say = Callable[[str], None]
 
 
@@ -115,20 +116,41 @@ def noise(topology: Topology, source: Path, runs: int, say: Say) -> dict[str, An
     floor_of_machine = machine.machine_floor(MACHINE_S)
     wakeups_of_machine = machine.wakeups(MACHINE_S)
     steal_before = machine.read_steal_ms()
-    verdicts = run_times(scenario, topology, runs, True, say)
+    with machine.Witness() as witness:
+        verdicts = run_times(scenario, topology, runs, True, say)
     steal_after = machine.read_steal_ms()
     floors = [v.metrics.get("quic", {}).get("noise_floor_ms") for v in verdicts]
     histogram: dict[str, int] = {}
     delivery: list[float | None] = []  # per run: the longest gap as the client's application read the data
+    net: list[float | None] = []  # per run: the longest gap less the machine's share of it (Witness)
+    shares: list[tuple[stalls.Gap, float]] = []
+    stolen: list[float | None] = []  # per run: steal of every core during its transfer (ms)
+    transfer_ms: list[float | None] = []
     for verdict in verdicts:
-        found = None
+        found = last = None
         for event in verdict.timeline:
             if event.TYPE == "gap_histogram" and event.role == "client":
-                found = event.delivery_max_ms  # type: ignore[attr-defined]
+                found, last = event.delivery_max_ms, event  # type: ignore[attr-defined]
                 for ms, count in event.counts.items():  # type: ignore[attr-defined]
                     histogram[ms] = histogram.get(ms, 0) + count
         delivery.append(found)
+        events = verdict.run_dir / "events.jsonl"
+        gaps = stalls.gaps_of(json.loads(line) for line in events.read_text().splitlines()
+                              if line.strip()) if events.is_file() else []
+        done = next((e for e in verdict.timeline if e.TYPE == "transfer_complete" and e.role == "client"), None)
+        took = getattr(done, "duration_ms", None)
+        stolen.append(None if done is None or not took else
+                      machine.steal_between(witness.steal, done.mono - took / 1000, done.mono))
+        transfer_ms.append(took)
+        run_shares = machine.machine_share(gaps, witness.late)
+        shares += run_shares
+        net.append(None if last is None else machine.lab_floor(
+            run_shares, last.counts, last.threshold_ms, last.max_ms))  # type: ignore[attr-defined]
     within = sum(1 for f in floors if f is not None and f <= NOISE_LIMIT_MS)
+    # A calm run: the hypervisor took at most CALM_STEAL of the cores' time during its transfer.
+    cores = len(witness.cores)
+    calm = [f for f, st, ms in zip(floors, stolen, transfer_ms, strict=True)
+            if f is not None and st is not None and ms and st <= CALM_STEAL * ms * cores]
     dist = Distribution.of(floors)
     causes = stall_causes([v.run_dir for v in verdicts])
     return {**({"stall_causes": causes} if causes else {}),
@@ -143,6 +165,28 @@ def noise(topology: Topology, source: Path, runs: int, say: Say) -> dict[str, An
         "passed": [v.passed for v in verdicts], "run_dirs": [str(v.run_dir) for v in verdicts],
         "gap_histogram_ms": dict(sorted(histogram.items(), key=lambda kv: int(kv[0]))),
         "machine_floor": floor_of_machine, "machine_wakeups": wakeups_of_machine,
+        "machine_share": {
+            "method": f"a sleeper pinned to each of the {len(witness.cores)} cores ran beside the runs, "
+                      f"{machine.SLEEP_S * 1000:g} ms at a time ({witness.sleeps} sleeps); the machine's share of "
+                      "a gap is its longest overlap with a span in which a sleeper was due to wake and the machine "
+                      "did not wake it (its run-queue wait left out); the lab's floor is each run's longest gap "
+                      "less that share; each run's steal is every core's over its transfer (/proc/stat, "
+                      f"10 ms steps, sampled every {machine.STEAL_EVERY} sleeps), and a run is calm when it is "
+                      f"at most {CALM_STEAL:.0%} of the cores' time",
+            "witness_late_3ms": sum(1 for o in witness.late if o.ms >= 3.0),
+            "gaps_at_limit": sum(1 for gap, _ in shares if gap.ms >= NOISE_LIMIT_MS),
+            "gaps_with_machine": sum(1 for gap, share in shares if gap.ms >= NOISE_LIMIT_MS and share >= 1.0),
+            "machine_ms_in_gaps": round(sum(share for _, share in shares), 3),
+            "lab_floor_ms": Distribution.of(net).to_dict(),
+            "lab_within_limit": sum(1 for f in net if f is not None and f <= NOISE_LIMIT_MS),
+            "steal_ms_per_run": stolen, "transfer_ms_per_run": transfer_ms,
+            "calm_steal": CALM_STEAL, "calm_runs": len(calm),
+            "calm_within_limit": sum(1 for f in calm if f <= NOISE_LIMIT_MS),
+            "calm_noise_floor_ms": Distribution.of(calm).to_dict(),
+            "gaps": [{"start": gap.start, "ms": gap.ms, "machine_ms": share} for gap, share in shares
+                     if gap.ms >= NOISE_LIMIT_MS],
+            "witness_late": [asdict(o) for o in witness.late if o.ms >= 2.0],  # to read a gap's by hand
+        },
         # The lab's floor against the machine's own for a paced sender (its worst wake-up + the tick),
         # both measured in this bench: near 1, the lab adds nothing of its own to the machine's.
         "ratio_to_machine": ratio(dist.maximum, wakeups_of_machine["paced_floor_ms"]),

@@ -319,6 +319,19 @@ def _print_noise(found: dict[str, Any]) -> None:
               f"woken up to {w['worst_ms']:.1f} ms late ({w['late_3ms']} of {w['sleeps']} sleeps >= 3 ms late): "
               f"a sender paced every {w['tick_ms']:g} ms can have gaps of {w['paced_floor_ms']:.1f} ms "
               "from its wake-ups alone")
+        share = found.get("machine_share")
+        if share and share["lab_floor_ms"].get("maximum") is not None:
+            lab = share["lab_floor_ms"]
+            print(f"  beside the runs, a sleeper on each core: {share['gaps_with_machine']} of the "
+                  f"{share['gaps_at_limit']} gaps >= {found['limit_ms']:g} ms had the machine holding a core "
+                  f"({share['machine_ms_in_gaps']:.1f} ms of them); the lab's floor less that share: max "
+                  f"{lab['maximum']:.1f} ms, median {lab['median']:.1f} ms; {share['lab_within_limit']}/"
+                  f"{found['runs']} runs <= {found['limit_ms']:g} ms")
+        if share and share.get("steal_ms_per_run") is not None:
+            steal = ", ".join("?" if v is None else f"{v:.0f}" for v in share["steal_ms_per_run"])
+            print(f"  steal during each run's transfer: {steal} ms; in the {share['calm_runs']} calm runs (steal <= "
+                  f"{share['calm_steal']:.0%} of the cores' time): {share['calm_within_limit']}/{share['calm_runs']} "
+                  f"<= {found['limit_ms']:g} ms")
         if found.get("ratio_to_machine") is not None:
             print(f"  the lab's longest gap over that floor of the machine: {found['ratio_to_machine']:.2f}")
     if found.get("steal_ms_during_runs") is not None:

@@ -103,3 +103,18 @@ def test_the_bench_page_shows_the_delivery_floor_and_the_machines_wake_ups(tmp_p
     page = bench_html(results, tmp_path / "bench")
     assert "application read it" in page and "0/1 within 5 ms" in page
     assert "woken up to 3.8 ms late" in page and "gaps of 4.8 ms from its wake-ups alone" in page
+
+
+def test_the_bench_page_shows_the_machines_share_measured_beside_the_runs(tmp_path):
+    from lab.bench.page import bench_html
+
+    share = {"method": "a sleeper pinned to each of the 2 cores", "witness_late_3ms": 4, "gaps_at_limit": 3,
+             "gaps_with_machine": 2, "machine_ms_in_gaps": 7.5, "lab_within_limit": 1,
+             "lab_floor_ms": {"runs": 1, "median": 4.1, "minimum": 4.1, "maximum": 4.1}}
+    results = {"noise": {"method": "baseline", "noise_floor_ms": {"runs": 1, "median": 8.2, "minimum": 8.2,
+                                                                  "maximum": 8.2},
+                         "within_limit": 0, "runs": 1, "limit_ms": 5.0, "ratio_to_limit": 1.64, "run_dirs": [],
+                         "gap_histogram_ms": {"1": 10, "8": 1}, "machine_share": share}}
+    page = bench_html(results, tmp_path / "bench")
+    assert "2 of the 3 gaps &ge; 5 ms had the machine holding a core (7.5 ms of them)" in page
+    assert "1/1 within 5 ms" in page
