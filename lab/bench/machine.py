@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -224,6 +225,7 @@ def wakeups(seconds: float) -> dict[str, Any]:
 
 
 def _witness(cpu: int, stop: Any, limit_s: float, queue: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the bench's to handle: it stops us
     _sleep(limit_s, queue, cpu, stop)
 
 
@@ -249,9 +251,19 @@ class Witness:
         self._started = _start(_witness, [(cpu, self._stop, self.limit_s) for cpu in self.cores])
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    @property
+    def alive(self) -> bool:
+        """Whether any sleeper is still running."""
+        return self._started is not None and any(worker.is_alive() for worker in self._started[0])
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         self._stop.set()
         assert self._started is not None
+        if exc_type is not None:  # the bench failed or was interrupted: nothing to measure, stop at once
+            for worker in self._started[0]:
+                worker.terminate()
+                worker.join()
+            return
         for sleeps, late, samples in _collect(*self._started, timeout=30):
             self.sleeps += sleeps
             self.late += late

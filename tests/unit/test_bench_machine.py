@@ -97,6 +97,7 @@ def test_a_real_witness_watches_every_core_until_told_to_stop() -> None:
     start = time.monotonic()
     with Witness() as witness:
         time.sleep(0.5)
+        assert witness.alive
     assert time.monotonic() - start < 5
     assert witness.cores == sorted(os.sched_getaffinity(0))
     assert witness.sleeps > 100 * len(witness.cores)  # 1 ms sleeps on each core for 0.5 s
@@ -104,3 +105,16 @@ def test_a_real_witness_watches_every_core_until_told_to_stop() -> None:
     assert len(witness.steal) == len(witness.cores)  # each core's steal, sampled about every 0.1 s
     assert all(len(samples) >= 2 and samples[-1][1] >= samples[0][1] for samples in witness.steal)
     assert steal_between(witness.steal, start + 0.1, start + 0.3) is not None
+
+
+def test_a_witness_left_by_an_error_or_ctrl_c_stops_at_once_and_measures_nothing() -> None:
+    start = time.monotonic()
+    try:
+        with Witness() as witness:
+            time.sleep(0.2)
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    assert time.monotonic() - start < 5
+    assert witness.sleeps == 0 and witness.late == []
+    assert not witness.alive
