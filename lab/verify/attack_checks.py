@@ -25,7 +25,12 @@ NAMES = CHECKS
 
 @dataclass(frozen=True)
 class Attack:
-    """One attack window: from its ``attack ... on`` to its ``off`` (None: still on at the end)."""
+    """One attack window: from its ``attack ... on`` to the end of its ``off`` (None: still on at the end).
+
+    An attack is live until its ``off`` action has completed (``took_ms``: the attacker's teardown,
+    0.5 s on a busy host), so its datagrams reach the server until then; a window closed at the
+    action's start missed the whole apparent migration when the ``on`` had itself taken 1.3 s.
+    """
 
     kind: str
     address: str  # the IP the server sees the attack's datagrams come from
@@ -80,7 +85,7 @@ def attack_windows(timeline: Iterable[ev.Event]) -> list[Attack]:
             open_at[key] = (e.ts, str(e.detail.get("attack_address", "")))
         elif key in open_at:
             start, address = open_at.pop(key)
-            attacks.append(Attack(key[1], address, start, e.ts))
+            attacks.append(Attack(key[1], address, start, e.ts + float(e.detail.get("took_ms") or 0.0) / 1000))
     attacks += [Attack(kind, address, start, None) for (_, kind), (start, address) in open_at.items()]
     return sorted(attacks, key=lambda a: a.start)
 

@@ -21,9 +21,11 @@ CLIENT = ("10.0.0.21", 40000)  # the client's NAT, as the server sees it
 VICTIM = ("10.0.0.66", 40000)
 
 
-def action(ts: float, state: str, address: str = VICTIM[0]) -> ev.Action:
-    return ev.Action(ts=ts, role="controller", action="attack", target="home",
-                     detail={"kind": "rewrite", "state": state, "attack_address": address})
+def action(ts: float, state: str, address: str = VICTIM[0], took_ms: float | None = None) -> ev.Action:
+    detail = {"kind": "rewrite", "state": state, "attack_address": address}
+    if took_ms is not None:
+        detail["took_ms"] = took_ms
+    return ev.Action(ts=ts, role="controller", action="attack", target="home", detail=detail)
 
 
 def attack_run(sent_to_victim: int = 3, victim_bytes: int = 100, answered: bool = False, old_probe: bool = False,
@@ -99,6 +101,23 @@ def test_without_an_attack_or_its_capture_nothing_is_verified() -> None:
 def test_windows_pair_each_on_with_its_off() -> None:
     windows = ac.attack_windows([action(1.0, "on"), action(2.0, "off"), action(3.0, "on")])
     assert [(w.start, w.end) for w in windows] == [(1.0, 2.0), (3.0, None)]
+
+
+def test_an_attack_lasts_until_its_off_action_has_completed() -> None:
+    windows = ac.attack_windows([action(1.0, "on", took_ms=1300), action(2.0, "off", took_ms=500)])
+    assert [(w.start, w.end) for w in windows] == [(1.0, 2.5)]
+
+
+def test_a_migration_during_the_attackers_teardown_is_judged() -> None:
+    """CI, 2026-12-03: the ``on`` took 1.3 s, so the server first answered the victim after the ``off``
+    had begun; with the window closed at the action's start the §9.3.3 check had nothing to judge."""
+    events, packets = attack_run()
+    on, off = [e for e in events if isinstance(e, ev.Action) and e.action == "attack"]
+    late_off = ev.Action(ts=10.5, role="controller", action="attack", target="home",
+                         detail={**off.detail, "took_ms": (off.ts - 10.5) * 1000 + 1})
+    kept = [e for e in events if e is not off] + [late_off]
+    check = by_name(kept, packets)["attack_old_path_probed"]
+    assert check.verified and not check.passed  # judged: no challenge on the old path
 
 
 # --- the adversaries' packets ---------------------------------------------------------------------
