@@ -173,6 +173,7 @@ def noise(topology: Topology, source: Path, runs: int, say: Say) -> dict[str, An
                       "less that share; each run's steal is every core's over its transfer (/proc/stat, "
                       f"10 ms steps, sampled every {machine.STEAL_EVERY} sleeps), and a run is calm when it is "
                       f"at most {CALM_STEAL:.0%} of the cores' time",
+            "cores": len(witness.cores), "sleeps": witness.sleeps,
             "witness_late_3ms": sum(1 for o in witness.late if o.ms >= 3.0),
             "gaps_at_limit": sum(1 for gap, _ in shares if gap.ms >= NOISE_LIMIT_MS),
             "gaps_with_machine": sum(1 for gap, share in shares if gap.ms >= NOISE_LIMIT_MS and share >= 1.0),
