@@ -119,10 +119,11 @@ def steal_between(samples: list[list[tuple[float, float]]], start: float, end: f
     return round(total, 1)
 
 
-def read_steal_ms() -> float | None:
+def read_steal_ms(cpu: int = -1) -> float | None:
+    """``steal_ms`` of the machine, or of core ``cpu``, now."""
     try:
         with open("/proc/stat") as stat:
-            return steal_ms(stat.read(), os.sysconf("SC_CLK_TCK"))
+            return steal_ms(stat.read(), os.sysconf("SC_CLK_TCK"), cpu)
     except (OSError, ValueError):
         return None
 
@@ -183,14 +184,6 @@ def machine_floor(seconds: float = 10.0) -> list[dict[str, Any]]:
     return [measure(n, seconds) for n in sorted({1, cores})]
 
 
-def _read_steal(cpu: int) -> float | None:
-    try:
-        with open("/proc/stat") as stat:
-            return steal_ms(stat.read(), os.sysconf("SC_CLK_TCK"), cpu)
-    except (OSError, ValueError):
-        return None
-
-
 def _sleep(seconds: float, queue: Any, cpu: int = -1, stop: Any = None) -> None:
     """Sleep SLEEP_S again and again for ``seconds`` (or until ``stop`` is set); put (sleeps, oversleeps,
     steal samples): a witness (``stop`` given) also samples its core's steal every STEAL_EVERY sleeps."""
@@ -202,7 +195,7 @@ def _sleep(seconds: float, queue: Any, cpu: int = -1, stop: Any = None) -> None:
     end = clock() + seconds
     while clock() < end:
         if stop is not None and sleeps % STEAL_EVERY == 0:
-            steal = _read_steal(cpu)
+            steal = read_steal_ms(cpu)
             if steal is not None:
                 samples.append((clock(), steal))
             if stop.is_set():

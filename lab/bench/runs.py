@@ -166,14 +166,14 @@ def noise(topology: Topology, source: Path, runs: int, say: Say) -> dict[str, An
         "gap_histogram_ms": dict(sorted(histogram.items(), key=lambda kv: int(kv[0]))),
         "machine_floor": floor_of_machine, "machine_wakeups": wakeups_of_machine,
         "machine_share": {
-            "method": f"a sleeper pinned to each of the {len(witness.cores)} cores ran beside the runs, "
+            "method": f"a sleeper pinned to each of the {cores} cores ran beside the runs, "
                       f"{machine.SLEEP_S * 1000:g} ms at a time ({witness.sleeps} sleeps); the machine's share of "
                       "a gap is its longest overlap with a span in which a sleeper was due to wake and the machine "
                       "did not wake it (its run-queue wait left out); the lab's floor is each run's longest gap "
                       "less that share; each run's steal is every core's over its transfer (/proc/stat, "
                       f"10 ms steps, sampled every {machine.STEAL_EVERY} sleeps), and a run is calm when it is "
                       f"at most {CALM_STEAL:.0%} of the cores' time",
-            "cores": len(witness.cores), "sleeps": witness.sleeps,
+            "cores": cores, "sleeps": witness.sleeps,
             "witness_late_3ms": sum(1 for o in witness.late if o.ms >= 3.0),
             "gaps_at_limit": sum(1 for gap, _ in shares if gap.ms >= NOISE_LIMIT_MS),
             "gaps_with_machine": sum(1 for gap, share in shares if gap.ms >= NOISE_LIMIT_MS and share >= 1.0),
